@@ -1,0 +1,3 @@
+from mtasts.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""The ``mtasts`` command line.
+
+    mtasts serve [--config PATH]
+    mtasts query DOMAIN [--map NAME] [--json]
+    mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
+
+``cache`` commands talk to the running daemon over its control socket, so a purge or
+refresh takes effect at once; with the daemon stopped they work on the SQLite store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from mtasts import __version__
+from mtasts.config import Config, load_config
+from mtasts.errors import ConfigError, FetchError, MtastsError, RecordError
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtasts", description="MTA-STS (RFC 8461) policy daemon for Postfix")
+    parser.add_argument("--version", action="version", version=f"mtasts {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="PATH", help="TOML configuration (default /etc/mtasts/mtasts.toml if present)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sub.add_parser("serve", parents=[common], help="run the socketmap daemon")
+
+    query = sub.add_parser("query", parents=[common], help="discover a domain's policy live (no cache)")
+    query.add_argument("domain")
+    query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+
+    cache = sub.add_parser("cache", help="inspect and change the policy cache")
+    cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
+    cache_sub.required = True
+    for name, text in (("list", "every cached domain"), ("stats", "cache and lookup counters")):
+        p = cache_sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("--json", action="store_true")
+    for name, text in (("show", "one domain's entry"), ("refresh", "discover a domain again now")):
+        p = cache_sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("domain")
+        p.add_argument("--json", action="store_true")
+    purge = cache_sub.add_parser("purge", parents=[common], help="forget one domain, or --all")
+    purge.add_argument("domain", nargs="?")
+    purge.add_argument("--all", action="store_true", help="forget every cached domain")
+    purge.add_argument("--json", action="store_true")
+    return parser
+
+
+def parseargs(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "cache" and args.action == "purge" and bool(args.domain) == bool(args.all):
+        parser.error("cache purge needs a DOMAIN or --all (not both)")
+    return parser, args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    _parser_, args = parseargs(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mtasts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "serve":
+            from mtasts.daemon import serve, setup_logging
+
+            setup_logging(config.log_level)
+            return asyncio.run(serve(config, args.config))
+        if args.command == "query":
+            return asyncio.run(query(config, args))
+        return cache_command(config, args)
+    except KeyboardInterrupt:
+        return 130
+    except MtastsError as exc:
+        print(f"mtasts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# -- query -------------------------------------------------------------------------
+
+
+async def query(config: Config, args: argparse.Namespace) -> int:
+    from mtasts.core.nexthop import policy_domain
+    from mtasts.core.reply import tls_policy_reply
+    from mtasts.core.txtrecord import select_record
+    from mtasts.net.dns import DnsClient, Outcome
+    from mtasts.net.fetch import PolicyFetcher, policy_url
+
+    domain = policy_domain(args.domain)
+    report: Dict[str, Any] = {"key": args.domain, "domain": domain}
+    profile = config.profile(args.map) or config.default_profile
+    policy = None
+    if domain is None:
+        report["error"] = "no MTA-STS lookup for this key (parent probe, IP literal or not a domain)"
+    else:
+        dns_client = DnsClient(config.nameservers, config.dns_timeout)
+        started = time.perf_counter()
+        txt = await dns_client.txt("_mta-sts." + domain)
+        report["txt"] = {
+            "name": "_mta-sts." + domain,
+            "outcome": txt.outcome.value,
+            "records": [t.decode("ascii", "replace") for t in txt.texts],
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        if txt.outcome is Outcome.RECORDS:
+            try:
+                record = select_record(txt.texts)
+                report["txt"]["id"] = record.policy_id
+            except RecordError as exc:
+                report["txt"]["error"] = str(exc)
+                record = None
+            if record is not None:
+                fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+                await fetcher.start()
+                started = time.perf_counter()
+                fetch: Dict[str, Any] = {"url": policy_url(domain)}
+                try:
+                    result = await fetcher.fetch(domain)
+                    policy = result.policy
+                    fetch["policy"] = result.body.decode("utf-8", "replace")
+                    fetch["mode"] = policy.mode.value
+                    fetch["mx"] = [p.text for p in policy.mx]
+                    fetch["max_age"] = policy.max_age
+                except FetchError as exc:
+                    fetch["error"] = str(exc)
+                    fetch["result_type"] = exc.result_type
+                finally:
+                    await fetcher.close()
+                fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
+                report["fetch"] = fetch
+    report["answer"] = tls_policy_reply(policy, profile).decode()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_query(report)
+    return EXIT_OK if policy is not None else EXIT_FAIL
+
+
+def _print_query(report: Dict[str, Any]) -> None:
+    print(f"key:     {report['key']}")
+    if report.get("domain") is None:
+        print(f"result:  {report['error']}")
+    else:
+        txt = report["txt"]
+        print(f"domain:  {report['domain']}")
+        print(f"TXT:     {txt['name']}: {txt['outcome']} ({txt['ms']} ms)")
+        for record in txt["records"]:
+            print(f"         {record}")
+        if "error" in txt:
+            print(f"         unusable: {txt['error']}")
+        fetch = report.get("fetch")
+        if fetch:
+            print(f"fetch:   {fetch['url']} ({fetch['ms']} ms)")
+            if "error" in fetch:
+                print(f"         failed: {fetch['error']} [{fetch['result_type']}]")
+            else:
+                for line in fetch["policy"].splitlines():
+                    print(f"         | {line}")
+    print(f"answer:  {report['answer']}")
+
+
+# -- cache ---------------------------------------------------------------------------
+
+
+class DaemonNotRunning(Exception):
+    pass
+
+
+def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -> Dict[str, Any]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DaemonNotRunning(path) from None
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    return json.loads(data)
+
+
+def cache_command(config: Config, args: argparse.Namespace) -> int:
+    from mtasts.daemon import with_state_dir
+
+    action = args.action
+    request: Dict[str, Any] = {"command": "purge_all" if action == "purge" and args.all else action}
+    if getattr(args, "domain", None):
+        request["domain"] = args.domain
+    try:
+        config = with_state_dir(config)
+    except ConfigError:
+        pass
+    try:
+        response = control_request(config.control_path, request)
+        via = "daemon"
+    except DaemonNotRunning:
+        response = asyncio.run(_offline(config, request))
+        via = "store"
+    except PermissionError:
+        print(f"mtasts: no permission to use the control socket {config.control_path}", file=sys.stderr)
+        return EXIT_USAGE
+    if not response.get("ok"):
+        print(f"mtasts: {response.get('error')}", file=sys.stderr)
+        return EXIT_FAIL
+    response["via"] = via
+    if args.json:
+        response.pop("ok", None)
+        print(json.dumps(response, indent=2))
+        return EXIT_OK
+    _print_cache(action, response)
+    if action == "show" and response.get("entry") is None:
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run a control command against the store with no daemon (and no listener)."""
+    if config.cache_backend != "sqlite":
+        raise MtastsError(f"the daemon is not running ({config.control_path}) and the memory cache has no store")
+    from mtasts.daemon import open_cache
+    from mtasts.net.dns import DnsClient
+    from mtasts.net.fetch import PolicyFetcher
+    from mtasts.resolver import PolicyResolver
+    from mtasts.servers.control import ControlServer
+
+    cache = open_cache(config)
+    dns_client = DnsClient(config.nameservers, config.dns_timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    await fetcher.start()
+    resolver = PolicyResolver(config, cache, dns_client, fetcher)
+    await resolver.start()
+    try:
+        return await ControlServer(resolver, config.control_path).execute(request)
+    finally:
+        await resolver.close()
+        await fetcher.close()
+        cache.close()
+
+
+def _print_cache(action: str, response: Dict[str, Any]) -> None:
+    if action == "list":
+        rows: List[List[str]] = [["DOMAIN", "STATE", "MODE", "ID", "EXPIRES", "MX"]]
+        for e in response["entries"]:
+            rows.append([e["domain"], e["state"], e["mode"] or "-", e["policy_id"] or "-",
+                         e["expires_at"] or (e["hold_until"] or "-"), ",".join(e["mx"]) or "-"])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        print(f"({len(rows) - 1} entries, from the {response['via']})")
+    elif action in ("show", "refresh"):
+        entry = response.get("entry")
+        if entry is None:
+            print("not cached")
+            return
+        for key, value in entry.items():
+            if key == "policy":
+                continue
+            if isinstance(value, list):
+                value = ", ".join(value) or "-"
+            print(f"{key + ':':16}{'-' if value is None else value}")
+        if entry.get("policy"):
+            print("policy:")
+            for line in entry["policy"].splitlines():
+                print(f"  | {line}")
+        if "answer" in response:
+            print(f"{'answer:':16}{response['answer']}")
+    elif action == "purge":
+        print(f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})")
+    elif action == "stats":
+        for key, value in response["stats"].items():
+            print(f"{key + ':':26}{value}")
+        print(f"(from the {response['via']})")

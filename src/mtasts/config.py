@@ -1,0 +1,298 @@
+"""Configuration: a TOML file over embedded defaults.
+
+Every error names the file, the key and what was expected. Unknown sections and keys
+are errors too: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from mtasts.core.reply import TESTING_ENFORCE, TESTING_IGNORE, MapProfile
+from mtasts.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = "/etc/mtasts/mtasts.toml"
+SYSTEM_STATE_DIR = "/var/lib/mtasts"
+DEFAULT_CACHE_PATH = SYSTEM_STATE_DIR + "/cache.sqlite3"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """``inet:HOST:PORT`` or ``unix:/PATH``."""
+
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> "Listener":
+        kind, _, rest = spec.partition(":")
+        if kind == "unix" and rest.startswith("/"):
+            return cls("unix", path=rest)
+        if kind == "inet":
+            host, colon, port = rest.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            if colon and host and port.isdigit() and 0 < int(port) < 65536:
+                return cls("inet", host=host, port=int(port))
+        raise ValueError("'inet:HOST:PORT' or 'unix:/absolute/path'")
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return "unix:" + self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"inet:{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Nameserver:
+    address: str
+    port: int = 53
+
+    @classmethod
+    def parse(cls, spec: str) -> "Nameserver":
+        import ipaddress
+
+        host, port = spec, 53
+        if spec.startswith("["):
+            host, _, rest = spec[1:].partition("]")
+            if rest:
+                if not rest.startswith(":") or not rest[1:].isdigit():
+                    raise ValueError("an IP address, 'IPv4:PORT' or '[IPv6]:PORT'")
+                port = int(rest[1:])
+        elif spec.count(":") == 1:
+            host, _, p = spec.partition(":")
+            if not p.isdigit():
+                raise ValueError("an IP address, 'IPv4:PORT' or '[IPv6]:PORT'")
+            port = int(p)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("an IP address, 'IPv4:PORT' or '[IPv6]:PORT'") from None
+        if not 0 < port < 65536:
+            raise ValueError("a port between 1 and 65535")
+        return cls(host, port)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "<embedded defaults>"
+    listen: Tuple[Listener, ...] = (Listener("inet", host="127.0.0.1", port=8461),)
+    socket_mode: int = 0o660
+    nameservers: Tuple[Nameserver, ...] = ()
+    dns_timeout: float = 5.0
+    fetch_timeout: float = 15.0
+    ca_file: str = ""
+    cache_backend: str = "sqlite"
+    cache_path: str = DEFAULT_CACHE_PATH
+    cache_path_explicit: bool = False
+    memory_entries: int = 100000
+    txt_recheck: float = 60.0
+    negative_ttl_min: float = 300.0
+    negative_ttl_max: float = 3600.0
+    failure_ttl: float = 60.0
+    refresh_concurrency: int = 16
+    control_socket: str = ""
+    log_level: str = "info"
+    maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
+    default_profile: MapProfile = MapProfile()
+
+    def profile(self, map_name: str) -> Optional[MapProfile]:
+        return self.maps.get(map_name)
+
+    @property
+    def control_path(self) -> str:
+        if self.control_socket:
+            return self.control_socket
+        return os.path.join(os.path.dirname(self.cache_path), "control.sock")
+
+
+# section -> key -> (parser, expectation text, Config field)
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError
+    return value
+
+
+def _mode(value: Any) -> int:
+    if not isinstance(value, str) or not value or len(value) > 4:
+        raise ValueError
+    mode = int(value, 8)
+    if mode > 0o777:
+        raise ValueError
+    return mode
+
+
+def _choice(*choices: str):
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _list_of(item_parser):
+    def parse(value: Any):
+        if not isinstance(value, list):
+            raise ValueError("a list")
+        return tuple(item_parser(v) if isinstance(v, str) else _bad_item(v) for v in value)
+
+    return parse
+
+
+def _bad_item(v: Any):
+    raise ValueError
+
+
+_SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
+    "socketmap": {
+        "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' or 'unix:/absolute/path'", "listen"),
+        "socket_mode": (_mode, "an octal mode string such as \"0660\"", "socket_mode"),
+    },
+    "resolver": {
+        "nameservers": (_list_of(Nameserver.parse), "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'", "nameservers"),
+        "timeout": (_positive, "a positive number of seconds", "dns_timeout"),
+    },
+    "fetch": {
+        "timeout": (_positive, "a positive number of seconds", "fetch_timeout"),
+        "ca_file": (_string, "a path to a PEM file, or \"\" for the system trust store", "ca_file"),
+    },
+    "cache": {
+        "backend": (_choice("sqlite", "memory"), "\"sqlite\" or \"memory\"", "cache_backend"),
+        "path": (_string, "a path to the SQLite file", "cache_path"),
+        "memory_entries": (_count, "a positive whole number", "memory_entries"),
+        "txt_recheck": (_positive, "a positive number of seconds", "txt_recheck"),
+        "negative_ttl_min": (_positive, "a positive number of seconds", "negative_ttl_min"),
+        "negative_ttl_max": (_positive, "a positive number of seconds", "negative_ttl_max"),
+        "failure_ttl": (_positive, "a positive number of seconds", "failure_ttl"),
+        "refresh_concurrency": (_count, "a positive whole number", "refresh_concurrency"),
+    },
+    "control": {
+        "socket": (_string, "a path for the control socket, or \"\" for one beside the cache", "control_socket"),
+    },
+    "log": {
+        "level": (_choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS), "log_level"),
+    },
+}
+
+_PROFILE_SCHEMA = {
+    "testing": (_choice(TESTING_IGNORE, TESTING_ENFORCE), f'"{TESTING_IGNORE}" or "{TESTING_ENFORCE}"'),
+    "sni": (_bool, "true or false"),
+}
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Build a Config from parsed TOML; raise ConfigError naming source, key, expectation."""
+    values: Dict[str, Any] = {"source": source}
+    for section, table in data.items():
+        if section == "maps":
+            values["maps"], default = _parse_maps(table, source)
+            if default is not None:
+                values["default_profile"] = default
+            continue
+        schema = _SCHEMA.get(section)
+        if schema is None:
+            known = ", ".join(f"[{s}]" for s in list(_SCHEMA) + ["maps.NAME"])
+            raise ConfigError(f"{source}: unknown section [{section}]; known sections: {known}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        for key, value in table.items():
+            if key not in schema:
+                raise ConfigError(
+                    f"{source}: [{section}] {key}: unknown key; known keys: {', '.join(schema)}"
+                )
+            parser, expected, attr = schema[key]
+            try:
+                values[attr] = parser(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: [{section}] {key}: expected {expected}, got {value!r}"
+                ) from None
+    if "cache_path" in values:
+        values["cache_path_explicit"] = True
+        if not os.path.isabs(values["cache_path"]):
+            raise ConfigError(f"{source}: [cache] path: expected an absolute path, got {values['cache_path']!r}")
+    if values.get("listen") == ():
+        raise ConfigError(f"{source}: [socketmap] listen: expected at least one listener")
+    config = Config(**values)
+    if config.negative_ttl_min > config.negative_ttl_max:
+        raise ConfigError(
+            f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
+            f"({config.negative_ttl_max}), got {config.negative_ttl_min}"
+        )
+    return config
+
+
+def _parse_maps(table: Any, source: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [maps] must contain tables such as [maps.postfix]")
+    maps: Dict[str, MapProfile] = {}
+    for name, entries in table.items():
+        if not isinstance(entries, dict):
+            raise ConfigError(f"{source}: [maps.{name}] must be a table")
+        kwargs = {}
+        for key, value in entries.items():
+            if key not in _PROFILE_SCHEMA:
+                raise ConfigError(
+                    f"{source}: [maps.{name}] {key}: unknown key; known keys: {', '.join(_PROFILE_SCHEMA)}"
+                )
+            parser, expected = _PROFILE_SCHEMA[key]
+            try:
+                kwargs[key] = parser(value)
+            except ValueError:
+                raise ConfigError(f"{source}: [maps.{name}] {key}: expected {expected}, got {value!r}") from None
+        maps[name] = MapProfile(**kwargs)
+    return maps, maps.get("default")
+
+
+def load_config(path: Optional[str]) -> Config:
+    """Load *path*; with None, the default path if it exists, else embedded defaults."""
+    if path is None:
+        if not os.path.exists(DEFAULT_CONFIG_PATH):
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def user_state_dir() -> str:
+    """Per-user state directory for a daemon that cannot write /var/lib/mtasts."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "mtasts")

@@ -1,0 +1,185 @@
+"""Cache decisions: what a lookup may answer from cache, and what must happen next.
+
+Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3, §5.1,
+§10.2; checklist section E):
+
+* A policy is valid for ``max_age`` from its last successful fetch, never longer: an
+  expired policy is not revived without a successful fetch (E-74).
+* While valid it is answered without waiting on the network. Every ``txt_recheck``
+  seconds a lookup triggers a background TXT check; a changed id triggers a fetch.
+* A proactive refresh (fetch regardless of TXT) is due a day after the fetch, or at
+  half the lifetime when ``max_age`` is shorter (§10.2), plus jitter.
+* A failed or invalid fetch never replaces a valid policy (§3.3); the failure only
+  postpones the next attempt (exponential back-off, capped).
+* With no valid policy: "no MTA-STS here" is held for a while (negative TTL), and a
+  failed discovery is held briefly, so the next lookups need no network.
+* ``max_age: 0`` (GAP E-75): the policy applies to the lookup that fetched it and is
+  expired at once, so the next lookup discovers it again.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from mtasts.core.policy import Mode, Policy
+
+# RFC 8461 §10.2: refresh "daily"; shorter lifetimes refresh at half their age.
+REFRESH_INTERVAL = 86400.0
+# Jitter spreads refreshes of policies learned together (a restart, a burst).
+REFRESH_JITTER = 0.1
+# Back-off after failed refreshes: 5 min (RFC 8461 §3.3 suggests per-id back-off), doubling.
+RETRY_MIN = 300.0
+RETRY_MAX = 3600.0
+
+
+class Hold(enum.Enum):
+    """Why an entry without a valid policy answers "no policy" for a while."""
+
+    NO_RECORD = "no-record"  # NXDOMAIN / NODATA / no v=STSv1 record
+    INVALID_RECORD = "invalid-record"  # several STS records, or a malformed one
+    DNS_FAILURE = "dns-failure"  # SERVFAIL, timeout: temporary
+    FETCH_FAILURE = "fetch-failure"  # HTTPS failed or the body was invalid
+    EXPIRED = "expired"  # the policy expired and could not be refetched
+
+
+@dataclass(frozen=True)
+class CachedPolicy:
+    policy: Policy
+    policy_id: str
+    body: bytes
+    fetched_at: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.fetched_at + self.policy.max_age
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """Everything known about one Policy Domain."""
+
+    domain: str
+    cached: Optional[CachedPolicy] = None
+    hold: Optional[Hold] = None
+    hold_until: float = 0.0
+    txt_checked_at: float = 0.0
+    refresh_at: float = 0.0
+    failures: int = 0  # consecutive failed refreshes or discoveries
+    last_error: str = ""
+
+    def valid_policy(self, now: float) -> Optional[CachedPolicy]:
+        cached = self.cached
+        if cached is not None and now < cached.expires_at:
+            return cached
+        return None
+
+
+class Background(enum.Enum):
+    NOTHING = 0
+    TXT_CHECK = 1  # query TXT; fetch only if the id changed
+    REFRESH = 2  # fetch regardless of the TXT answer
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``discover``: nothing usable is cached, the lookup must wait for discovery.
+    Otherwise answer ``policy`` (None: no policy) and start ``background``."""
+
+    discover: bool
+    policy: Optional[Policy] = None
+    background: Background = Background.NOTHING
+
+
+DISCOVER = Decision(discover=True)
+NO_POLICY = Decision(discover=False)
+
+
+def decide(entry: Optional[CacheEntry], now: float, txt_recheck: float) -> Decision:
+    if entry is None:
+        return DISCOVER
+    cached = entry.valid_policy(now)
+    if cached is not None:
+        if now >= entry.refresh_at:
+            background = Background.REFRESH
+        elif now - entry.txt_checked_at >= txt_recheck:
+            background = Background.TXT_CHECK
+        else:
+            background = Background.NOTHING
+        return Decision(False, cached.policy, background)
+    if entry.hold is not None and now < entry.hold_until:
+        return NO_POLICY
+    return DISCOVER
+
+
+def refresh_time(fetched_at: float, max_age: int, jitter: float) -> float:
+    """When to refresh a policy fetched at *fetched_at*; *jitter* in [0, 1)."""
+    interval = min(REFRESH_INTERVAL, max_age / 2.0)
+    return fetched_at + interval * (1.0 - REFRESH_JITTER * jitter)
+
+
+def retry_delay(failures: int) -> float:
+    return min(RETRY_MAX, RETRY_MIN * (2 ** max(0, failures - 1)))
+
+
+def learned(
+    entry: Optional[CacheEntry],
+    domain: str,
+    policy: Policy,
+    policy_id: str,
+    body: bytes,
+    now: float,
+    jitter: float,
+) -> CacheEntry:
+    """A fetch succeeded: the new policy replaces whatever was cached (``none`` too, §8.3)."""
+    cached = CachedPolicy(policy=policy, policy_id=policy_id, body=body, fetched_at=now)
+    return CacheEntry(
+        domain=domain,
+        cached=cached,
+        txt_checked_at=now,
+        refresh_at=refresh_time(now, policy.max_age, jitter),
+    )
+
+
+def txt_confirmed(entry: CacheEntry, now: float) -> CacheEntry:
+    """The TXT check found the cached id (or no record, which keeps the policy, §3.3)."""
+    return replace(entry, txt_checked_at=now)
+
+
+def refresh_failed(entry: CacheEntry, now: float, error: str) -> CacheEntry:
+    """A background fetch failed: keep the valid policy, retry later (§3.3)."""
+    failures = entry.failures + 1
+    return replace(
+        entry,
+        txt_checked_at=now,
+        refresh_at=now + retry_delay(failures),
+        failures=failures,
+        last_error=error,
+    )
+
+
+def held(
+    entry: Optional[CacheEntry], domain: str, hold: Hold, now: float, ttl: float, error: str = ""
+) -> CacheEntry:
+    """Discovery found no usable policy: answer "no policy" until ``now + ttl``.
+
+    An expired policy is kept for ``cache show`` but is never answered again.
+    """
+    cached = entry.cached if entry is not None else None
+    failures = (entry.failures if entry is not None else 0) + (hold is not Hold.NO_RECORD)
+    return CacheEntry(
+        domain=domain,
+        cached=cached,
+        hold=hold,
+        hold_until=now + ttl,
+        txt_checked_at=now,
+        refresh_at=now + ttl,
+        failures=failures,
+        last_error=error,
+    )
+
+
+def needs_warning(entry: CacheEntry) -> bool:
+    """RFC 8461 §10.2: alert on refresh failures, unless the cached mode is ``none``."""
+    return entry.cached is not None and entry.cached.policy.mode is not Mode.NONE

@@ -1,0 +1,119 @@
+"""The MTA-STS policy body (RFC 8461 §3.2).
+
+Decisions where the RFC leaves a gap (checklist section C), all documented in the README:
+
+* Blank lines (or lines of only whitespace) are ignored (GAP C-62): they are common at
+  the end of hand-written files and carry no meaning.
+* A line that is not ``name ":" *WSP value`` (leading whitespace, space before the
+  colon, no colon, a bad field name) makes the whole policy invalid (GAP C-47/48).
+* An ``mx`` value that is not ``["*."] Domain`` (lists, IP addresses, partial
+  wildcards) makes the whole policy invalid (GAP C-56/59): enforcing a policy with an
+  entry silently dropped could send mail nowhere. A trailing dot is accepted (C-57).
+* ``max_age`` above 31557600 is clamped to 31557600 (GAP C-52).
+* Extension values may be empty; control characters are never allowed (C-60).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from mtasts.core.hostname import MxPattern
+from mtasts.errors import PolicyError
+
+# RFC 8461 §3.3 suggests senders cap the body at 64 KiB.
+MAX_POLICY_SIZE = 64 * 1024
+# RFC 8461 §3.2: "maximum value of 31557600" (one year).
+MAX_MAX_AGE = 31557600
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
+_MAX_AGE = re.compile(r"[0-9]{1,10}\Z")  # 1*10(DIGIT)
+_CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is WSP, everything else is out
+_WSP = " \t"
+
+
+class Mode(enum.Enum):
+    ENFORCE = "enforce"
+    TESTING = "testing"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A valid policy. ``lines`` are its fields as served, for TLSRPT ``policy_string``."""
+
+    mode: Mode
+    mx: Tuple[MxPattern, ...]
+    max_age: int
+    lines: Tuple[str, ...]
+
+    def matches(self, mx_host: str) -> bool:
+        return any(p.matches(mx_host) for p in self.mx)
+
+
+def parse_policy(body: bytes) -> Policy:
+    """Parse a policy body; raise PolicyError naming the first problem found."""
+    if len(body) > MAX_POLICY_SIZE:
+        raise PolicyError(f"policy is {len(body)} bytes, over the {MAX_POLICY_SIZE} byte limit")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy is not UTF-8 (byte {exc.start})") from None
+    version: Optional[str] = None
+    mode: Optional[Mode] = None
+    max_age: Optional[int] = None
+    mx: List[MxPattern] = []
+    lines: List[str] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        # sts-policy-term = LF / CRLF; a bare CR elsewhere is a control character.
+        if line.endswith("\r"):
+            line = line[:-1]
+        line = line.rstrip(_WSP)
+        if not line:
+            continue
+        if _CTL.search(line):
+            raise PolicyError(f"line {number}: control character")
+        name, colon, value = line.partition(":")
+        if not colon or not _NAME.match(name):
+            raise PolicyError(f"line {number}: {_preview(line)} is not 'name: value'")
+        value = value.lstrip(_WSP)
+        lines.append(f"{name}: {value}")
+        if name == "version":
+            if version is None:
+                if value != "STSv1":
+                    raise PolicyError(f"line {number}: version {_preview(value)} is not STSv1")
+                version = value
+        elif name == "mode":
+            if mode is None:
+                try:
+                    mode = Mode(value)
+                except ValueError:
+                    raise PolicyError(f"line {number}: unknown mode {_preview(value)}") from None
+        elif name == "max_age":
+            if max_age is None:
+                if not _MAX_AGE.match(value):
+                    raise PolicyError(f"line {number}: max_age {_preview(value)} is not 1-10 digits")
+                max_age = min(int(value), MAX_MAX_AGE)
+        elif name == "mx":
+            if not value.isascii():
+                raise PolicyError(f"line {number}: mx {_preview(value)} is not an A-label name")
+            try:
+                mx.append(MxPattern.parse(value))
+            except ValueError as exc:
+                raise PolicyError(f"line {number}: {exc}") from None
+        # Any other name is an extension: accepted and ignored (RFC 8461 §3.2).
+    if version is None:
+        raise PolicyError("policy has no version field")
+    if mode is None:
+        raise PolicyError("policy has no mode field")
+    if max_age is None:
+        raise PolicyError("policy has no max_age field")
+    if not mx and mode is not Mode.NONE:
+        raise PolicyError(f"mode {mode.value} policy has no mx field")
+    return Policy(mode=mode, mx=tuple(mx), max_age=max_age, lines=tuple(lines))
+
+
+def _preview(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")

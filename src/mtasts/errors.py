@@ -1,0 +1,72 @@
+"""One error tree for the whole package.
+
+    MtastsError
+    ├── ConfigError            local configuration is wrong (file, key, expectation)
+    ├── ProtocolError          a peer broke a wire protocol
+    │   ├── NetstringError     malformed netstring: close that connection
+    │   └── RequestError       well-formed netstring, unusable socketmap request
+    ├── RecordError            the _mta-sts TXT answer yields no usable record (remote)
+    ├── PolicyError            the policy body is invalid (remote)
+    ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
+    │   └── FetchError         the HTTPS policy fetch failed, with a TLSRPT result type
+    └── StoreError             the local cache store failed (local)
+
+Remote faults never defer mail: they mean "no policy" unless a valid policy is cached.
+"""
+
+from __future__ import annotations
+
+
+class MtastsError(Exception):
+    """Base of every error raised on purpose by mtasts."""
+
+
+class ConfigError(MtastsError):
+    """The configuration is wrong; the message names the file, key and expectation."""
+
+
+class ProtocolError(MtastsError):
+    """A peer sent bytes that break the protocol."""
+
+
+class NetstringError(ProtocolError):
+    """Malformed or oversized netstring: the connection cannot be resynchronised."""
+
+
+class RequestError(ProtocolError):
+    """A netstring that is not a ``NAME SP KEY`` socketmap request."""
+
+
+class RecordError(MtastsError):
+    """No usable ``_mta-sts`` TXT record (RFC 8461 §3.1)."""
+
+
+class PolicyError(MtastsError):
+    """The policy body does not parse per RFC 8461 §3.2."""
+
+
+class DiscoveryError(MtastsError):
+    """DNS or HTTPS failed while discovering a policy.
+
+    ``kind`` is a short machine-readable reason used in logs and metrics.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class FetchError(DiscoveryError):
+    """The HTTPS policy fetch failed (RFC 8461 §3.3).
+
+    ``result_type`` is the RFC 8460 §4.3 result type a TLSRPT report would use.
+    """
+
+    def __init__(self, kind: str, detail: str, result_type: str = "sts-policy-fetch-error") -> None:
+        super().__init__(kind, detail)
+        self.result_type = result_type
+
+
+class StoreError(MtastsError):
+    """The persistent cache store failed (local fault)."""

@@ -1,0 +1,144 @@
+"""DNS through dnspython's async resolver: TXT discovery and host addresses.
+
+One ``DnsClient`` serves discovery and the HTTPS connector (``DnsConnectorResolver``),
+so one DNS configuration governs everything. dnspython keeps no cache here: the
+policy cache decides what to remember.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+from aiohttp.abc import AbstractResolver
+
+from mtasts.config import Nameserver
+from mtasts.errors import ConfigError
+
+# Answer for negative lookups when the response carries no SOA (RFC 2308 §5).
+DEFAULT_NEGATIVE_TTL = 900
+
+
+class Outcome(enum.Enum):
+    RECORDS = "records"
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NODATA = "nodata"  # the name exists, no TXT
+    SERVFAIL = "servfail"  # temporary: the servers failed or refused
+    TIMEOUT = "timeout"  # temporary: no answer in time
+
+
+@dataclass(frozen=True)
+class TxtAnswer:
+    outcome: Outcome
+    texts: Tuple[bytes, ...] = ()  # one item per RR, its strings joined (RFC 8461 §3.1)
+    ttl: int = 0  # positive: the RRset TTL; negative: the SOA-derived TTL
+    detail: str = ""
+
+    @property
+    def temporary(self) -> bool:
+        return self.outcome in (Outcome.SERVFAIL, Outcome.TIMEOUT)
+
+
+class DnsClient:
+    def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
+        try:
+            resolver = dns.asyncresolver.Resolver(configure=not nameservers)
+        except dns.resolver.NoResolverConfiguration as exc:
+            raise ConfigError(
+                f"[resolver] nameservers: empty, and the system resolver configuration is unusable ({exc})"
+            ) from None
+        if nameservers:
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in nameservers]
+        resolver.lifetime = timeout
+        resolver.timeout = min(timeout, 2.0)  # per-server try; lifetime bounds the whole lookup
+        resolver.cache = None
+        self._resolver = resolver
+
+    @property
+    def nameservers(self) -> List[str]:
+        return [str(ns) for ns in self._resolver.nameservers]
+
+    async def txt(self, name: str) -> TxtAnswer:
+        try:
+            answer = await self._resolver.resolve(name, "TXT", raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as exc:
+            return TxtAnswer(Outcome.NXDOMAIN, ttl=_negative_ttl(exc.responses().values()))
+        except dns.exception.Timeout as exc:
+            return TxtAnswer(Outcome.TIMEOUT, detail=str(exc))
+        except dns.resolver.NoNameservers as exc:
+            return TxtAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
+        except dns.exception.DNSException as exc:
+            return TxtAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
+        if answer.rrset is None:
+            return TxtAnswer(Outcome.NODATA, ttl=_negative_ttl([answer.response]))
+        texts = tuple(b"".join(rdata.strings) for rdata in answer.rrset)
+        return TxtAnswer(Outcome.RECORDS, texts=texts, ttl=answer.rrset.ttl)
+
+    async def addresses(self, host: str, family: int = socket.AF_UNSPEC) -> List[Tuple[int, str]]:
+        """A and/or AAAA addresses of *host*; raise OSError when there are none."""
+        kinds = []
+        if family in (socket.AF_UNSPEC, socket.AF_INET):
+            kinds.append((socket.AF_INET, "A"))
+        if family in (socket.AF_UNSPEC, socket.AF_INET6):
+            kinds.append((socket.AF_INET6, "AAAA"))
+        found: List[Tuple[int, str]] = []
+        errors = []
+        for fam, rdtype in kinds:
+            try:
+                answer = await self._resolver.resolve(host, rdtype, raise_on_no_answer=False)
+            except dns.exception.DNSException as exc:
+                errors.append(f"{rdtype}: {_first_line(exc)}")
+                continue
+            if answer.rrset is not None:
+                found.extend((fam, rdata.address) for rdata in answer.rrset)
+        if not found:
+            why = "; ".join(errors) if errors else "no A or AAAA record"
+            raise OSError(f"cannot resolve {host}: {why}")
+        return found
+
+
+class DnsConnectorResolver(AbstractResolver):
+    """aiohttp resolver backed by our DnsClient (so the policy host uses our DNS too)."""
+
+    def __init__(self, client: DnsClient) -> None:
+        self._client = client
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
+        addresses = await self._client.addresses(host, family)
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": fam,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for fam, address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def _negative_ttl(responses) -> int:
+    """RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM)."""
+    for response in responses:
+        if not isinstance(response, dns.message.Message):
+            continue
+        for rrset in response.authority:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return min(rrset.ttl, rrset[0].minimum)
+    return DEFAULT_NEGATIVE_TTL
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

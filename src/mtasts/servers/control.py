@@ -1,0 +1,147 @@
+"""The local control socket: ``mtasts cache ...`` talks to a running daemon here.
+
+One JSON object per line each way. The socket is a unix socket with mode 0600 (plus
+group when the daemon's directory says so), so only the daemon's user and root use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, Optional
+
+from mtasts.core.freshness import CacheEntry
+from mtasts.core.nexthop import policy_domain
+from mtasts.core.reply import tls_policy_reply
+from mtasts.resolver import PolicyResolver
+from mtasts.servers.socketmap import prepare_unix_path
+
+log = logging.getLogger("mtasts.control")
+
+MAX_LINE = 64 * 1024
+
+
+def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
+    """The cache entry as ``cache show``/``cache list`` print it (also used offline)."""
+    cached = entry.cached
+    valid = entry.valid_policy(now) is not None
+    data: Dict[str, Any] = {
+        "domain": entry.domain,
+        "state": "policy" if valid else (entry.hold.value if entry.hold else "expired"),
+        "policy_id": cached.policy_id if cached else None,
+        "mode": cached.policy.mode.value if cached else None,
+        "mx": [p.text for p in cached.policy.mx] if cached else [],
+        "max_age": cached.policy.max_age if cached else None,
+        "fetched_at": _iso(cached.fetched_at) if cached else None,
+        "expires_at": _iso(cached.expires_at) if cached else None,
+        "valid": valid,
+        "hold_until": _iso(entry.hold_until) if entry.hold and entry.hold_until > now else None,
+        "txt_checked_at": _iso(entry.txt_checked_at) if entry.txt_checked_at else None,
+        "refresh_at": _iso(entry.refresh_at) if valid else None,
+        "failures": entry.failures,
+        "last_error": entry.last_error or None,
+    }
+    if cached:
+        data["policy"] = cached.body.decode("utf-8", "replace")
+    return data
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+class ControlServer:
+    def __init__(self, resolver: PolicyResolver, path: str, stats_extra=None) -> None:
+        self.resolver = resolver
+        self.path = path
+        self._server: Optional[asyncio.AbstractServer] = None
+        self._stats_extra = stats_extra or (lambda: {})
+
+    async def start(self) -> None:
+        prepare_unix_path(self.path)
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, self.path, limit=MAX_LINE)
+        finally:
+            os.umask(old)
+        log.debug("control socket at %s", self.path)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    request = json.loads(line)
+                    if not isinstance(request, dict):
+                        raise ValueError("not an object")
+                    response = await self.execute(request)
+                except (ValueError, KeyError, TypeError) as exc:
+                    response = {"ok": False, "error": f"bad request: {exc}"}
+                writer.write(json.dumps(response).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        command = request.get("command")
+        cache = self.resolver.cache
+        now = time.time()
+        if command == "stats":
+            entries, policies = cache.count()
+            counters = self.resolver.counters
+            stats = {
+                "entries": entries,
+                "policies": policies,
+                "memory_entries": cache.memory_size,
+                "memory_hits": cache.memory_hits,
+                "store_hits": cache.store_hits,
+                "misses": cache.misses,
+                "lookups": counters.lookups,
+                "answered_from_cache": counters.answered_from_cache,
+                "discoveries": counters.discoveries,
+                "fetch_ok": counters.fetch_ok,
+                "fetch_failed": counters.fetch_failed,
+                "fetch_failures_by_kind": dict(counters.by_failure),
+                "refresh_failed": counters.refresh_failed,
+                "internal_errors": counters.internal_errors,
+            }
+            stats.update(self._stats_extra())
+            return {"ok": True, "stats": stats}
+        if command == "list":
+            return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
+        if command == "purge_all":
+            return {"ok": True, "purged": cache.purge_all()}
+        domain = policy_domain(str(request.get("domain", "")))
+        if domain is None:
+            return {"ok": False, "error": f"{request.get('domain')!r} is not a domain that can have a policy"}
+        if command == "show":
+            entry = cache.get(domain)
+            return {"ok": True, "entry": entry_to_json(entry, now) if entry else None}
+        if command == "purge":
+            return {"ok": True, "purged": 1 if cache.purge(domain) else 0}
+        if command == "refresh":
+            entry, policy = await self.resolver.refresh_now(domain)
+            profile = self.resolver.profile(str(request.get("map", "postfix")))
+            return {
+                "ok": True,
+                "entry": entry_to_json(entry, time.time()),
+                "answer": tls_policy_reply(policy, profile).decode(),
+            }
+        return {"ok": False, "error": f"unknown command {command!r}"}
