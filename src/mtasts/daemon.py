@@ -47,9 +47,11 @@ def with_state_dir(config: Config) -> Config:
         if os.access(directory, os.W_OK):
             return config
         raise PermissionError(directory)
-    except PermissionError:
+    except OSError as exc:
         if config.cache_path_explicit or directory != SYSTEM_STATE_DIR:
-            raise ConfigError(f"{config.source}: [cache] path: cannot write to {directory}") from None
+            raise ConfigError(
+                f"{config.source}: [cache] path: cannot create or write {directory}: {exc.strerror or exc}"
+            ) from None
     fallback = user_state_dir()
     os.makedirs(fallback, mode=0o700, exist_ok=True)
     path = os.path.join(fallback, os.path.basename(config.cache_path))

@@ -1,0 +1,140 @@
+"""An authoritative test DNS server on loopback (UDP and TCP), driven by a table.
+
+Tests edit ``records`` at run time; ``queries`` logs every question asked. Names not in
+the table get NXDOMAIN; existing names without the type get NODATA; both with an SOA
+whose MINIMUM is ``negative_ttl``. ``servfail`` and ``drop`` make names fail.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import struct
+import threading
+from typing import Dict, List, Set, Tuple
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+class TestDns:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.records: Dict[Tuple[str, str], List[str]] = {}
+        self.queries: List[Tuple[str, str]] = []
+        self.servfail: Set[str] = set()
+        self.drop: Set[str] = set()
+        self.ttl = 300
+        self.negative_ttl = 300
+        self._lock = threading.Lock()
+        handler = self._make_handler()
+        self._udp = socketserver.ThreadingUDPServer((host, 0), handler[0])
+        self.port = self._udp.server_address[1]
+        self._tcp = _TCPServer((host, self.port), handler[1])
+        self.address = f"{host}:{self.port}"
+        for srv in (self._udp, self._tcp):
+            srv.daemon_threads = True
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for srv in (self._udp, self._tcp):
+            srv.shutdown()
+            srv.server_close()
+
+    # -- table helpers --------------------------------------------------------------
+
+    def add(self, name: str, rdtype: str, *values: str) -> None:
+        with self._lock:
+            self.records.setdefault((name.lower().rstrip("."), rdtype), []).extend(values)
+
+    def set(self, name: str, rdtype: str, *values: str) -> None:
+        with self._lock:
+            key = (name.lower().rstrip("."), rdtype)
+            if values:
+                self.records[key] = list(values)
+            else:
+                self.records.pop(key, None)
+
+    def count(self, name: str, rdtype: str = "TXT") -> int:
+        name = name.lower().rstrip(".")
+        return sum(1 for n, t in list(self.queries) if n == name and t == rdtype)
+
+    # -- answering ------------------------------------------------------------------
+
+    def answer(self, wire: bytes):
+        query = dns.message.from_wire(wire)
+        question = query.question[0]
+        qname = question.name.to_text(omit_final_dot=True).lower()
+        qtype = dns.rdatatype.to_text(question.rdtype)
+        with self._lock:
+            self.queries.append((qname, qtype))
+            if qname in self.drop:
+                return None
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA
+            if qname in self.servfail:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                return response
+            name, owner = qname, question.name
+            for _ in range(8):  # follow CNAMEs inside our zone
+                target = self.records.get((name, "CNAME"))
+                if not target or qtype == "CNAME":
+                    break
+                rrset = dns.rrset.from_text(owner, self.ttl, "IN", "CNAME", target[0])
+                response.answer.append(rrset)
+                owner = dns.name.from_text(target[0])
+                name = owner.to_text(omit_final_dot=True).lower()
+            values = self.records.get((name, qtype))
+            if values:
+                response.answer.append(dns.rrset.from_text_list(owner, self.ttl, "IN", qtype, values))
+            elif not response.answer or name != qname:
+                exists = any(n == name for n, _ in self.records)
+                if not exists:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                soa = dns.rrset.from_text(
+                    "test.", self.negative_ttl, "IN", "SOA",
+                    f"ns.test. hostmaster.test. 1 3600 600 86400 {self.negative_ttl}",
+                )
+                response.authority.append(soa)
+        return response
+
+    def _make_handler(self):
+        server = self
+
+        class Udp(socketserver.BaseRequestHandler):
+            def handle(self):
+                data, sock = self.request
+                response = server.answer(data)
+                if response is not None:
+                    sock.sendto(response.to_wire(max_size=65535), self.client_address)
+
+        class Tcp(socketserver.BaseRequestHandler):
+            def handle(self):
+                while True:
+                    head = self.request.recv(2)
+                    if len(head) < 2:
+                        return
+                    (length,) = struct.unpack("!H", head)
+                    data = b""
+                    while len(data) < length:
+                        chunk = self.request.recv(length - len(data))
+                        if not chunk:
+                            return
+                        data += chunk
+                    response = server.answer(data)
+                    if response is None:
+                        return
+                    wire = response.to_wire()
+                    self.request.sendall(struct.pack("!H", len(wire)) + wire)
+
+        return Udp, Tcp
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    address_family = socket.AF_INET

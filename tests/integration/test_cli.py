@@ -1,0 +1,100 @@
+"""The mtasts command line against a running daemon and against the store alone."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.integration.conftest import policy_text
+
+pytestmark = pytest.mark.integration
+
+
+def test_cache_list_show_stats_via_daemon(world, daemon):
+    d = world.new_domain()
+    world.publish(d, policy_id="abc123")
+    daemon.query(d)
+    listing = daemon.cli("cache", "list")
+    assert listing.returncode == 0
+    assert d in listing.stdout and "from the daemon" in listing.stdout
+    shown = json.loads(daemon.cli("cache", "show", d, "--json").stdout)
+    entry = shown["entry"]
+    assert shown["via"] == "daemon"
+    assert entry["policy_id"] == "abc123" and entry["mode"] == "enforce" and entry["valid"] is True
+    assert entry["mx"] == [f"mx1.{d}", f"*.backup.{d}"]
+    stats = json.loads(daemon.cli("cache", "stats", "--json").stdout)["stats"]
+    assert stats["policies"] >= 1 and stats["fetch_ok"] >= 1
+
+
+def test_purge_takes_effect_in_running_daemon(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    daemon.query(d)
+    world.host.sites[f"mta-sts.{d}"].status = 404
+    assert daemon.cli("cache", "purge", d).returncode == 0
+    assert daemon.query(d) == "NOTFOUND "  # rediscovered, and the fetch now fails
+    assert daemon.cli("cache", "show", d).stdout.count("fetch-failure") == 1
+
+
+def test_purge_all(world, daemon):
+    for _ in range(3):
+        d = world.new_domain()
+        world.publish(d)
+        daemon.query(d)
+    out = json.loads(daemon.cli("cache", "purge", "--all", "--json").stdout)
+    assert out["purged"] >= 3
+    assert json.loads(daemon.cli("cache", "list", "--json").stdout)["entries"] == []
+
+
+def test_refresh_picks_up_new_policy_now(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    daemon.query(d)
+    world.publish(d, policy_text(mx=("only.{d}",), domain=d))  # body changed, id not (E-81)
+    out = daemon.cli("cache", "refresh", d, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answer"] == f"OK secure match=only.{d} servername=hostname"
+    assert daemon.query(d) == f"OK secure match=only.{d} servername=hostname"
+
+
+def test_cache_commands_work_on_the_store_when_stopped(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    daemon.query(d)
+    daemon.stop(signal.SIGTERM)
+    shown = json.loads(daemon.cli("cache", "show", d, "--json").stdout)
+    assert shown["via"] == "store" and shown["entry"]["valid"] is True
+    assert daemon.cli("cache", "purge", d).returncode == 0
+    assert json.loads(daemon.cli("cache", "show", d, "--json").stdout)["entry"] is None
+    refreshed = json.loads(daemon.cli("cache", "refresh", d, "--json").stdout)
+    assert refreshed["via"] == "store" and refreshed["entry"]["valid"] is True
+
+
+def test_query_command(world, daemon):
+    d = world.new_domain()
+    world.publish(d, policy_id="q1")
+    out = daemon.cli("query", d, "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["txt"]["id"] == "q1"
+    assert report["fetch"]["mode"] == "enforce"
+    assert report["answer"].startswith("OK secure match=")
+    human = daemon.cli("query", d)
+    assert "answer:  OK secure" in human.stdout
+    bad = daemon.cli("query", world.new_domain())
+    assert bad.returncode == 1 and "nxdomain" in bad.stdout
+
+
+def test_query_shows_fetch_failure(world, daemon):
+    d = world.new_domain()
+    world.publish(d, cert="untrusted")
+    report = json.loads(daemon.cli("query", d, "--json").stdout)
+    assert report["fetch"]["result_type"] == "sts-webpki-invalid"
+    assert report["answer"] == "NOTFOUND "
+
+
+def test_purge_needs_domain_or_all(daemon):
+    out = daemon.cli("cache", "purge")
+    assert out.returncode == 2 and "DOMAIN or --all" in out.stderr

@@ -1,0 +1,93 @@
+"""Configuration errors name the file, the key and what was expected."""
+
+import pytest
+
+from mtasts.config import Config, Listener, Nameserver, load_config, parse_config
+from mtasts.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "mtasts.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_embedded_defaults_match_the_documented_ones():
+    c = Config()
+    assert [str(x) for x in c.listen] == ["inet:127.0.0.1:8461"]
+    assert c.socket_mode == 0o660 and c.dns_timeout == 5.0 and c.fetch_timeout == 15.0
+    assert c.cache_backend == "sqlite" and c.cache_path == "/var/lib/mtasts/cache.sqlite3"
+    assert c.memory_entries == 100000 and c.txt_recheck == 60
+    assert c.maps["postfix"].testing == "ignore" and c.maps["postfix"].sni is True
+
+
+def test_full_example(tmp_path):
+    c = load_config(write(tmp_path, """
+[socketmap]
+listen = ["inet:127.0.0.1:8461", "unix:/var/spool/postfix/mtasts/socketmap.sock", "inet:[::1]:8461"]
+socket_mode = "0666"
+[resolver]
+nameservers = ["127.0.0.1", "127.0.0.1:5353", "[::1]:53"]
+timeout = 2
+[fetch]
+timeout = 10.5
+[cache]
+backend = "memory"
+path = "/tmp/x.sqlite3"
+[maps.postfix]
+testing = "enforce"
+sni = false
+"""))
+    assert c.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
+    assert c.listen[2] == Listener("inet", host="::1", port=8461)
+    assert c.nameservers == (Nameserver("127.0.0.1", 53), Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
+    assert c.socket_mode == 0o666 and c.dns_timeout == 2.0 and c.cache_backend == "memory"
+    assert c.maps["postfix"].testing == "enforce" and not c.maps["postfix"].sni
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[fetch]\ntimeout = -1\n", "[fetch] timeout: expected a positive number of seconds, got -1"),
+        ("[fetch]\ntimeout = \"5\"\n", "[fetch] timeout: expected a positive number of seconds, got '5'"),
+        ("[fetch]\ntimout = 5\n", "[fetch] timout: unknown key; known keys: timeout, ca_file"),
+        ("[fech]\n", "unknown section [fech]"),
+        ("[socketmap]\nlisten = [\"tcp:1.2.3.4:5\"]\n", "[socketmap] listen: expected a list of 'inet:HOST:PORT'"),
+        ("[socketmap]\nlisten = []\n", "[socketmap] listen: expected at least one listener"),
+        ("[socketmap]\nsocket_mode = \"999\"\n", "[socketmap] socket_mode: expected an octal mode"),
+        ("[resolver]\nnameservers = [\"dns.google\"]\n", "[resolver] nameservers: expected a list of IP addresses"),
+        ("[cache]\nbackend = \"redis\"\n", "[cache] backend: expected \"sqlite\" or \"memory\", got 'redis'"),
+        ("[cache]\npath = \"relative.db\"\n", "[cache] path: expected an absolute path"),
+        ("[cache]\nmemory_entries = 0\n", "[cache] memory_entries: expected a positive whole number, got 0"),
+        ("[maps.postfix]\ntesting = \"yes\"\n", "[maps.postfix] testing: expected \"ignore\" or \"enforce\", got 'yes'"),
+        ("[maps.postfix]\nsni = 1\n", "[maps.postfix] sni: expected true or false, got 1"),
+        ("[maps.postfix]\nfoo = 1\n", "[maps.postfix] foo: unknown key"),
+        ("[log]\nlevel = \"loud\"\n", "[log] level: expected"),
+        ("[cache]\nnegative_ttl_min = 100\nnegative_ttl_max = 10\n", "[cache] negative_ttl_min: expected at most"),
+        ("not toml = = =\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_expectation(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(path + ": ")
+    assert message in str(err.value)
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "nope.toml"))
+
+
+def test_unknown_map_uses_default_profile():
+    c = parse_config({"maps": {"default": {"testing": "enforce"}}}, "x")
+    assert c.profile("other") is None and c.default_profile.testing == "enforce"
+
+
+def test_cli_reports_config_error(tmp_path, capsys):
+    from mtasts.cli import main
+
+    path = write(tmp_path, "[fetch]\ntimeout = 0\n")
+    assert main(["serve", "--config", path]) == 2
+    assert f"{path}: [fetch] timeout: expected a positive number" in capsys.readouterr().err
