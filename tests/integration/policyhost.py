@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import ssl
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 POLICY_HOST_IP = "127.8.4.61"  # every mta-sts.* name of the tests resolves here
 
@@ -70,17 +76,46 @@ class PolicyHost:
         elif kind == "wrong-name":
             cert = self.ca.issue_cert("other.example")
         elif kind == "expired":
-            cert = self.ca.issue_cert(host, not_before=now - datetime.timedelta(days=30),
-                                      not_after=now - datetime.timedelta(days=1))
+            return self._custom(key, host, now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
         elif kind == "not-yet-valid":
-            cert = self.ca.issue_cert(host, not_before=now + datetime.timedelta(days=1),
-                                      not_after=now + datetime.timedelta(days=30))
+            return self._custom(key, host, now + datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+        elif kind == "cn-only":
+            return self._custom(key, host, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30), san=False)
         elif kind == "untrusted":
             cert = self.other_ca.issue_cert(host)
         else:
             raise ValueError(kind)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(ctx)
+        self._contexts[key] = ctx
+        return ctx
+
+    def _custom(self, key, host, not_before, not_after, san=True) -> ssl.SSLContext:
+        """A leaf signed by the trusted CA with chosen validity, or with only a subject CN."""
+        ca_key = serialization.load_pem_private_key(self.ca.private_key_pem.bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+        leaf_key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        leaf = builder.sign(ca_key, hashes.SHA256())
+        pem = leaf.public_bytes(serialization.Encoding.PEM)
+        key_pem = leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as f:
+            f.write(pem + key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(f.name)
+        os.unlink(f.name)
         self._contexts[key] = ctx
         return ctx
 

@@ -157,6 +157,7 @@ HOSTILE = {
     "expired": dict(cert="expired"),
     "not-yet-valid": dict(cert="not-yet-valid"),
     "untrusted": dict(cert="untrusted"),
+    "cn-only": dict(cert="cn-only"),  # B-26: no dNSName SAN, no CN fallback
 }
 # What the log must give as the reason: each case fails for its own reason.
 REASON = {
@@ -166,6 +167,7 @@ REASON = {
     "trickle": "(timeout: ", "hang": "(timeout: ", "wrong-name": "Hostname mismatch",
     "expired": "certificate has expired", "not-yet-valid": "certificate is not yet valid",
     "untrusted": "unable to get local issuer certificate",
+    "cn-only": "Hostname mismatch",
 }
 
 
