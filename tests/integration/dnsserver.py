@@ -24,7 +24,7 @@ import dns.rrset
 
 
 class TestDns:
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.records: Dict[Tuple[str, str], List[str]] = {}
         self.queries: List[Tuple[str, str]] = []
         self.servfail: Set[str] = set()
@@ -33,7 +33,7 @@ class TestDns:
         self.negative_ttl = 300
         self._lock = threading.Lock()
         handler = self._make_handler()
-        self._udp = socketserver.ThreadingUDPServer((host, 0), handler[0])
+        self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
         self.port = self._udp.server_address[1]
         self._tcp = _TCPServer((host, self.port), handler[1])
         self.address = f"{host}:{self.port}"

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-POLICY_HOST_IP = "127.8.4.61"  # every mta-sts.* name of the tests resolves here
+POLICY_HOST_IP = "127.8.4.61"
+_EC = trustme.KeyType.ECDSA  # fast to issue: the benchmark needs thousands of certificates  # every mta-sts.* name of the tests resolves here
 
 
 @dataclass
@@ -47,8 +48,8 @@ class Request:
 
 class PolicyHost:
     def __init__(self, ip: str = POLICY_HOST_IP, port: int = 443) -> None:
-        self.ca = trustme.CA()
-        self.other_ca = trustme.CA()  # not trusted by the daemon
+        self.ca = trustme.CA(key_type=_EC)
+        self.other_ca = trustme.CA(key_type=_EC)  # not trusted by the daemon
         self.sites: Dict[str, Site] = {}
         self.requests: List[Request] = []
         self.handshakes: List[Optional[str]] = []
@@ -70,11 +71,11 @@ class PolicyHost:
             return self._contexts[key]
         now = datetime.datetime.now(datetime.timezone.utc)
         if kind == "good":
-            cert = self.ca.issue_cert(host)
+            cert = self.ca.issue_cert(host, key_type=_EC)
         elif kind == "wildcard":
-            cert = self.ca.issue_cert("*." + host.split(".", 1)[1])
+            cert = self.ca.issue_cert("*." + host.split(".", 1)[1], key_type=_EC)
         elif kind == "wrong-name":
-            cert = self.ca.issue_cert("other.example")
+            cert = self.ca.issue_cert("other.example", key_type=_EC)
         elif kind == "expired":
             return self._custom(key, host, now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
         elif kind == "not-yet-valid":
@@ -82,7 +83,7 @@ class PolicyHost:
         elif kind == "cn-only":
             return self._custom(key, host, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30), san=False)
         elif kind == "untrusted":
-            cert = self.other_ca.issue_cert(host)
+            cert = self.other_ca.issue_cert(host, key_type=_EC)
         else:
             raise ValueError(kind)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
