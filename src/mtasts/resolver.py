@@ -20,7 +20,7 @@ from mtasts.core import freshness
 from mtasts.core.freshness import Background, CacheEntry, Hold
 from mtasts.core.nexthop import policy_domain
 from mtasts.core.policy import Policy
-from mtasts.core.reply import MapProfile, tls_policy_reply
+from mtasts.core.reply import MapProfile, cached_reply, tls_policy_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord, select_record
 from mtasts.errors import FetchError, RecordError
@@ -108,7 +108,7 @@ class PolicyResolver:
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
-        return tls_policy_reply(decision.policy, self.profile(map_name))
+        return cached_reply(decision.cached, self.profile(map_name))
 
     async def answer(self, map_name: str, key: str) -> bytes:
         """The reply after discovery; never raises for remote faults."""

@@ -38,3 +38,16 @@ def test_testing_enforced_when_asked():
 def test_none_and_absent():
     assert tls_policy_reply(policy("none"), MapProfile(testing="enforce")) == b"NOTFOUND "
     assert tls_policy_reply(None, MapProfile()) == b"NOTFOUND "
+
+
+def test_cached_reply_is_memoised_per_profile():
+    from mtasts.core.freshness import CachedPolicy
+    from mtasts.core.reply import cached_reply
+
+    p = policy("enforce", "mx.example.com")
+    cached = CachedPolicy(p, "id1", b"", 0.0)
+    plain, old = MapProfile(), MapProfile(sni=False)
+    assert cached_reply(cached, plain) == tls_policy_reply(p, plain)
+    assert cached_reply(cached, old) == tls_policy_reply(p, old)
+    assert set(cached.replies) == {plain, old}
+    assert cached_reply(None, plain) == b"NOTFOUND "

@@ -20,8 +20,8 @@ Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
-from typing import Optional
+from dataclasses import dataclass, field, replace
+from typing import Dict, Optional
 
 from mtasts.core.policy import Mode, Policy
 
@@ -50,6 +50,8 @@ class CachedPolicy:
     policy_id: str
     body: bytes
     fetched_at: float
+    # Replies already formatted for this policy, per map profile (the hot path's memo).
+    replies: Dict[object, bytes] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def expires_at(self) -> float:
@@ -85,11 +87,15 @@ class Background(enum.Enum):
 @dataclass(frozen=True)
 class Decision:
     """``discover``: nothing usable is cached, the lookup must wait for discovery.
-    Otherwise answer ``policy`` (None: no policy) and start ``background``."""
+    Otherwise answer ``cached`` (None: no policy) and start ``background``."""
 
     discover: bool
-    policy: Optional[Policy] = None
+    cached: Optional[CachedPolicy] = None
     background: Background = Background.NOTHING
+
+    @property
+    def policy(self) -> Optional[Policy]:
+        return self.cached.policy if self.cached is not None else None
 
 
 DISCOVER = Decision(discover=True)
@@ -107,7 +113,7 @@ def decide(entry: Optional[CacheEntry], now: float, txt_recheck: float) -> Decis
             background = Background.TXT_CHECK
         else:
             background = Background.NOTHING
-        return Decision(False, cached.policy, background)
+        return Decision(False, cached, background)
     if entry.hold is not None and now < entry.hold_until:
         return NO_POLICY
     return DISCOVER

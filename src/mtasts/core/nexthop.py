@@ -6,12 +6,18 @@ or, after a miss, Postfix's parent-domain probes ``.example.com`` (postconf(5)).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Optional
 
 from mtasts.core.hostname import is_domain, looks_like_ip
 
 
+# Postfix asks for the same next hops over and over: remember the normalisation.
+KEY_MEMO_SIZE = 65536
+
+
+@functools.lru_cache(maxsize=KEY_MEMO_SIZE)
 def policy_domain(key: str) -> Optional[str]:
     """The Policy Domain to look up for *key*, or None when there must be no lookup.
 

@@ -30,6 +30,16 @@ class MapProfile:
 DEFAULT_PROFILE = MapProfile()
 
 
+def cached_reply(cached, profile: MapProfile) -> bytes:
+    """``tls_policy_reply`` for a CachedPolicy (or None), memoised on the cached policy."""
+    if cached is None:
+        return NOTFOUND
+    reply = cached.replies.get(profile)
+    if reply is None:
+        reply = cached.replies[profile] = tls_policy_reply(cached.policy, profile)
+    return reply
+
+
 def enforces(policy: Optional[Policy], profile: MapProfile) -> bool:
     if policy is None or not policy.mx:
         return False

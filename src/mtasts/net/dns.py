@@ -7,6 +7,7 @@ policy cache decides what to remember.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import socket
 from dataclasses import dataclass
@@ -89,14 +90,18 @@ class DnsClient:
             kinds.append((socket.AF_INET, "A"))
         if family in (socket.AF_UNSPEC, socket.AF_INET6):
             kinds.append((socket.AF_INET6, "AAAA"))
+        answers = await asyncio.gather(
+            *(self._resolver.resolve(host, rdtype, raise_on_no_answer=False) for _fam, rdtype in kinds),
+            return_exceptions=True,
+        )
         found: List[Tuple[int, str]] = []
         errors = []
-        for fam, rdtype in kinds:
-            try:
-                answer = await self._resolver.resolve(host, rdtype, raise_on_no_answer=False)
-            except dns.exception.DNSException as exc:
-                errors.append(f"{rdtype}: {_first_line(exc)}")
+        for (fam, rdtype), answer in zip(kinds, answers):
+            if isinstance(answer, dns.exception.DNSException):
+                errors.append(f"{rdtype}: {_first_line(answer)}")
                 continue
+            if isinstance(answer, BaseException):
+                raise answer
             if answer.rrset is not None:
                 found.extend((fam, rdata.address) for rdata in answer.rrset)
         if not found:

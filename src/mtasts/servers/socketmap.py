@@ -64,6 +64,21 @@ class SocketmapProtocol(asyncio.Protocol):
             self._abort()
             return
         resolver = self._resolver
+        if len(payloads) == 1 and not self._pending and self._transport is not None:
+            # The common case (Postfix sends one request and waits): no queue needed.
+            try:
+                request = parse_request(payloads[0])
+            except RequestError:
+                pass
+            else:
+                reply = resolver.answer_nowait(request.map_name, request.key)
+                if reply is not None:
+                    self._transport.write(encode(reply))
+                    return
+                future = asyncio.ensure_future(resolver.answer(request.map_name, request.key))
+                future.add_done_callback(self._flush_callback)
+                self._pending.append(future)
+                return
         for payload in payloads:
             try:
                 request = parse_request(payload)
