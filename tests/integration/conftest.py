@@ -56,8 +56,8 @@ class World:
         if body is None:
             body = policy_text(domain=domain)
         self.dns.set(f"_mta-sts.{domain}", "TXT", f'"v=STSv1; id={policy_id};"')
-        self.dns.set(f"mta-sts.{domain}", "A", POLICY_HOST_IP)
         s = Site(body=body, **site)
+        self.dns.set(f"mta-sts.{domain}", "A", self.host.ip_for(s.tls))
         self.host.sites[f"mta-sts.{domain}"] = s
         return s
 

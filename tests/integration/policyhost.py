@@ -13,6 +13,7 @@ import os
 import ssl
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -22,8 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-POLICY_HOST_IP = "127.8.4.61"
-_EC = trustme.KeyType.ECDSA  # fast to issue: the benchmark needs thousands of certificates  # every mta-sts.* name of the tests resolves here
+POLICY_HOST_IP = "127.8.4.61"  # every mta-sts.* name of the tests resolves here
+# OpenSSL fixes the protocol version before the SNI callback can switch contexts, so each
+# TLS version restriction gets its own listener address (Site.tls picks it).
+TLS_VERSION_IPS = {"1.2": "127.8.4.62", "1.3": "127.8.4.63", "1.1": "127.8.4.64"}
+_EC = trustme.KeyType.ECDSA  # fast to issue: the benchmark needs thousands of certificates
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Site:
     trickle: float = 0.0  # seconds between bytes of the body
     hang: bool = False  # complete the handshake, then never answer
     chunked_size: int = 0  # stream this many bytes without Content-Length
+    tls: str = ""  # "1.2": at most TLS 1.2; "1.3": only TLS 1.3; "1.1": TLS 1.0/1.1 only
 
 
 @dataclass
@@ -128,14 +133,38 @@ class PolicyHost:
 
     # -- serving --------------------------------------------------------------------
 
+    def ip_for(self, tls: str) -> str:
+        return TLS_VERSION_IPS[tls] if tls else self.ip
+
+    def _listener_context(self, tls: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ca.issue_cert("fallback.invalid", key_type=_EC).configure_cert(ctx)
+        ctx.sni_callback = self._sni
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
+            if tls == "1.3":
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            elif tls == "1.2":
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            elif tls == "1.1":
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        return ctx
+
     def _run(self) -> None:
         self._error = None
         asyncio.set_event_loop(self._loop)
         self._fallback.sni_callback = self._sni
+        self._extra = []
         try:
             self._server = self._loop.run_until_complete(
                 asyncio.start_server(self._handle, self.ip, self.port, ssl=self._fallback, reuse_address=True)
             )
+            for tls, ip in TLS_VERSION_IPS.items():
+                self._extra.append(self._loop.run_until_complete(
+                    asyncio.start_server(self._handle, ip, self.port, ssl=self._listener_context(tls), reuse_address=True)
+                ))
         except OSError as exc:
             self._error = exc
             self._ready.set()
@@ -145,6 +174,8 @@ class PolicyHost:
 
     def close(self) -> None:
         async def stop():
+            for extra in self._extra:
+                extra.close()
             self._server.close()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.integration.conftest import policy_text
+from tests.integration.conftest import policy_text, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +93,33 @@ def test_query_shows_fetch_failure(world, daemon):
     report = json.loads(daemon.cli("query", d, "--json").stdout)
     assert report["fetch"]["result_type"] == "sts-webpki-invalid"
     assert report["answer"] == "NOTFOUND "
+
+
+def test_control_socket_is_private(daemon):
+    import os
+    import stat
+
+    path = os.path.join(os.path.dirname(daemon.cache), "control.sock")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_sighup_reloads_profiles_and_refuses_bad_config(world, daemon):
+    import time
+
+    d = world.new_domain()
+    world.publish(d, policy_text(mode="testing", domain=d))
+    assert daemon.query(d) == "NOTFOUND "
+    good = daemon.config.read_text()
+    daemon.config.write_text(good.replace('[maps.postfix]\ntesting = "ignore"', '[maps.postfix]\ntesting = "enforce"'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reloaded" in daemon.log())
+    assert daemon.query(d).startswith("OK secure")
+    daemon.config.write_text(good + "\n[log]\nbogus = 1\n")
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload refused" in daemon.log())
+    assert "[log] bogus: unknown key" in daemon.log()
+    assert daemon.query(d).startswith("OK secure")  # the previous configuration stays
+    assert daemon.proc.poll() is None
 
 
 def test_purge_needs_domain_or_all(daemon):

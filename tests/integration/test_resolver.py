@@ -181,6 +181,8 @@ def test_hostile_server_means_no_policy(world, daemon, kind):
     assert "policy fetch failed" in daemon.log()
     reason = [line for line in daemon.log().splitlines() if f"{d}: policy fetch failed" in line]
     assert len(reason) == 1 and REASON[kind] in reason[0], reason
+    assert daemon.query(d) == "NOTFOUND "  # B-38: held, no second fetch for this id
+    assert len([line for line in daemon.log().splitlines() if f"{d}: policy fetch failed" in line]) == 1
     assert daemon.proc.poll() is None
     if kind == "redirect":
         assert world.host.paths("mta-sts.good.example") == []
@@ -197,6 +199,30 @@ def test_hostile_server_never_replaces_a_cached_policy(world, daemon, kind):
     assert wait_for(lambda: "refresh of the enforce policy failed" in daemon.log(), timeout=8)
     assert daemon.query(d) == secure(d)
     assert f"{d}: refresh of the enforce policy failed (policy id changed to 2)" in daemon.log()
+
+
+@pytest.mark.parametrize("version,ok", [("1.2", True), ("1.3", True), ("1.1", False)])
+def test_b31_tls_versions(world, daemon, version, ok):
+    d = world.new_domain()
+    world.publish(d, tls=version)
+    assert daemon.query(d) == (secure(d) if ok else "NOTFOUND ")
+    if not ok:  # the obsolete server resets our TLS 1.2+ handshake
+        assert f"{d}: policy fetch failed (connect: " in daemon.log()
+        assert "ConnectionResetError" in daemon.log()
+
+
+def test_b41_delegated_policy_host_needs_certificate_for_policy_host(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    world.dns.set(f"mta-sts.{d}", "A")
+    world.dns.set(f"mta-sts.{d}", "CNAME", "mta-sts.provider.example.")
+    world.dns.set("mta-sts.provider.example", "A", world.host.ip)
+    assert daemon.query(d) == secure(d)  # the provider presents a certificate for mta-sts.<d>
+    e = world.new_domain()
+    world.publish(e, cert="wrong-name")  # a certificate for another name only
+    world.dns.set(f"mta-sts.{e}", "A")
+    world.dns.set(f"mta-sts.{e}", "CNAME", "mta-sts.provider.example.")
+    assert daemon.query(e) == "NOTFOUND "
 
 
 def test_wildcard_certificate_accepted(world, daemon):

@@ -133,7 +133,9 @@ class PolicyFetcher:
         except ssl.SSLError as exc:
             raise FetchError("tls", f"{url}: {exc}", WEBPKI_INVALID) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise FetchError("connect", f"{url}: {_reason(exc)}") from exc
+            # A reset during the TLS handshake lands here too (e.g. a server that only
+            # speaks TLS 1.0/1.1 and drops our TLS 1.2+ ClientHello).
+            raise FetchError("connect", f"{url}: cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}") from exc
         except aiohttp.ClientError as exc:
             raise FetchError("http", f"{url}: {_reason(exc)}") from exc
         except OSError as exc:
@@ -143,6 +145,11 @@ class PolicyFetcher:
         except PolicyError as exc:
             raise FetchError("invalid-policy", f"{url}: {exc}", POLICY_INVALID) from exc
         return FetchResult(policy=policy, body=bytes(body), url=url)
+
+
+def _os_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:
