@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define REPLY "55:OK secure match=mx1.example.com:.example.net servername=hostname,"
+#define PAYLOAD "OK secure match=mx1.example.com:.example.net servername=hostname"
 
 typedef struct { int fd; char buf[16384]; size_t len; } conn_t;
 
@@ -22,6 +22,8 @@ int main(int argc, char **argv) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
     inet_pton(AF_INET, argv[1], &sa.sin_addr);
     if (bind(ls, (struct sockaddr *)&sa, sizeof sa) || listen(ls, 1024)) { perror("listen"); return 1; }
+    char reply[256];
+    int replylen = snprintf(reply, sizeof reply, "%zu:%s,", sizeof PAYLOAD - 1, PAYLOAD);
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
@@ -49,7 +51,7 @@ int main(int argc, char **argv) {
                 long len = strtol(c->buf, NULL, 10);
                 size_t total = (colon - c->buf) + 1 + len + 1;
                 if (c->len < total) break;
-                if (write(c->fd, REPLY, sizeof REPLY - 1) < 0) break;
+                if (write(c->fd, reply, replylen) < 0) break;
                 memmove(c->buf, c->buf + total, c->len - total);
                 c->len -= total;
             }

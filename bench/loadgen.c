@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
     int port = atoi(argv[2]), nconns = atoi(argv[3]);
     mapname = argv[5];
     int once = strcmp(argv[6], "--once") == 0;
-    double duration = once ? 600 : atof(argv[7]);
+    double duration = once ? 120 : atof(argv[7]);  /* --once: give up on replies after 2 min */
 
     FILE *f = fopen(argv[4], "r");
     if (!f) { perror("keyfile"); return 2; }
@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
     int active = nconns;
     while (active > 0) {
         double t = now();
-        if (!once && t >= deadline) break;
+        if (t >= deadline) break;
         int n = epoll_wait(ep, evs, 256, 1000);
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
@@ -110,7 +110,12 @@ int main(int argc, char **argv) {
             for (;;) {
                 char *colon = memchr(c->in, ':', c->inlen);
                 if (!colon) break;
-                long len = strtol(c->in, NULL, 10);
+                char *end;
+                long len = strtol(c->in, &end, 10);
+                if (end != colon || colon == c->in || len < 0 || len > 100000) {
+                    /* not a netstring: count it and drop the connection */
+                    errors++; epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL); c->busy = 0; active--; break;
+                }
                 size_t total = (colon - c->in) + 1 + len + 1;
                 if (c->inlen < total) break;
                 char *p = colon + 1;
@@ -129,10 +134,12 @@ int main(int argc, char **argv) {
         }
     }
     double elapsed = now() - start;
+    long unanswered = 0;
+    for (int i = 0; i < nconns; i++) unanswered += conns[i].busy;
     qsort(lat, nlat, sizeof *lat, cmp);
     double p50 = nlat ? lat[nlat / 2] : 0, p99 = nlat ? lat[(size_t)(nlat * 0.99)] : 0;
     printf("{\"requests\": %zu, \"seconds\": %.4f, \"rps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
-           "\"ok\": %ld, \"notfound\": %ld, \"other\": %ld, \"errors\": %ld}\n",
-           nlat, elapsed, nlat / elapsed, p50 * 1e6, p99 * 1e6, ok_replies, notfound_replies, other_replies, errors);
+           "\"ok\": %ld, \"notfound\": %ld, \"other\": %ld, \"errors\": %ld, \"unanswered\": %ld}\n",
+           nlat, elapsed, nlat / elapsed, p50 * 1e6, p99 * 1e6, ok_replies, notfound_replies, other_replies, errors, once ? unanswered : 0);
     return 0;
 }

@@ -105,9 +105,12 @@ def loadgen(port: int, conns: int, keys, mapname: str, seconds: float = 0.0, onc
         f.write("\n".join(keys) + "\n")
     args = [str(OUT / "loadgen"), "127.0.0.1", str(port), str(conns), f.name, mapname]
     args += ["--once"] if once else ["--duration", str(seconds)]
+    print(f"  loadgen :{port} conns={conns} keys={len(keys)} {'once' if once else f'{seconds}s'}", file=sys.stderr, flush=True)
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     os.unlink(f.name)
-    return json.loads(out)
+    result = json.loads(out)
+    print(f"    -> {result}", file=sys.stderr, flush=True)
+    return result
 
 
 def cpu_seconds(pid: int) -> float:

@@ -232,7 +232,9 @@ def test_wildcard_certificate_accepted(world, daemon):
 
 
 def test_content_type_parameters_accepted(world, daemon):
-    for ct in ["text/plain; charset=utf-8", "Text/Plain", "text/plain;charset=US-ASCII", "text/plain; format=flowed"]:
+    # B-35, including the GAP: charset=iso-8859-1 is accepted and decoded as UTF-8.
+    for ct in ["text/plain; charset=utf-8", "Text/Plain", "text/plain;charset=US-ASCII", "text/plain; format=flowed",
+               "text/plain; charset=iso-8859-1"]:
         d = world.new_domain()
         world.publish(d, content_type=ct)
         assert daemon.query(d) == secure(d), ct
