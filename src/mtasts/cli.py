@@ -35,12 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    sub.add_parser("serve", parents=[common], help="run the socketmap daemon")
+    serve = sub.add_parser("serve", parents=[common], help="run the daemon (resolver, and publisher if domains are configured)")
+    serve.add_argument("--only", choices=("resolver", "publisher"), help="run just one of the two")
 
     query = sub.add_parser("query", parents=[common], help="discover a domain's policy live (no cache)")
     query.add_argument("domain")
     query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
+
+    publish = sub.add_parser("publish", help="the local domains' policies and DNS records")
+    publish_sub = publish.add_subparsers(dest="action", metavar="ACTION")
+    publish_sub.required = True
+    p = publish_sub.add_parser("records", parents=[common], help="the DNS records to publish")
+    p.add_argument("domain", nargs="?")
+    p.add_argument("--format", choices=("zone", "json"), default="zone")
+    p = publish_sub.add_parser("policy", parents=[common], help="print a domain's policy file")
+    p.add_argument("domain")
+    p = publish_sub.add_parser("write", parents=[common], help="write DIR/<domain>/mta-sts.txt for another web server")
+    p.add_argument("dir")
+    p = publish_sub.add_parser("snippet", parents=[common], help="an Apache or nginx vhost serving the written policy")
+    p.add_argument("server", choices=("apache", "nginx"))
+    p.add_argument("domain")
+    p.add_argument("--dir", default="/var/www/mta-sts", help="where 'publish write' put the files (default /var/www/mta-sts)")
 
     cache = sub.add_parser("cache", help="inspect and change the policy cache")
     cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
@@ -79,9 +95,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from mtasts.daemon import serve, setup_logging
 
             setup_logging(config.log_level)
-            return asyncio.run(serve(config, args.config))
+            return asyncio.run(serve(config, args.config, args.only))
         if args.command == "query":
             return asyncio.run(query(config, args))
+        if args.command == "publish":
+            from mtasts.publish import publish_command
+
+            return publish_command(config, args)
         return cache_command(config, args)
     except KeyboardInterrupt:
         return 130

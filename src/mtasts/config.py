@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from mtasts.core.policy import Mode
+from mtasts.core.publication import PublishedDomain, validate_max_age, validate_mx, validate_rua
 from mtasts.core.reply import TESTING_ENFORCE, TESTING_IGNORE, MapProfile
 from mtasts.errors import ConfigError
 
@@ -106,6 +108,9 @@ class Config:
     log_level: str = "info"
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
     default_profile: MapProfile = MapProfile()
+    publish_listen: Tuple[Tuple[str, int], ...] = (("0.0.0.0", 443), ("::", 443))
+    publish_ttl: int = 3600
+    publish_domains: Dict[str, PublishedDomain] = field(default_factory=dict)
 
     def profile(self, map_name: str) -> Optional[MapProfile]:
         return self.maps.get(map_name)
@@ -219,9 +224,12 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             if default is not None:
                 values["default_profile"] = default
             continue
+        if section == "publish":
+            values.update(_parse_publish(table, source))
+            continue
         schema = _SCHEMA.get(section)
         if schema is None:
-            known = ", ".join(f"[{s}]" for s in list(_SCHEMA) + ["maps.NAME"])
+            known = ", ".join(f"[{s}]" for s in list(_SCHEMA) + ["maps.NAME", "publish"])
             raise ConfigError(f"{source}: unknown section [{section}]; known sections: {known}")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
@@ -272,6 +280,104 @@ def _parse_maps(table: Any, source: str):
                 raise ConfigError(f"{source}: [maps.{name}] {key}: expected {expected}, got {value!r}") from None
         maps[name] = MapProfile(**kwargs)
     return maps, maps.get("default")
+
+
+def _host_port(spec: Any) -> Tuple[str, int]:
+    if not isinstance(spec, str):
+        raise ValueError
+    host, colon, port = spec.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return host, int(port)
+
+
+_DOMAIN_KEYS = ("mode", "mx", "max_age", "tlsrpt_rua", "cert", "key", "host_addresses", "host_cname")
+
+
+def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [publish] must be a table")
+    values: Dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "listen":
+            try:
+                if not isinstance(value, list):
+                    raise ValueError
+                values["publish_listen"] = tuple(_host_port(v) for v in value)
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: [publish] listen: expected a list of 'HOST:PORT' or '[IPv6]:PORT', got {value!r}"
+                ) from None
+        elif key == "ttl":
+            try:
+                values["publish_ttl"] = _count(value)
+            except ValueError:
+                raise ConfigError(f"{source}: [publish] ttl: expected a positive whole number of seconds, got {value!r}") from None
+        elif key == "domains":
+            if not isinstance(value, dict):
+                raise ConfigError(f'{source}: [publish.domains] must contain tables such as [publish.domains."example.com"]')
+            values["publish_domains"] = {
+                name.lower(): _parse_domain(name.lower(), entry, source) for name, entry in value.items()
+            }
+        else:
+            raise ConfigError(f"{source}: [publish] {key}: unknown key; known keys: listen, ttl, domains")
+    return values
+
+
+def _parse_domain(name: str, table: Any, source: str) -> PublishedDomain:
+    where = f'{source}: [publish.domains."{name}"]'
+    from mtasts.core.hostname import is_domain
+
+    if not is_domain(name) or "." not in name:
+        raise ConfigError(f"{where}: {name!r} is not a domain name (use A-labels for IDN)")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key in table:
+        if key not in _DOMAIN_KEYS:
+            raise ConfigError(f"{where} {key}: unknown key; known keys: {', '.join(_DOMAIN_KEYS)}")
+
+    def get(key, parser, expected, default):
+        if key not in table:
+            return default
+        try:
+            return parser(table[key])
+        except ValueError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise ConfigError(f"{where} {key}: expected {expected}, got {table[key]!r}{detail}") from None
+
+    def strings(item_parser):
+        def parse(value):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return tuple(item_parser(v) for v in value)
+        return parse
+
+    mode = get("mode", lambda v: Mode(v), '"enforce", "testing" or "none"', Mode.ENFORCE)
+    mx = get("mx", strings(validate_mx), "a list of MX host names or '*.' patterns", ())
+    if not mx and mode is not Mode.NONE:
+        raise ConfigError(f"{where} mx: expected at least one MX host for mode {mode.value}")
+    max_age = get("max_age", lambda v: validate_max_age(v) if isinstance(v, int) and not isinstance(v, bool) else _bad_item(v),
+                  "a whole number of seconds up to 31557600", 604800)
+    rua = get("tlsrpt_rua", strings(validate_rua), "a list of mailto: or https: URIs", ())
+
+    def address(v):
+        import ipaddress
+
+        return str(ipaddress.ip_address(v))
+
+    return PublishedDomain(
+        domain=name,
+        mode=mode,
+        mx=mx,
+        max_age=max_age,
+        tlsrpt_rua=rua,
+        cert=get("cert", _string, "a path to a PEM certificate chain", ""),
+        key=get("key", _string, "a path to a PEM private key", ""),
+        host_addresses=get("host_addresses", strings(address), "a list of IP addresses", ()),
+        host_cname=get("host_cname", _string, "a host name", ""),
+    )
 
 
 def load_config(path: Optional[str]) -> Config:

@@ -18,6 +18,7 @@ from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.control import ControlServer
+from mtasts.servers.publisher import PolicyPublisher
 from mtasts.servers.socketmap import SocketmapServer
 from mtasts.store.sqlite import SqliteStore
 from mtasts.store.tiered import PolicyCache
@@ -78,10 +79,16 @@ def sd_notify(message: str) -> None:
         log.warning("sd_notify failed: %s", exc)
 
 
+ROLES = ("resolver", "publisher")
+
+
 class Daemon:
-    def __init__(self, config: Config, config_path: Optional[str]) -> None:
+    def __init__(self, config: Config, config_path: Optional[str], only: Optional[str] = None) -> None:
         self.config = config
         self.config_path = config_path
+        self.run_resolver = only in (None, "resolver")
+        self.run_publisher = only == "publisher" or (only is None and bool(config.publish_domains))
+        self.publisher: Optional[PolicyPublisher] = None
         self.cache: Optional[PolicyCache] = None
         self.fetcher: Optional[PolicyFetcher] = None
         self.resolver: Optional[PolicyResolver] = None
@@ -89,6 +96,17 @@ class Daemon:
         self.control: Optional[ControlServer] = None
 
     async def start(self) -> None:
+        if self.run_publisher:
+            if not self.config.publish_domains:
+                raise ConfigError(f"{self.config.source}: [publish.domains]: expected at least one domain to publish")
+            self.publisher = PolicyPublisher(self.config, self.config_path)
+            await self.publisher.start()
+        if self.run_resolver:
+            await self._start_resolver()
+        else:
+            log.info("mtasts %s ready: publisher only, %d domains", __version__, len(self.config.publish_domains))
+
+    async def _start_resolver(self) -> None:
         config = self.config
         dns_client = DnsClient(config.nameservers, config.dns_timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
@@ -116,7 +134,7 @@ class Daemon:
         )
 
     async def close(self) -> None:
-        for part in (self.socketmap, self.control, self.resolver, self.fetcher):
+        for part in (self.publisher, self.socketmap, self.control, self.resolver, self.fetcher):
             if part is not None:
                 await part.close()
         if self.cache is not None:
@@ -124,6 +142,10 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: apply map profiles, log level and cache timings; keep the rest."""
+        if self.publisher is not None:
+            self.publisher.reload()
+        if self.resolver is None:
+            return
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -142,8 +164,12 @@ class Daemon:
             log.warning("reload: %s change only on restart", ", ".join(ignored))
 
 
-async def serve(config: Config, config_path: Optional[str]) -> int:
-    daemon = Daemon(with_state_dir(config), config_path)
+async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None) -> int:
+    try:
+        daemon = Daemon(with_state_dir(config) if only != "publisher" else config, config_path, only)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     try:

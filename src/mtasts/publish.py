@@ -1,0 +1,104 @@
+"""``mtasts publish ...``: records, policy text, files and vhost snippets for the local domains."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List
+
+from mtasts.config import Config
+from mtasts.core.publication import PublishedDomain, policy_id, policy_text, records, zone_lines
+from mtasts.errors import ConfigError
+from mtasts.servers.publisher import check_domain_files
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def _domains(config: Config, name) -> List[PublishedDomain]:
+    if not config.publish_domains:
+        raise ConfigError(f'{config.source}: no [publish.domains."..."] tables: nothing to publish')
+    if name is None:
+        return [config.publish_domains[k] for k in sorted(config.publish_domains)]
+    domain = name.lower().rstrip(".")
+    if domain not in config.publish_domains:
+        known = ", ".join(sorted(config.publish_domains))
+        raise ConfigError(f"{config.source}: {name} is not a published domain (configured: {known})")
+    return [config.publish_domains[domain]]
+
+
+def publish_command(config: Config, args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "records":
+        domains = _domains(config, args.domain)
+        if args.format == "json":
+            print(json.dumps([r for d in domains for r in records(d, config.publish_ttl)], indent=2))
+        else:
+            for d in domains:
+                print(f"; {d.domain}: policy {policy_id(policy_text(d))} (mode {d.mode.value})")
+                print("\n".join(zone_lines(d, config.publish_ttl)))
+        for problem in check_domain_files(config, time.time()):
+            print(f"mtasts: warning: {problem}", file=sys.stderr)
+        return EXIT_OK
+    if action == "policy":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(policy_text(_domains(config, args.domain)[0]))  # exact bytes, CRLF kept
+        return EXIT_OK
+    if action == "write":
+        for d in _domains(config, None):
+            directory = os.path.join(args.dir, d.domain)
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, "mta-sts.txt")
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(policy_text(d))
+            os.replace(tmp, path)  # never a half-written policy on the web server
+            print(f"{path}\tid={policy_id(policy_text(d))}")
+        return EXIT_OK
+    if action == "snippet":
+        d = _domains(config, args.domain)[0]
+        print(snippet(args.server, d, args.dir))
+        return EXIT_OK
+    raise AssertionError(action)
+
+
+def snippet(server: str, d: PublishedDomain, directory: str) -> str:
+    policy = os.path.join(directory, d.domain, "mta-sts.txt")
+    cert = d.cert or f"/etc/pki/tls/certs/{d.policy_host}.pem"
+    key = d.key or f"/etc/pki/tls/private/{d.policy_host}.key"
+    if server == "apache":
+        return f"""# {d.policy_host}: serve the MTA-STS policy written by 'mtasts publish write {directory}'.
+# No redirects on this name: senders must not follow them (RFC 8461 §3.3).
+<VirtualHost *:443>
+    ServerName {d.policy_host}
+    SSLEngine on
+    SSLProtocol -all +TLSv1.2 +TLSv1.3
+    SSLCertificateFile {cert}
+    SSLCertificateKeyFile {key}
+    DocumentRoot {os.path.join(directory, d.domain)}
+    Alias /.well-known/mta-sts.txt {policy}
+    <Location "/.well-known/mta-sts.txt">
+        ForceType "text/plain; charset=utf-8"
+        Require all granted
+    </Location>
+    RedirectMatch 404 ^/(?!\\.well-known/mta-sts\\.txt$)
+</VirtualHost>"""
+    return f"""# {d.policy_host}: serve the MTA-STS policy written by 'mtasts publish write {directory}'.
+# No redirects on this name: senders must not follow them (RFC 8461 §3.3).
+server {{
+    listen 443 ssl;
+    listen [::]:443 ssl;
+    server_name {d.policy_host};
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location = /.well-known/mta-sts.txt {{
+        default_type "text/plain; charset=utf-8";
+        alias {policy};
+    }}
+    location / {{
+        return 404;
+    }}
+}}"""

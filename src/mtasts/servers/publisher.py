@@ -1,0 +1,210 @@
+"""The policy publisher: serves the local domains' policies over HTTPS (RFC 8461 §3.2, §7.1).
+
+``GET``/``HEAD /.well-known/mta-sts.txt`` with ``Host: mta-sts.<domain>`` answers the
+generated policy; anything else is a 404, never a redirect (§3.3: senders must not follow
+them). Each domain's certificate is chosen by SNI; a handshake for an unknown name, or for
+a domain whose certificate is missing or expired, is aborted rather than answered with
+a chain that does not match (§7.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from aiohttp import web
+
+from mtasts.config import Config, load_config
+from mtasts.core.publication import PublishedDomain, policy_text
+from mtasts.errors import ConfigError
+
+log = logging.getLogger("mtasts.publisher")
+
+POLICY_PATH = "/.well-known/mta-sts.txt"
+# Limits for a public server: request line and header sizes, idle keep-alive.
+MAX_LINE = 4096
+MAX_FIELD = 4096
+KEEPALIVE = 5.0
+# How often certificate and key files are checked for changes (certbot renewals).
+WATCH_INTERVAL = 30.0
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    names: Tuple[str, ...]
+    not_after: float
+
+
+def read_certificate(path: str) -> CertificateInfo:
+    """Names and expiry of the first certificate in a PEM file.
+
+    Uses CPython's certificate decoder (``ssl._ssl._test_decode_cert``), so no X.509
+    library is needed at run time.
+    """
+    try:
+        info = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot read certificate {path}: {exc}") from None
+    names = tuple(v.lower() for k, v in info.get("subjectAltName", ()) if k == "DNS")
+    return CertificateInfo(names, ssl.cert_time_to_seconds(info["notAfter"]))
+
+
+def covers(names: Tuple[str, ...], host: str) -> bool:
+    """RFC 6125 DNS-ID match; a wildcard covers exactly one left-most label."""
+    for name in names:
+        if name == host:
+            return True
+        if name.startswith("*.") and host.partition(".")[2] == name[2:]:
+            return True
+    return False
+
+
+def domain_context(d: PublishedDomain, now: float) -> ssl.SSLContext:
+    """The TLS context for one domain; ValueError naming what is wrong with its files."""
+    if not d.cert or not d.key:
+        raise ValueError("cert and key must both be set to serve this domain")
+    info = read_certificate(d.cert)
+    if not covers(info.names, d.policy_host):
+        raise ValueError(f"certificate {d.cert} does not cover {d.policy_host} (it covers {', '.join(info.names) or 'no DNS name'})")
+    if info.not_after <= now:
+        raise ValueError(f"certificate {d.cert} expired on {time.strftime('%Y-%m-%d', time.gmtime(info.not_after))}")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # §7.2
+    try:
+        context.load_cert_chain(d.cert, d.key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"key {d.key} does not match certificate {d.cert} ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {exc.filename or d.key}: {exc.strerror}") from None
+    return context
+
+
+def check_domain_files(config: Config, now: float) -> List[str]:
+    """Problems with the configured certificates, one line each (empty: all good)."""
+    problems = []
+    for name, d in sorted(config.publish_domains.items()):
+        try:
+            domain_context(d, now)
+        except ValueError as exc:
+            problems.append(f'{config.source}: [publish.domains."{name}"] cert/key: {exc}')
+    return problems
+
+
+class PolicyPublisher:
+    def __init__(self, config: Config, config_path: Optional[str]) -> None:
+        self.config = config
+        self.config_path = config_path
+        self._bodies: Dict[str, bytes] = {}
+        self._contexts: Dict[str, ssl.SSLContext] = {}
+        self._mtimes: Dict[str, float] = {}
+        self._runner: Optional[web.AppRunner] = None
+        self._watcher: Optional["asyncio.Task[None]"] = None
+        self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.base_context.sni_callback = self._select_certificate
+        self._load(config)
+
+    # -- policies and certificates -----------------------------------------------------
+
+    def _load(self, config: Config) -> None:
+        bodies, contexts, mtimes = {}, {}, {}
+        now = time.time()
+        for name, d in config.publish_domains.items():
+            bodies[d.policy_host] = policy_text(d)
+            try:
+                contexts[d.policy_host] = domain_context(d, now)
+            except ValueError as exc:
+                log.error("%s: not serving %s over TLS: %s", name, d.policy_host, exc)
+            for path in (d.cert, d.key):
+                if path:
+                    mtimes[path] = _mtime(path)
+        self._bodies, self._contexts, self._mtimes = bodies, contexts, mtimes
+        self.config = config
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("publisher reload refused, keeping the running policies: %s", exc)
+            return
+        self._load(config)
+        log.info("publisher reloaded: %d domains", len(self._bodies))
+
+    def _select_certificate(self, sslobj, server_name, _context):
+        context = self._contexts.get((server_name or "").lower())
+        if context is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME  # abort: never a wrong chain (§7.1)
+        sslobj.context = context
+        return None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            if any(_mtime(p) != m for p, m in self._mtimes.items()):
+                log.info("certificate or key file changed: reloading the publisher")
+                self._load(self.config)
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = request.host or ""
+        host = "" if host.startswith("[") else host.split(":", 1)[0].lower()
+        body = self._bodies.get(host)
+        if request.path != POLICY_PATH or body is None:
+            return web.Response(status=404, text="not found\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
+        return web.Response(
+            body=body,
+            headers={
+                "Content-Type": "text/plain; charset=utf-8",
+                "Cache-Control": "max-age=60",  # RFC 8461 §8.2 suggests a short cache for proxies
+            },
+        )
+
+    async def start(self, sockets: Optional[List] = None) -> None:
+        app = web.Application(client_max_size=1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=KEEPALIVE,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
+        )
+        await self._runner.setup()
+        if sockets:
+            for sock in sockets:
+                await web.SockSite(self._runner, sock, ssl_context=self.base_context).start()
+        else:
+            for host, port in self.config.publish_listen:
+                try:
+                    await web.TCPSite(self._runner, host, port, ssl_context=self.base_context, backlog=1024,
+                                      reuse_address=True).start()
+                except OSError as exc:
+                    await self.close()
+                    raise ConfigError(f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                log.info("publisher listening on %s:%d for %d domains", host, port, len(self._bodies))
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0

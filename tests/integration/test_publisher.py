@@ -1,0 +1,256 @@
+"""The publisher over real HTTPS, and the round trip through our own resolver."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+PUBLISHER_IP = "127.8.6.1"
+
+
+class Publisher:
+    def __init__(self, tmp_path, ca, domains):
+        self.tmp = tmp_path
+        self.ca = ca
+        self.config = tmp_path / "publish.toml"
+        self.log = tmp_path / "publisher.log"
+        self.domains = domains
+        self.write(domains)
+        self.proc = None
+
+    def cert_for(self, domain, *names, expired=False):
+        cert = self.tmp / f"{domain}.pem"
+        key = self.tmp / f"{domain}.key"
+        names = names or (f"mta-sts.{domain}",)
+        if expired:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            issued = self.ca.issue_cert(*names, not_after=now - datetime.timedelta(days=1))
+        else:
+            issued = self.ca.issue_cert(*names)
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        for pem in issued.cert_chain_pems[1:]:
+            pem.write_to_path(str(cert), append=True)
+        issued.private_key_pem.write_to_path(str(key))
+        return str(cert), str(key)
+
+    def write(self, domains, extra=""):
+        text = f'[publish]\nlisten = ["{PUBLISHER_IP}:443"]\n'
+        for d, table in domains.items():
+            text += f'[publish.domains."{d}"]\n'
+            for k, v in table.items():
+                text += f"{k} = {json.dumps(v)}\n"
+        self.config.write_text(text + extra)
+
+    def start(self):
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(self.config)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        assert wait_for(lambda: "ready: publisher only" in self.log.read_text() or self.proc.poll() is not None, 15)
+        assert self.proc.poll() is None, self.log.read_text()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self._log.close()
+
+    def policy_bytes(self, domain):
+        return subprocess.run([sys.executable, "-m", "mtasts", "publish", "policy", domain, "-c", str(self.config)],
+                              capture_output=True, timeout=30, check=True).stdout
+
+    def cli(self, *args):
+        return subprocess.run([sys.executable, "-m", "mtasts", *args, "-c", str(self.config)],
+                              capture_output=True, text=True, timeout=30)
+
+
+def _has_not_after():
+    import inspect
+
+    import trustme
+
+    return "not_after" in inspect.signature(trustme.CA.issue_cert).parameters
+
+
+def https(ca, sni, request: bytes, *, max_version=None):
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    if max_version:
+        ctx.maximum_version = max_version
+    with socket.create_connection((PUBLISHER_IP, 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            s.sendall(request)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def get(ca, host, path="/.well-known/mta-sts.txt", method="GET", sni=None):
+    req = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    return https(ca, sni or host, req)
+
+
+@pytest.fixture
+def publisher(tmp_path, policy_host, world):
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("pub")
+    cert, key = pub.cert_for(d)
+    pub.domains = {d: {"mode": "enforce", "mx": [f"mx1.{d}", f"*.mx.{d}"], "max_age": 86400,
+                       "tlsrpt_rua": [f"mailto:tlsrpt@{d}"], "cert": cert, "key": key,
+                       "host_addresses": [PUBLISHER_IP]}}
+    pub.write(pub.domains)
+    pub.start()
+    pub.domain = d
+    yield pub
+    pub.stop()
+
+
+def test_serves_policy(publisher):
+    d = publisher.domain
+    status, headers, body = get(publisher.ca, f"mta-sts.{d}")
+    assert status == 200
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert body == publisher.policy_bytes(d)
+    assert body.startswith(b"version: STSv1\r\nmode: enforce\r\n")
+
+
+def test_head(publisher):
+    status, headers, body = get(publisher.ca, f"mta-sts.{publisher.domain}", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/", "/.well-known/mta-sts.txt/", "/.well-known/", "/../etc/passwd",
+                                  "/.well-known/../../etc/passwd", "/%2e%2e/etc/passwd", "//etc/passwd",
+                                  "/.well-known/mta-sts.TXT"])
+def test_m134_other_paths_404_never_redirect(publisher, path):
+    status, headers, body = get(publisher.ca, f"mta-sts.{publisher.domain}", path=path)
+    assert status == 404 and "location" not in headers and b"root:" not in body
+
+
+def test_unknown_host_header_404(publisher):
+    status, _, _ = get(publisher.ca, "mta-sts.other.example", sni=f"mta-sts.{publisher.domain}")
+    assert status == 404
+
+
+def test_m136_unknown_or_missing_sni_aborts_handshake(publisher):
+    with pytest.raises(ssl.SSLError):
+        get(publisher.ca, "mta-sts.unknown.example")
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((PUBLISHER_IP, 443), timeout=10) as raw:
+        with pytest.raises(ssl.SSLError):
+            ctx.wrap_socket(raw)  # no SNI at all
+
+
+def test_m137_tls_below_1_2_refused(publisher):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            https(publisher.ca, f"mta-sts.{publisher.domain}", b"GET / HTTP/1.0\r\n\r\n",
+                  max_version=ssl.TLSVersion.TLSv1_1)
+
+
+def test_round_trip_through_our_resolver(publisher, world, daemon):
+    """The records printed by `publish records`, loaded into DNS, are what the resolver discovers."""
+    d = publisher.domain
+    out = publisher.cli("publish", "records", d, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    for record in json.loads(out.stdout):
+        value = f'"{record["value"]}"' if record["type"] == "TXT" else record["value"]
+        world.dns.set(record["name"], record["type"], value)
+    assert daemon.query(d) == f"OK secure match=mx1.{d}:.mx.{d} servername=hostname"
+    policy_id = json.loads(daemon.cli("cache", "show", d, "--json").stdout)["entry"]["policy_id"]
+    assert f"id={policy_id}" in json.loads(out.stdout)[0]["value"]
+
+
+def test_sighup_reloads_policy_and_id(publisher):
+    d = publisher.domain
+    before = publisher.cli("publish", "records", d).stdout
+    publisher.domains[d]["mx"] = [f"new.{d}"]
+    publisher.write(publisher.domains)
+    publisher.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: get(publisher.ca, f"mta-sts.{d}")[2].count(b"mx: new.") == 1)
+    after = publisher.cli("publish", "records", d).stdout
+    assert before != after
+
+
+def test_certificate_problems_reported(publisher, tmp_path):
+    d = publisher.domain
+    wrong_cert, wrong_key = publisher.cert_for("wrong-" + d, "www.other.example")
+    publisher.domains[d]["cert"] = wrong_cert
+    publisher.write(publisher.domains)
+    out = publisher.cli("publish", "records", d)
+    assert f"does not cover mta-sts.{d}" in out.stderr
+    _, other_key = publisher.cert_for("x-" + d)
+    publisher.domains[d]["cert"], publisher.domains[d]["key"] = publisher.cert_for(d)[0], other_key
+    publisher.write(publisher.domains)
+    assert "does not match certificate" in publisher.cli("publish", "records", d).stderr
+    # A running publisher given a bad certificate aborts that name's handshakes.
+    publisher.domains[d]["cert"], publisher.domains[d]["key"] = wrong_cert, wrong_key
+    publisher.write(publisher.domains)
+    publisher.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "does not cover" in publisher.log.read_text())
+    with pytest.raises(ssl.SSLError):
+        get(publisher.ca, f"mta-sts.{d}")
+
+
+def test_keeps_serving_many_connections(publisher):
+    import concurrent.futures
+
+    def one(_):
+        return get(publisher.ca, f"mta-sts.{publisher.domain}")[0]
+
+    idle = [socket.create_connection((PUBLISHER_IP, 443)) for _ in range(200)]  # slow clients that say nothing
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(one, range(100))) == {200}
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_write_and_snippets(publisher, tmp_path):
+    d = publisher.domain
+    out = publisher.cli("publish", "write", str(tmp_path / "www"))
+    assert out.returncode == 0
+    assert (tmp_path / "www" / d / "mta-sts.txt").read_bytes() == publisher.policy_bytes(d)
+    apache = publisher.cli("publish", "snippet", "apache", d, "--dir", str(tmp_path / "www")).stdout
+    assert f"ServerName mta-sts.{d}" in apache and f"Alias /.well-known/mta-sts.txt {tmp_path}/www/{d}/mta-sts.txt" in apache
+    nginx = publisher.cli("publish", "snippet", "nginx", d).stdout
+    assert f"server_name mta-sts.{d};" in nginx and "return 404;" in nginx
+    assert publisher.cli("publish", "policy", "not-published.example").returncode == 2
+
+
+def test_m136_expired_certificate_aborts_handshake(publisher):
+    if not _has_not_after():
+        pytest.skip("this trustme cannot issue expired certificates")
+    d = publisher.domain
+    publisher.domains[d]["cert"], publisher.domains[d]["key"] = publisher.cert_for("old-" + d, f"mta-sts.{d}", expired=True)
+    publisher.write(publisher.domains)
+    assert "expired on" in publisher.cli("publish", "records", d).stderr
+    publisher.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "expired on" in publisher.log.read_text())
+    with pytest.raises(ssl.SSLError):
+        get(publisher.ca, f"mta-sts.{d}")
