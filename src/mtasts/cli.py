@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
 
+    check = sub.add_parser("check", parents=[common], help="check a domain's live MTA-STS publication")
+    check.add_argument("domain")
+    check.add_argument("--json", action="store_true")
+
     publish = sub.add_parser("publish", help="the local domains' policies and DNS records")
     publish_sub = publish.add_subparsers(dest="action", metavar="ACTION")
     publish_sub.required = True
@@ -98,6 +102,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return asyncio.run(serve(config, args.config, args.only))
         if args.command == "query":
             return asyncio.run(query(config, args))
+        if args.command == "check":
+            from mtasts.check import check_command
+
+            return check_command(config, args)
         if args.command == "publish":
             from mtasts.publish import publish_command
 

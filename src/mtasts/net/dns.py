@@ -83,6 +83,20 @@ class DnsClient:
         texts = tuple(b"".join(rdata.strings) for rdata in answer.rrset)
         return TxtAnswer(Outcome.RECORDS, texts=texts, ttl=answer.rrset.ttl)
 
+    async def query(self, name: str, rdtype: str) -> Tuple[Outcome, List[Any], str]:
+        """Any record type: (outcome, rdata list, detail). For ``mtasts check``."""
+        try:
+            answer = await self._resolver.resolve(name, rdtype, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return Outcome.NXDOMAIN, [], ""
+        except dns.exception.Timeout as exc:
+            return Outcome.TIMEOUT, [], str(exc)
+        except dns.exception.DNSException as exc:
+            return Outcome.SERVFAIL, [], _first_line(exc)
+        if answer.rrset is None:
+            return Outcome.NODATA, [], ""
+        return Outcome.RECORDS, list(answer.rrset), ""
+
     async def addresses(self, host: str, family: int = socket.AF_UNSPEC) -> List[Tuple[int, str]]:
         """A and/or AAAA addresses of *host*; raise OSError when there are none."""
         kinds = []
