@@ -110,6 +110,7 @@ class Config:
     default_profile: MapProfile = MapProfile()
     publish_listen: Tuple[Tuple[str, int], ...] = (("0.0.0.0", 443), ("::", 443))
     publish_ttl: int = 3600
+    publish_max_connections: int = 2000
     publish_domains: Dict[str, PublishedDomain] = field(default_factory=dict)
 
     def profile(self, map_name: str) -> Optional[MapProfile]:
@@ -285,6 +286,8 @@ def _parse_maps(table: Any, source: str):
 def _host_port(spec: Any) -> Tuple[str, int]:
     if not isinstance(spec, str):
         raise ValueError
+    if spec == "systemd":  # socket activation: the sockets come from systemd (LISTEN_FDS)
+        return ("systemd", 0)
     host, colon, port = spec.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -306,15 +309,22 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
                 if not isinstance(value, list):
                     raise ValueError
                 values["publish_listen"] = tuple(_host_port(v) for v in value)
+                if ("systemd", 0) in values["publish_listen"] and len(value) > 1:
+                    raise ValueError
             except ValueError:
                 raise ConfigError(
-                    f"{source}: [publish] listen: expected a list of 'HOST:PORT' or '[IPv6]:PORT', got {value!r}"
+                    f"{source}: [publish] listen: expected a list of 'HOST:PORT' or '[IPv6]:PORT', or [\"systemd\"], got {value!r}"
                 ) from None
         elif key == "ttl":
             try:
                 values["publish_ttl"] = _count(value)
             except ValueError:
                 raise ConfigError(f"{source}: [publish] ttl: expected a positive whole number of seconds, got {value!r}") from None
+        elif key == "max_connections":
+            try:
+                values["publish_max_connections"] = _count(value)
+            except ValueError:
+                raise ConfigError(f"{source}: [publish] max_connections: expected a positive whole number, got {value!r}") from None
         elif key == "domains":
             if not isinstance(value, dict):
                 raise ConfigError(f'{source}: [publish.domains] must contain tables such as [publish.domains."example.com"]')
@@ -322,7 +332,7 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
                 name.lower(): _parse_domain(name.lower(), entry, source) for name, entry in value.items()
             }
         else:
-            raise ConfigError(f"{source}: [publish] {key}: unknown key; known keys: listen, ttl, domains")
+            raise ConfigError(f"{source}: [publish] {key}: unknown key; known keys: listen, ttl, max_connections, domains")
     return values
 
 

@@ -45,18 +45,24 @@ class Publisher:
         issued.private_key_pem.write_to_path(str(key))
         return str(cert), str(key)
 
-    def write(self, domains, extra=""):
-        text = f'[publish]\nlisten = ["{PUBLISHER_IP}:443"]\n'
+    def write(self, domains, extra="", listen=None, publish_extra=""):
+        text = f'[publish]\nlisten = {json.dumps(listen or [PUBLISHER_IP + ":443"])}\n' + publish_extra
         for d, table in domains.items():
             text += f'[publish.domains."{d}"]\n'
             for k, v in table.items():
                 text += f"{k} = {json.dumps(v)}\n"
         self.config.write_text(text + extra)
 
-    def start(self):
+    def start(self, activated_socket=None):
         self._log = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(self.config)],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(self.config)]
+        if activated_socket is None:
+            self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        else:
+            # As systemd does it: the socket as fd 3, LISTEN_PID = the daemon's own pid.
+            fd = activated_socket.fileno()
+            shell = f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec " + " ".join(command)
+            self.proc = subprocess.Popen(["bash", "-c", shell], pass_fds=(fd,), stdout=self._log, stderr=subprocess.STDOUT)
         assert wait_for(lambda: "ready: publisher only" in self.log.read_text() or self.proc.poll() is not None, 15)
         assert self.proc.poll() is None, self.log.read_text()
         return self
@@ -254,3 +260,88 @@ def test_m136_expired_certificate_aborts_handshake(publisher):
     assert wait_for(lambda: "expired on" in publisher.log.read_text())
     with pytest.raises(ssl.SSLError):
         get(publisher.ca, f"mta-sts.{d}")
+
+
+def test_socket_activation(tmp_path, policy_host, world):
+    """Port 443 without root on EL7: systemd binds it and passes the socket (LISTEN_FDS)."""
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("act")
+    cert, key = pub.cert_for(d)
+    pub.write({d: {"mx": [f"mx.{d}"], "cert": cert, "key": key}}, listen=["systemd"])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.8.6.2", 443))
+    sock.listen(16)
+    try:
+        pub.start(activated_socket=sock)
+        assert "(from systemd)" in pub.log.read_text()
+        global PUBLISHER_IP
+        saved, PUBLISHER_IP = PUBLISHER_IP, "127.8.6.2"
+        try:
+            assert get(pub.ca, f"mta-sts.{d}")[0] == 200
+        finally:
+            PUBLISHER_IP = saved
+    finally:
+        pub.stop()
+        sock.close()
+
+
+def test_systemd_listen_without_socket_is_an_error(tmp_path, policy_host):
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    pub.write({"x.example": {"mode": "none"}}, listen=["systemd"])
+    out = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(pub.config)],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "no socket was passed (LISTEN_FDS)" in out.stderr
+
+
+def test_slow_clients_are_dropped(publisher):
+    """Slowloris: a client that never finishes the TLS handshake, and one that never sends a
+    request after it, are both closed within about 10 seconds."""
+    no_tls = socket.create_connection((PUBLISHER_IP, 443))
+    ctx = ssl.create_default_context()
+    publisher.ca.configure_trust(ctx)
+    silent = ctx.wrap_socket(socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}")
+    trickle = ctx.wrap_socket(socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}")
+    trickle.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n")  # and never the rest
+    started = time.monotonic()
+    for s in (no_tls, silent, trickle):
+        s.settimeout(20)
+    try:
+        assert no_tls.recv(10) == b""
+        assert silent.recv(10) == b""
+        assert trickle.recv(10) == b""
+        assert time.monotonic() - started < 15
+        assert get(publisher.ca, f"mta-sts.{publisher.domain}")[0] == 200
+    finally:
+        for s in (no_tls, silent, trickle):
+            s.close()
+
+
+def test_connection_cap(tmp_path, policy_host, world):
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("cap")
+    cert, key = pub.cert_for(d)
+    pub.write({d: {"mx": [f"mx.{d}"], "cert": cert, "key": key}}, publish_extra="max_connections = 5\n")
+    pub.start()
+    ctx = ssl.create_default_context()
+    pub.ca.configure_trust(ctx)
+    held = []
+    try:
+        for _ in range(8):
+            s = ctx.wrap_socket(socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{d}")
+            s.settimeout(5)
+            held.append(s)
+        closed = 0
+        for s in held:
+            try:
+                s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts." + d.encode() + b"\r\n\r\n")
+                if s.recv(100) == b"":
+                    closed += 1
+            except (ConnectionError, ssl.SSLError):
+                closed += 1
+        assert closed == 3
+        assert "over 5 connections" in pub.log.read_text()
+    finally:
+        for s in held:
+            s.close()
+        pub.stop()

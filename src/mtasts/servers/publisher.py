@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from mtasts.config import Config, load_config
 from mtasts.core.publication import PublishedDomain, policy_text
@@ -32,6 +33,53 @@ MAX_FIELD = 4096
 KEEPALIVE = 5.0
 # How often certificate and key files are checked for changes (certbot renewals).
 WATCH_INTERVAL = 30.0
+# A public server must not be held open by slow or idle clients: the TLS handshake and
+# the first complete request each get this long; past [publish] max_connections new ones are closed.
+HANDSHAKE_TIMEOUT = 10.0
+FIRST_REQUEST_TIMEOUT = 10.0
+# systemd socket activation (sd_listen_fds(3)): passed descriptors start at 3.
+SD_LISTEN_FDS_START = 3
+
+
+def systemd_sockets() -> List:
+    """Sockets passed by systemd (LISTEN_PID/LISTEN_FDS), as socket objects."""
+    import socket
+
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    return [socket.socket(fileno=fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
+
+
+class _GuardedHandler(RequestHandler):
+    """aiohttp's request handler, closed when over the connection cap or too slow."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.mtasts_served = False
+        limit = self._manager.max_connections
+        if len(self._manager.connections) > limit:
+            log.warning("publisher: over %d connections, closing a new one", limit)
+            transport.close()
+            return
+        self.mtasts_timer = asyncio.get_running_loop().call_later(FIRST_REQUEST_TIMEOUT, self._mtasts_expire)
+
+    def _mtasts_expire(self) -> None:
+        if not self.mtasts_served and self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        timer = getattr(self, "mtasts_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
+
+
+class _GuardedServer(web.Server):
+    max_connections = 2000
+
+    def __call__(self) -> RequestHandler:
+        return _GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
 @dataclass(frozen=True)
@@ -102,7 +150,7 @@ class PolicyPublisher:
         self._bodies: Dict[str, bytes] = {}
         self._contexts: Dict[str, ssl.SSLContext] = {}
         self._mtimes: Dict[str, float] = {}
-        self._runner: Optional[web.AppRunner] = None
+        self._server: Optional[_GuardedServer] = None
         self._watcher: Optional["asyncio.Task[None]"] = None
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -151,7 +199,8 @@ class PolicyPublisher:
 
     # -- HTTP ------------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        request.protocol.mtasts_served = True  # type: ignore[attr-defined]
         host = request.host or ""
         host = "" if host.startswith("[") else host.split(":", 1)[0].lower()
         body = self._bodies.get(host)
@@ -167,26 +216,31 @@ class PolicyPublisher:
             },
         )
 
-    async def start(self, sockets: Optional[List] = None) -> None:
-        app = web.Application(client_max_size=1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app,
-            handle_signals=False,
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = _GuardedServer(
+            self._handle,
             access_log=None,
             keepalive_timeout=KEEPALIVE,
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
         )
-        await self._runner.setup()
-        if sockets:
+        self._server.max_connections = self.config.publish_max_connections
+        options = dict(ssl=self.base_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT, backlog=1024)
+        self._listeners = []
+        if self.config.publish_listen == (("systemd", 0),):
+            sockets = systemd_sockets()
+            if not sockets:
+                raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
             for sock in sockets:
-                await web.SockSite(self._runner, sock, ssl_context=self.base_context).start()
+                self._listeners.append(await loop.create_server(self._server, sock=sock, **options))
+                log.info("publisher listening on %s (from systemd) for %d domains", sock.getsockname(), len(self._bodies))
         else:
             for host, port in self.config.publish_listen:
                 try:
-                    await web.TCPSite(self._runner, host, port, ssl_context=self.base_context, backlog=1024,
-                                      reuse_address=True).start()
+                    self._listeners.append(
+                        await loop.create_server(self._server, host, port, reuse_address=True, **options)
+                    )
                 except OSError as exc:
                     await self.close()
                     raise ConfigError(f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -198,9 +252,11 @@ class PolicyPublisher:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for listener in getattr(self, "_listeners", []):
+            listener.close()
+        if getattr(self, "_server", None) is not None:
+            await self._server.shutdown(1.0)
+        self._listeners = []
 
 
 def _mtime(path: str) -> float:
