@@ -29,10 +29,33 @@ def _domains(config: Config, name) -> List[PublishedDomain]:
     return [config.publish_domains[domain]]
 
 
+def _with_detected_host(config: Config, d: PublishedDomain) -> PublishedDomain:
+    """Without host_addresses/host_cname, use what DNS has for mta-sts.<domain> now."""
+    if d.host_addresses or d.host_cname:
+        return d
+    import asyncio
+    import dataclasses
+
+    from mtasts.net.dns import DnsClient
+
+    async def lookup():
+        try:
+            return await DnsClient(config.nameservers, config.dns_timeout).addresses(d.policy_host)
+        except OSError:
+            return []
+
+    found = asyncio.run(lookup())
+    if found:
+        print(f"mtasts: {d.policy_host}: no host_addresses configured, using the published ones "
+              f"({', '.join(a for _, a in found)})", file=sys.stderr)
+        return dataclasses.replace(d, host_addresses=tuple(a for _, a in found))
+    return d
+
+
 def publish_command(config: Config, args: argparse.Namespace) -> int:
     action = args.action
     if action == "records":
-        domains = _domains(config, args.domain)
+        domains = [_with_detected_host(config, d) for d in _domains(config, args.domain)]
         if args.format == "json":
             print(json.dumps([r for d in domains for r in records(d, config.publish_ttl)], indent=2))
         else:

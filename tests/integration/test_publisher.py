@@ -27,7 +27,8 @@ class Publisher:
         self.config = tmp_path / "publish.toml"
         self.log = tmp_path / "publisher.log"
         self.domains = domains
-        self.write(domains)
+        if domains:
+            self.write(domains)
         self.proc = None
 
     def cert_for(self, domain, *names, expired=False):
@@ -228,7 +229,7 @@ def test_keeps_serving_many_connections(publisher):
     def one(_):
         return get(publisher.ca, f"mta-sts.{publisher.domain}")[0]
 
-    idle = [socket.create_connection((PUBLISHER_IP, 443)) for _ in range(200)]  # slow clients that say nothing
+    idle = [socket.create_connection((PUBLISHER_IP, 443)) for _ in range(1000)]  # 1000 clients that say nothing
     try:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             assert set(pool.map(one, range(100))) == {200}
@@ -345,3 +346,99 @@ def test_connection_cap(tmp_path, policy_host, world):
         for s in held:
             s.close()
         pub.stop()
+
+
+def test_oversized_header_refused(publisher):
+    host = f"mta-sts.{publisher.domain}"
+    request = f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nX-Big: {'a' * 10000}\r\nConnection: close\r\n\r\n"
+    status, _, body = https(publisher.ca, host, request.encode())
+    assert status in (400, 431) and b"version: STSv1" not in body
+    assert get(publisher.ca, host)[0] == 200
+
+
+def test_missing_certificate_file_aborts_that_name_only(publisher, tmp_path, world):
+    d = publisher.domain
+    other = world.new_domain("nocert")
+    publisher.domains[other] = {"mx": [f"mx.{other}"], "cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")}
+    publisher.write(publisher.domains)
+    publisher.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: f"not serving mta-sts.{other}" in publisher.log.read_text())
+    with pytest.raises(ssl.SSLError):
+        get(publisher.ca, f"mta-sts.{other}")
+    assert get(publisher.ca, f"mta-sts.{d}")[0] == 200
+
+
+def test_certificate_file_change_reloads_without_signal(tmp_path, policy_host, world, monkeypatch):
+    """certbot renews in place: the publisher notices the new files by itself."""
+    import asyncio
+
+    from mtasts.config import load_config
+    from mtasts.servers import publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "WATCH_INTERVAL", 0.1)
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("renew")
+    cert, key = pub.cert_for(d, "www.other.example")  # starts with a certificate for the wrong name
+    pub.write({d: {"mx": [f"mx.{d}"], "cert": cert, "key": key}}, listen=["127.8.6.3:443"])
+
+    async def scenario():
+        server = publisher_module.PolicyPublisher(load_config(str(pub.config)), str(pub.config))
+        await server.start()
+        try:
+            loop = asyncio.get_running_loop()
+            before = await loop.run_in_executor(None, probe, "127.8.6.3", pub.ca, f"mta-sts.{d}")
+            time.sleep(0.05)  # a new mtime
+            pub.cert_for(d)  # the renewed certificate, written over the same files
+            await asyncio.sleep(0.5)
+            after = await loop.run_in_executor(None, probe, "127.8.6.3", pub.ca, f"mta-sts.{d}")
+            return before, after
+        finally:
+            await server.close()
+
+    before, after = asyncio.run(scenario())
+    assert before == "handshake failed" and after == 200
+
+
+def probe(ip, ca, host):
+    global PUBLISHER_IP
+    saved, PUBLISHER_IP = PUBLISHER_IP, ip
+    try:
+        return get(ca, host)[0]
+    except ssl.SSLError:
+        return "handshake failed"
+    finally:
+        PUBLISHER_IP = saved
+
+
+def test_resolver_and_publisher_in_one_serve(tmp_path, policy_host, world, make_daemon):
+    d = world.new_domain("both")
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    cert, key = pub.cert_for(d)
+    daemon = make_daemon(start=False)
+    daemon.config.write_text(daemon.config.read_text() + f"""
+[publish]
+listen = ["127.8.6.4:443"]
+[publish.domains."{d}"]
+mx = ["mx1.{d}"]
+cert = "{cert}"
+key = "{key}"
+host_addresses = ["127.8.6.4"]
+""")
+    daemon.start()
+    records = json.loads(daemon.cli("publish", "records", d, "--format", "json").stdout)
+    for record in records:
+        value = f'"{record["value"]}"' if record["type"] == "TXT" else record["value"]
+        world.dns.set(record["name"], record["type"], value)
+    assert daemon.query(d) == f"OK secure match=mx1.{d} servername=hostname"
+    assert "publisher listening on 127.8.6.4:443" in daemon.log()
+
+
+def test_records_detect_published_host_address(tmp_path, policy_host, world, make_daemon):
+    d = world.new_domain("detect")
+    daemon = make_daemon(start=False)
+    daemon.config.write_text(daemon.config.read_text() + f'[publish.domains."{d}"]\nmx = ["mx1.{d}"]\n')
+    out = daemon.cli("publish", "records", d)
+    assert f"; mta-sts.{d}.\t3600\tIN\tA\t<address" in out.stdout  # nothing known yet
+    world.dns.set(f"mta-sts.{d}", "A", "127.8.6.9")
+    out = daemon.cli("publish", "records", d)
+    assert f"mta-sts.{d}.\t3600\tIN\tA\t127.8.6.9" in out.stdout and "using the published ones" in out.stderr
