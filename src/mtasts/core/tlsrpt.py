@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
+from mtasts.core import tagvalue
 from mtasts.errors import RecordError
 
 VERSION = "v=TLSRPTv1"
-_EXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
-_EXT_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+\Z")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x2b\x2d-\x3a\x3c-\x7e]+\Z")  # no "," or ";" unescaped
-_WSP = " \t"
+_WSP = tagvalue.WSP
 
 
 @dataclass(frozen=True)
@@ -28,14 +27,7 @@ class TlsrptRecord:
 
 
 def parse_tlsrpt(text: str) -> TlsrptRecord:
-    if not text.isascii():
-        raise RecordError("record is not US-ASCII")
-    parts = text.split(";")
-    if parts[0].rstrip(_WSP) != VERSION:
-        raise RecordError(f"record does not begin with {VERSION!r}")
-    fields = [p.strip(_WSP) for p in parts[1:]]
-    if fields and not fields[-1]:
-        fields.pop()
+    fields = tagvalue.fields(text, VERSION)
     rua = None
     for field in fields:
         name, eq, value = field.partition("=")
@@ -47,8 +39,7 @@ def parse_tlsrpt(text: str) -> TlsrptRecord:
                     raise RecordError(f"rua {bad[0]!r} is not a URI (commas, '!' and ';' must be %-encoded)")
                 rua = uris
             continue
-        if not eq or not _EXT_NAME.match(name) or not _EXT_VALUE.match(value):
-            raise RecordError(f"field {field!r} is not name=value")
+        tagvalue.check_extension(field)
     if rua is None:
         raise RecordError("record has no rua field")
     usable = tuple(u for u in rua if u.lower().startswith(("mailto:", "https:")))
@@ -57,14 +48,4 @@ def parse_tlsrpt(text: str) -> TlsrptRecord:
 
 def select_tlsrpt(texts: Sequence[bytes]) -> TlsrptRecord:
     """RFC 8460 §3: discard records not beginning ``v=TLSRPTv1``; exactly one must remain."""
-    candidates = []
-    for raw in texts:
-        text = raw.decode("ascii", "replace")
-        rest = text[len(VERSION):]
-        if text.startswith(VERSION) and (not rest or rest[0] in ";" + _WSP):
-            candidates.append(text)
-    if not candidates:
-        raise RecordError("no v=TLSRPTv1 TXT record")
-    if len(candidates) > 1:
-        raise RecordError(f"{len(candidates)} v=TLSRPTv1 TXT records; exactly one is allowed")
-    return parse_tlsrpt(candidates[0])
+    return parse_tlsrpt(tagvalue.select_one(texts, VERSION))
