@@ -24,6 +24,7 @@ WEBPKI_INVALID = "sts-webpki-invalid"
 POLICY_INVALID = "sts-policy-invalid"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _READ_CHUNK = 16384
+SSL_SHUTDOWN_GRACE = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class PolicyFetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+            # TLS connections close with an SSL shutdown that needs the loop a little
+            # longer; aiohttp's documented graceful shutdown waits for it.
+            await asyncio.sleep(SSL_SHUTDOWN_GRACE)
 
     async def fetch(self, domain: str) -> FetchResult:
         url = policy_url(domain)
