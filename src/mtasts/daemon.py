@@ -79,9 +79,6 @@ def sd_notify(message: str) -> None:
         log.warning("sd_notify failed: %s", exc)
 
 
-ROLES = ("resolver", "publisher")
-
-
 class Daemon:
     def __init__(self, config: Config, config_path: Optional[str], only: Optional[str] = None) -> None:
         self.config = config
@@ -99,7 +96,7 @@ class Daemon:
         if self.run_publisher:
             if not self.config.publish_domains:
                 raise ConfigError(f"{self.config.source}: [publish.domains]: expected at least one domain to publish")
-            self.publisher = PolicyPublisher(self.config, self.config_path)
+            self.publisher = PolicyPublisher(self.config)
             await self.publisher.start()
         if self.run_resolver:
             await self._start_resolver()
@@ -141,17 +138,17 @@ class Daemon:
             self.cache.close()
 
     def reload(self) -> None:
-        """SIGHUP: apply map profiles, log level and cache timings; keep the rest."""
-        if self.publisher is not None:
-            self.publisher.reload()
-        if self.resolver is None:
-            return
+        """SIGHUP: the file is read once; the publisher takes its policies and certificates,
+        the resolver its map profiles, log level and cache timings; the rest needs a restart."""
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
-        assert self.resolver is not None
+        if self.publisher is not None:
+            self.publisher.reload(new)
+        if self.resolver is None:
+            return
         fixed = ("listen", "socket_mode", "nameservers", "dns_timeout", "fetch_timeout", "ca_file",
                  "cache_backend", "cache_path", "memory_entries", "control_socket")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.config, k) and not (k == "cache_path" and not new.cache_path_explicit)]

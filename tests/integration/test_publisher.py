@@ -382,7 +382,7 @@ def test_certificate_file_change_reloads_without_signal(tmp_path, policy_host, w
     pub.write({d: {"mx": [f"mx.{d}"], "cert": cert, "key": key}}, listen=["127.8.6.3:443"])
 
     async def scenario():
-        server = publisher_module.PolicyPublisher(load_config(str(pub.config)), str(pub.config))
+        server = publisher_module.PolicyPublisher(load_config(str(pub.config)))
         await server.start()
         try:
             loop = asyncio.get_running_loop()

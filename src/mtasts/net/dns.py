@@ -11,7 +11,7 @@ import asyncio
 import enum
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import dns.asyncresolver
 import dns.exception

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from mtasts.config import Config, load_config
+from mtasts.config import Config
 from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
 
@@ -144,9 +144,8 @@ def check_domain_files(config: Config, now: float) -> List[str]:
 
 
 class PolicyPublisher:
-    def __init__(self, config: Config, config_path: Optional[str]) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.config_path = config_path
         self._bodies: Dict[str, bytes] = {}
         self._contexts: Dict[str, ssl.SSLContext] = {}
         self._mtimes: Dict[str, float] = {}
@@ -174,12 +173,8 @@ class PolicyPublisher:
         self._bodies, self._contexts, self._mtimes = bodies, contexts, mtimes
         self.config = config
 
-    def reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("publisher reload refused, keeping the running policies: %s", exc)
-            return
+    def reload(self, config: Config) -> None:
+        """Serve *config*'s policies and certificates from now on (SIGHUP)."""
         self._load(config)
         log.info("publisher reloaded: %d domains", len(self._bodies))
 

@@ -17,7 +17,6 @@ import socket
 import stat
 from typing import Deque, List, Optional, Union
 
-from mtasts.config import Listener
 from mtasts.core.netstring import NetstringDecoder, encode
 from mtasts.core.socketmap import Status, format_reply, parse_request
 from mtasts.errors import ConfigError, NetstringError, RequestError
