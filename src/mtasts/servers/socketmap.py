@@ -63,36 +63,23 @@ class SocketmapProtocol(asyncio.Protocol):
             self._abort()
             return
         resolver = self._resolver
-        if len(payloads) == 1 and not self._pending and self._transport is not None:
-            # The common case (Postfix sends one request and waits): no queue needed.
-            try:
-                request = parse_request(payloads[0])
-            except RequestError:
-                pass
-            else:
-                reply = resolver.answer_nowait(request.map_name, request.key)
-                if reply is not None:
-                    self._transport.write(encode(reply))
-                    return
-                future = asyncio.ensure_future(resolver.answer(request.map_name, request.key))
-                future.add_done_callback(self._flush_callback)
-                self._pending.append(future)
-                return
+        pending = self._pending
         for payload in payloads:
             try:
                 request = parse_request(payload)
             except RequestError as exc:
                 # A netstring Postfix would never send; answer it anyway, never hang up.
-                self._pending.append(encode(format_reply(Status.PERM, str(exc))))
-                continue
-            reply = resolver.answer_nowait(request.map_name, request.key)
-            if reply is not None:
-                self._pending.append(encode(reply))
+                reply: Optional[bytes] = format_reply(Status.PERM, str(exc))
             else:
+                reply = resolver.answer_nowait(request.map_name, request.key)
+            if reply is None:
                 future = asyncio.ensure_future(resolver.answer(request.map_name, request.key))
                 future.add_done_callback(self._flush_callback)
-                self._pending.append(future)
-        self._flush()
+                pending.append(future)
+            elif pending:
+                pending.append(encode(reply))  # behind an unanswered request: keep the order
+            elif self._transport is not None:
+                self._transport.write(encode(reply))  # nothing queued ahead: answer at once
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
