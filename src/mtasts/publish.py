@@ -29,33 +29,43 @@ def _domains(config: Config, name) -> List[PublishedDomain]:
     return [config.publish_domains[domain]]
 
 
-def _with_detected_host(config: Config, d: PublishedDomain) -> PublishedDomain:
+def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List[PublishedDomain]:
     """Without host_addresses/host_cname, use what DNS has for mta-sts.<domain> now."""
-    if d.host_addresses or d.host_cname:
-        return d
     import asyncio
     import dataclasses
 
     from mtasts.net.dns import DnsClient
 
-    async def lookup():
+    undetermined = [d for d in domains if not (d.host_addresses or d.host_cname)]
+    if not undetermined:
+        return domains
+
+    async def lookup(client: DnsClient, host: str):
         try:
-            return await DnsClient(config.nameservers, config.dns_timeout).addresses(d.policy_host)
+            return [address for _, address in await client.addresses(host)]
         except OSError:
             return []
 
-    found = asyncio.run(lookup())
-    if found:
-        print(f"mtasts: {d.policy_host}: no host_addresses configured, using the published ones "
-              f"({', '.join(a for _, a in found)})", file=sys.stderr)
-        return dataclasses.replace(d, host_addresses=tuple(a for _, a in found))
-    return d
+    async def lookup_all():
+        client = DnsClient(config.nameservers, config.dns_timeout)
+        return await asyncio.gather(*(lookup(client, d.policy_host) for d in undetermined))
+
+    found = dict(zip((d.domain for d in undetermined), asyncio.run(lookup_all())))
+    result = []
+    for d in domains:
+        addresses = found.get(d.domain)
+        if addresses:
+            print(f"mtasts: {d.policy_host}: no host_addresses configured, using the published ones "
+                  f"({', '.join(addresses)})", file=sys.stderr)
+            d = dataclasses.replace(d, host_addresses=tuple(addresses))
+        result.append(d)
+    return result
 
 
 def publish_command(config: Config, args: argparse.Namespace) -> int:
     action = args.action
     if action == "records":
-        domains = [_with_detected_host(config, d) for d in _domains(config, args.domain)]
+        domains = _with_detected_hosts(config, _domains(config, args.domain))
         if args.format == "json":
             print(json.dumps([r for d in domains for r in records(d, config.publish_ttl)], indent=2))
         else:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from mtasts.config import Config
+from mtasts.core.hostname import MxPattern
 from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
 
@@ -103,12 +104,13 @@ def read_certificate(path: str) -> CertificateInfo:
 
 
 def covers(names: Tuple[str, ...], host: str) -> bool:
-    """RFC 6125 DNS-ID match; a wildcard covers exactly one left-most label."""
+    """RFC 6125 DNS-ID match: the same one-label wildcard rule as MX patterns (§4.1)."""
     for name in names:
-        if name == host:
-            return True
-        if name.startswith("*.") and host.partition(".")[2] == name[2:]:
-            return True
+        try:
+            if MxPattern.parse(name).matches(host):
+                return True
+        except ValueError:
+            continue  # not a host name or pattern: covers nothing
     return False
 
 
