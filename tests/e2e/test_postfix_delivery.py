@@ -157,7 +157,6 @@ queue_run_delay = 1s
         mid = f"<{uuid.uuid4().hex}@sender.example>"
         msg = f"From: s@sender.example\nTo: {rcpt}\nSubject: e2e\nMessage-ID: {mid}\n\nhello\n"
         ns_run(self.ns, "sendmail", "-C", self.etc, "-f", "s@sender.example", rcpt, input=msg.encode(), check=True)
-        return mid
 
     def status(self, rcpt, timeout=30.0):
         """Postfix's first delivery status for rcpt, and its log lines."""
@@ -169,6 +168,11 @@ queue_run_delay = 1s
                 return re.search(r"status=(\w+)", lines[-1]).group(1), log
             time.sleep(0.2)
         return None, log
+
+    def deliver(self, rcpt):
+        """Submit a message to rcpt and wait for Postfix's verdict: (status, log)."""
+        self.send(rcpt)
+        return self.status(rcpt)
 
     def delivered(self, rcpt):
         return [json.loads(p.read_text()) for p in self.inbox.glob("*.json") if rcpt in json.loads(p.read_text())["rcpts"]]
@@ -207,8 +211,7 @@ def sender(netns):
 
 def test_enforce_valid_certificate_delivered_over_verified_tls(sender):
     rcpt = "alice@sts-ok.test"
-    sender.send(rcpt)
-    status, log = sender.status(rcpt)
+    status, log = sender.deliver(rcpt)
     assert status == "sent", log
     assert "Verified TLS connection established to mx1.sts-ok.test" in log
     assert [m["tls"] for m in sender.delivered(rcpt)] == [True]
@@ -216,8 +219,7 @@ def test_enforce_valid_certificate_delivered_over_verified_tls(sender):
 
 def test_enforce_wrong_certificate_deferred_not_bounced(sender):
     rcpt = "bob@sts-badcert.test"
-    sender.send(rcpt)
-    status, log = sender.status(rcpt)
+    status, log = sender.deliver(rcpt)
     assert status == "deferred", log
     assert sender.delivered(rcpt) == []
     assert "bounced" not in [line for line in log.splitlines() if rcpt in line][-1]
@@ -227,24 +229,21 @@ def test_enforce_mx_not_covered_not_delivered(sender):
     # Postfix 3.7 checks the certificate against match= (the policy's names), so an MX whose
     # certificate is valid for its own, uncovered name is refused. 3.10.5+ skips it earlier.
     rcpt = "carol@sts-uncovered.test"
-    sender.send(rcpt)
-    status, log = sender.status(rcpt)
+    status, log = sender.deliver(rcpt)
     assert status == "deferred", log
     assert sender.delivered(rcpt) == []
 
 
 def test_testing_mode_with_bad_certificate_delivered(sender):
     rcpt = "dave@testing-bad.test"
-    sender.send(rcpt)
-    status, log = sender.status(rcpt)
+    status, log = sender.deliver(rcpt)
     assert status == "sent", log
     assert sender.delivered(rcpt)
 
 
 def test_no_mta_sts_delivered_with_default_level(sender):
     rcpt = "erin@plain.test"
-    sender.send(rcpt)
-    status, log = sender.status(rcpt)
+    status, log = sender.deliver(rcpt)
     assert status == "sent", log
     assert [m["tls"] for m in sender.delivered(rcpt)] == [True]  # "may": TLS, not verified
     # "may": the chain is checked and logged as Trusted, the name is not (unlike "Verified" above).
@@ -255,8 +254,7 @@ def test_daemon_stopped_defers_then_delivers(sender):
     rcpt = "frank@later.test"
     sender.stop_daemon()
     try:
-        sender.send(rcpt)
-        status, log = sender.status(rcpt)
+        status, log = sender.deliver(rcpt)
         assert status == "deferred", log
         assert "policy table lookup error" in log  # socketmap unreachable: a temporary error
         assert sender.delivered(rcpt) == []
