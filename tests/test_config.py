@@ -37,12 +37,17 @@ path = "/tmp/x.sqlite3"
 [maps.postfix]
 testing = "enforce"
 sni = false
+[maps.reporting]
+tlsrpt = true
+testing_level = "encrypt"
 """))
     assert c.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
     assert c.listen[2] == Listener("inet", host="::1", port=8461)
     assert c.nameservers == (Nameserver("127.0.0.1", 53), Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
     assert c.socket_mode == 0o666 and c.dns_timeout == 2.0 and c.cache_backend == "memory"
     assert c.maps["postfix"].testing == "enforce" and not c.maps["postfix"].sni
+    assert not c.maps["postfix"].tlsrpt and c.maps["postfix"].testing_level == "may"
+    assert c.maps["reporting"].tlsrpt and c.maps["reporting"].testing_level == "encrypt"
 
 
 @pytest.mark.parametrize(
@@ -61,6 +66,9 @@ sni = false
         ("[cache]\nmemory_entries = 0\n", "[cache] memory_entries: expected a positive whole number, got 0"),
         ("[maps.postfix]\ntesting = \"yes\"\n", "[maps.postfix] testing: expected \"ignore\" or \"enforce\", got 'yes'"),
         ("[maps.postfix]\nsni = 1\n", "[maps.postfix] sni: expected true or false, got 1"),
+        ("[maps.postfix]\ntlsrpt = \"yes\"\n", "[maps.postfix] tlsrpt: expected true or false (true needs Postfix >= 3.10)"),
+        ("[maps.postfix]\ntesting_level = \"secure\"\n",
+         "[maps.postfix] testing_level: expected \"may\" or \"encrypt\", got 'secure'"),
         ("[maps.postfix]\nfoo = 1\n", "[maps.postfix] foo: unknown key"),
         ("[log]\nlevel = \"loud\"\n", "[log] level: expected"),
         ("[cache]\nnegative_ttl_min = 100\nnegative_ttl_max = 10\n", "[cache] negative_ttl_min: expected at most"),

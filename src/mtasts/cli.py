@@ -170,7 +170,7 @@ async def query(config: Config, args: argparse.Namespace) -> int:
                     await fetcher.close()
                 fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
                 report["fetch"] = fetch
-    report["answer"] = tls_policy_reply(policy, profile).decode()
+    report["answer"] = tls_policy_reply(domain or "", policy, profile).decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from mtasts.core.policy import Mode
 from mtasts.core.publication import PublishedDomain, validate_max_age, validate_mx, validate_rua
-from mtasts.core.reply import TESTING_ENFORCE, TESTING_IGNORE, MapProfile
+from mtasts.core.reply import TESTING_ENFORCE, TESTING_IGNORE, TESTING_LEVELS, MapProfile
 from mtasts.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -213,6 +213,8 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
 _PROFILE_SCHEMA = {
     "testing": (_choice(TESTING_IGNORE, TESTING_ENFORCE), f'"{TESTING_IGNORE}" or "{TESTING_ENFORCE}"'),
     "sni": (_bool, "true or false"),
+    "tlsrpt": (_bool, "true or false (true needs Postfix >= 3.10)"),
+    "testing_level": (_choice(*TESTING_LEVELS), " or ".join(f'"{x}"' for x in TESTING_LEVELS)),
 }
 
 

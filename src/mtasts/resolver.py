@@ -108,7 +108,7 @@ class PolicyResolver:
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
-        return cached_reply(decision.cached, self.profile(map_name))
+        return cached_reply(domain, decision.cached, self.profile(map_name))
 
     async def answer(self, map_name: str, key: str) -> bytes:
         """The reply after discovery; never raises for remote faults."""
@@ -125,7 +125,7 @@ class PolicyResolver:
             self.counters.internal_errors += 1
             log.exception("internal error while looking up %s", domain)
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
-        return tls_policy_reply(policy, self.profile(map_name))
+        return tls_policy_reply(domain, policy, self.profile(map_name))
 
     # -- discovery ------------------------------------------------------------------
 

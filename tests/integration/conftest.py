@@ -130,6 +130,8 @@ testing = "ignore"
 testing = "enforce"
 [maps.oldpostfix]
 sni = false
+[maps.tlsrpt]
+tlsrpt = true
 {extra}
 """
         )

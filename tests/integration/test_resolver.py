@@ -61,6 +61,20 @@ def test_testing_mode(world, daemon):
     assert daemon.query(d, "strict") == secure(d)
 
 
+def test_tlsrpt_profile_answers_byte_for_byte(world, daemon):
+    d, t = world.new_domain(), world.new_domain()
+    world.publish(d)
+    world.publish(t, policy_text(mode="testing", domain=t))
+    strings = " ".join(f"{{ policy_string = {line} }}" for line in policy_text(domain=d).decode().split("\r\n") if line)
+    assert daemon.query(d, "tlsrpt") == (
+        f"{secure(d)} policy_type=sts policy_domain={d} mx_host_pattern=mx1.{d} mx_host_pattern=*.backup.{d} "
+        + strings
+    )
+    assert daemon.query(d) == secure(d)  # the same cached policy, the default profile
+    assert daemon.query(t, "tlsrpt").startswith(f"OK may policy_type=sts policy_domain={t} mx_host_pattern=mx1.{t} ")
+    assert daemon.query(t) == "NOTFOUND "
+
+
 def test_none_mode(world, daemon):
     d = world.new_domain()
     world.publish(d, policy_text(mode="none", mx=(), domain=d))

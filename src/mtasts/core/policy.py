@@ -79,7 +79,7 @@ def parse_policy(body: bytes) -> Policy:
         if not colon or not _NAME.match(name):
             raise PolicyError(f"line {number}: {_preview(line)} is not 'name: value'")
         value = value.lstrip(_WSP)
-        lines.append(f"{name}: {value}")
+        lines.append(f"{name}: {value}" if value else f"{name}:")
         if name == "version":
             if version is None:
                 if value != "STSv1":

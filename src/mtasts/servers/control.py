@@ -142,6 +142,6 @@ class ControlServer:
             return {
                 "ok": True,
                 "entry": entry_to_json(entry, time.time()),
-                "answer": tls_policy_reply(policy, profile).decode(),
+                "answer": tls_policy_reply(domain, policy, profile).decode(),
             }
         return {"ok": False, "error": f"unknown command {command!r}"}
