@@ -40,6 +40,9 @@ SCENARIOS = {
     "testing-bad.test": (policy("testing", "mx1.testing-bad.test"), "mx1.testing-bad.test", "127.8.7.14", "other.test"),
     "plain.test": (None, "mx1.plain.test", "127.8.7.15", "other.test"),
     "later.test": (policy("enforce", "mx1.later.test"), "mx1.later.test", "127.8.7.16", "mx1.later.test"),
+    # Routed through a transport whose policy map is the "tlsrpt" profile (tlsrpt = true).
+    "tlsrpt-old.test": (policy("enforce", "mx1.tlsrpt-old.test"), "mx1.tlsrpt-old.test", "127.8.7.17",
+                        "mx1.tlsrpt-old.test"),
 }
 
 
@@ -96,7 +99,8 @@ class Sender:
     def start_daemon(self):
         cfg = self.tmp / "mtasts.toml"
         cfg.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
-                       f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n')
+                       f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
+                       f'[maps.tlsrpt]\ntlsrpt = true\n')
         log = open(self.tmp / "mtasts.log", "ab")
         offset = log.tell()
         self.files.append(log)
@@ -126,6 +130,7 @@ class Sender:
                     continue  # no smtpd needed: mail is injected with sendmail
                 line = " ".join(fields)
             master.append(line)
+        master.append("smtp-tlsrpt unix - - n - - smtp -o smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8461:tlsrpt")
         (etc / "master.cf").write_text("\n".join(master) + "\n")
         (etc / "main.cf").write_text(f"""compatibility_level = 3.6
 queue_directory = {self.tmp}/queue
@@ -142,6 +147,7 @@ smtp_tls_security_level = may
 smtp_tls_loglevel = 1
 smtp_tls_CAfile = {self.ca}
 smtp_tls_policy_maps = socketmap:inet:127.0.0.1:8461:postfix
+transport_maps = inline:{{ tlsrpt-old.test=smtp-tlsrpt: }}
 smtp_connect_timeout = 5s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
@@ -266,3 +272,17 @@ def test_daemon_stopped_defers_then_delivers(sender):
         time.sleep(0.2)
     assert [m["tls"] for m in sender.delivered(rcpt)] == [True]
     assert "status=sent" in [line for line in (sender.tmp / "maillog").read_text().splitlines() if rcpt in line][-1]
+
+
+def test_tlsrpt_attributes_deferred_by_postfix_before_3_10(sender):
+    # Why tlsrpt is off by default: Postfix <= 3.9 refuses the policy_type attribute and
+    # defers (4.7.5), so the mail waits in the queue instead of being lost or sent in clear.
+    version = ns_run(sender.ns, "postconf", "-c", sender.etc, "-h", "mail_version", capture_output=True, text=True)
+    if tuple(int(x) for x in version.stdout.split(".")[:2]) >= (3, 10):
+        pytest.skip("Postfix >= 3.10 accepts the TLSRPT attributes")
+    rcpt = "grace@tlsrpt-old.test"
+    status, log = sender.deliver(rcpt)
+    assert status == "deferred", log
+    assert 'invalid attribute name: "policy_type"' in log
+    assert "client TLS configuration problem" in [line for line in log.splitlines() if rcpt in line][-1]
+    assert sender.delivered(rcpt) == []
