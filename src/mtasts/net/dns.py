@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.nameserver
 import dns.rdatatype
@@ -48,6 +49,19 @@ class TxtAnswer:
         return self.outcome in (Outcome.SERVFAIL, Outcome.TIMEOUT)
 
 
+@dataclass(frozen=True)
+class SecureAnswer:
+    outcome: Outcome
+    records: Tuple[Any, ...] = ()
+    ttl: int = 0
+    validated: bool = False  # the AD bit: the resolver validated the answer (or the denial)
+    detail: str = ""
+
+    @property
+    def temporary(self) -> bool:
+        return self.outcome in (Outcome.SERVFAIL, Outcome.TIMEOUT)
+
+
 class DnsClient:
     def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
         try:
@@ -62,6 +76,19 @@ class DnsClient:
         resolver.timeout = min(timeout, 2.0)  # per-server try; lifetime bounds the whole lookup
         resolver.cache = None
         self._resolver = resolver
+        # DNSSEC lookups (DANE): DO and AD set, so a validating resolver reports validation
+        # in the AD bit (RFC 6840 §5.7). Only these queries pay for the larger answers.
+        secure = dns.asyncresolver.Resolver(configure=False)
+        secure.nameservers = resolver.nameservers
+        secure.lifetime, secure.timeout, secure.cache = resolver.lifetime, resolver.timeout, None
+        secure.use_edns(0, dns.flags.DO, 1232)
+        secure.flags = dns.flags.RD | dns.flags.AD
+        self._secure = secure
+
+    def set_timeout(self, timeout: float) -> None:
+        for resolver in (self._resolver, self._secure):
+            resolver.lifetime = timeout
+            resolver.timeout = min(timeout, 2.0)
 
     @property
     def nameservers(self) -> List[str]:
@@ -96,6 +123,22 @@ class DnsClient:
         if answer.rrset is None:
             return Outcome.NODATA, [], ""
         return Outcome.RECORDS, list(answer.rrset), ""
+
+    async def secure(self, name: str, rdtype: str) -> "SecureAnswer":
+        """A lookup whose answer says whether the resolver validated it (AD bit)."""
+        try:
+            answer = await self._secure.resolve(name, rdtype, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as exc:
+            responses = list(exc.responses().values())
+            return SecureAnswer(Outcome.NXDOMAIN, (), _negative_ttl(responses), _authenticated(responses))
+        except dns.exception.Timeout as exc:
+            return SecureAnswer(Outcome.TIMEOUT, detail=str(exc))
+        except dns.exception.DNSException as exc:
+            return SecureAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
+        validated = _authenticated([answer.response])
+        if answer.rrset is None:
+            return SecureAnswer(Outcome.NODATA, (), _negative_ttl([answer.response]), validated)
+        return SecureAnswer(Outcome.RECORDS, tuple(answer.rrset), answer.rrset.ttl, validated)
 
     async def addresses(self, host: str, family: int = socket.AF_UNSPEC) -> List[Tuple[int, str]]:
         """A and/or AAAA addresses of *host*; raise OSError when there are none."""
@@ -157,6 +200,10 @@ def _negative_ttl(responses) -> int:
             if rrset.rdtype == dns.rdatatype.SOA:
                 return min(rrset.ttl, rrset[0].minimum)
     return DEFAULT_NEGATIVE_TTL
+
+
+def _authenticated(responses) -> bool:
+    return bool(responses) and all(r.flags & dns.flags.AD for r in responses)
 
 
 def _first_line(exc: BaseException) -> str:

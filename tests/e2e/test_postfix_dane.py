@@ -1,0 +1,113 @@
+"""Real Postfix with DANE: a domain with both DANE and an enforced MTA-STS policy.
+
+In the namespace, Unbound (validating, 127.0.0.53, where resolv.conf points) serves the signed
+zones Knot signs (127.0.0.55); Postfix runs with ``smtp_dns_support_level = dnssec`` and mtasts
+as its policy map. dane.test lists two MX hosts, both with WebPKI-valid certificates and
+covered by its MTA-STS policy; only mx1's certificate matches its TLSA record, and mx2 is
+tried first. A ``secure`` answer would deliver to mx2; mtasts must answer ``dane-only`` and
+Postfix deliver to mx1 only. webpki.test, signed without TLSA, shows the MTA-STS path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.harness import ROOT, Sender, ns_popen, ns_run
+from tests.integration.dnssec import available
+from tests.integration.policyhost import POLICY_HOST_IP
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(not shutil.which("postfix"), reason="Postfix is not installed (.ci/run installs it)"),
+    pytest.mark.skipif(not available(), reason="knot and unbound are not installed (.ci/run installs them)"),
+]
+
+RESOLVER, PLAIN_DNS, KNOT = "127.0.0.53", "127.0.0.54", "127.0.0.55"
+MX = {  # name -> address; mx2 has the better (lower) preference
+    "mx1.dane.test": "127.8.7.21", "mx2.dane.test": "127.8.7.22",
+    "mx1.webpki.test": "127.8.7.23", "mx2.webpki.test": "127.8.7.24",
+}
+
+
+def policy(domain):
+    return f"version: STSv1\r\nmode: enforce\r\nmx: mx1.{domain}\r\nmx: mx2.{domain}\r\nmax_age: 86400\r\n"
+
+
+def spki_sha256(pem: str) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def zone(domain, tlsa):
+    records = [["@", "MX", f"10 mx2.{domain}."], ["@", "MX", f"20 mx1.{domain}."],
+               ["_mta-sts", "TXT", '"v=STSv1; id=1;"'], ["mta-sts", "A", POLICY_HOST_IP]]
+    records += [[name.split(".")[0], "A", ip] for name, ip in MX.items() if name.endswith(domain)]
+    records += [[f"_25._tcp.{host}", "TLSA", f"3 1 1 {digest}"] for host, digest in tlsa.items()]
+    return {"name": domain, "records": records}
+
+
+@pytest.fixture(scope="module")
+def sender(netns, sender_dir):
+    s = Sender(netns, sender_dir, dns_ip=PLAIN_DNS, daemon_extra='[dane]\nprobe = "dane.test"\n',
+               main_cf_extra="smtp_dns_support_level = dnssec\n")
+    try:
+        policies = {f"mta-sts.{d}": policy(d) for d in ("dane.test", "webpki.test")}
+        s.start_world([], policies, [{"ip": ip, "name": name, "cert_name": name} for name, ip in MX.items()])
+        real = spki_sha256((sender_dir / "inbox" / "certs" / "mx1.dane.test.pem").read_text())
+        wrong = hashlib.sha256(b"not mx2's key").hexdigest()
+        spec = sender_dir / "dnssec.json"
+        spec.write_text(json.dumps({
+            "dir": str(sender_dir / "dnssec"), "knot_address": KNOT, "resolver_address": RESOLVER,
+            "stubs": {"test": PLAIN_DNS},
+            "zones": [zone("dane.test", {"mx1": real, "mx2": wrong}), zone("webpki.test", {})],
+        }))
+        (sender_dir / "dnssec").mkdir()
+        dnssec = ns_popen(netns, sys.executable, "-m", "tests.integration.dnssec", str(spec), cwd=str(ROOT),
+                          stdout=subprocess.PIPE, text=True)
+        s.procs.insert(0, dnssec)
+        assert dnssec.stdout.readline().strip() == "ready"
+        s.start_daemon()
+        s.start_postfix()
+        yield s
+    finally:
+        s.close()
+
+
+def test_mtasts_answers_dane_only_for_the_dane_domain(sender):
+    table = "socketmap:inet:127.0.0.1:8461:postfix"
+    dane = ns_run(sender.ns, "postmap", "-c", sender.etc, "-q", "dane.test", table, capture_output=True, text=True)
+    assert dane.stdout.strip() == "dane-only", dane.stderr
+    webpki = ns_run(sender.ns, "postmap", "-c", sender.etc, "-q", "webpki.test", table, capture_output=True, text=True)
+    assert webpki.stdout.strip() == "secure match=mx1.webpki.test:mx2.webpki.test servername=hostname"
+
+
+def test_dane_domain_delivered_only_to_the_mx_matching_its_tlsa(sender):
+    rcpt = "heidi@dane.test"
+    status, log = sender.deliver(rcpt)
+    assert status == "sent", log
+    assert [m["mx"] for m in sender.delivered(rcpt)] == ["mx1.dane.test"]
+    lines = [line for line in log.splitlines() if "dane.test" in line]
+    # mx2 was tried first: its WebPKI-valid certificate does not match its TLSA record.
+    assert any("verification failed for mx2.dane.test" in line and "no matching DANE TLSA records" in line
+               for line in lines), "\n".join(lines)
+    assert "Verified TLS connection established to mx1.dane.test" in log
+
+
+def test_webpki_domain_follows_mta_sts(sender):
+    rcpt = "ivan@webpki.test"
+    status, log = sender.deliver(rcpt)
+    assert status == "sent", log
+    assert [m["mx"] for m in sender.delivered(rcpt)] == ["mx2.webpki.test"]
+    assert "Verified TLS connection established to mx2.webpki.test" in log
