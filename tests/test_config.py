@@ -40,6 +40,11 @@ sni = false
 [maps.reporting]
 tlsrpt = true
 testing_level = "encrypt"
+[metrics]
+listen = "[::1]:9461"
+[dane]
+mode = "off"
+probe = "example.org."
 """))
     assert c.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
     assert c.listen[2] == Listener("inet", host="::1", port=8461)
@@ -48,6 +53,7 @@ testing_level = "encrypt"
     assert c.maps["postfix"].testing == "enforce" and not c.maps["postfix"].sni
     assert not c.maps["postfix"].tlsrpt and c.maps["postfix"].testing_level == "may"
     assert c.maps["reporting"].tlsrpt and c.maps["reporting"].testing_level == "encrypt"
+    assert c.metrics_listen == ("::1", 9461) and c.dane_mode == "off" and c.dane_probe == "example.org."
 
 
 @pytest.mark.parametrize(
@@ -61,11 +67,17 @@ testing_level = "encrypt"
         ("[socketmap]\nlisten = []\n", "[socketmap] listen: expected at least one listener"),
         ("[socketmap]\nsocket_mode = \"999\"\n", "[socketmap] socket_mode: expected an octal mode"),
         ("[resolver]\nnameservers = [\"dns.google\"]\n", "[resolver] nameservers: expected a list of IP addresses"),
-        ("[cache]\nbackend = \"redis\"\n", "[cache] backend: expected \"sqlite\" or \"memory\", got 'redis'"),
+        ("[cache]\nbackend = \"valkey\"\n", "[cache] backend: expected \"sqlite\", \"memory\" or \"redis\", got 'valkey'"),
+        ("[cache]\nurl = \"http://r:6379\"\n", "[cache] url: expected a redis://, rediss:// or unix:// URL"),
         ("[cache]\npath = \"relative.db\"\n", "[cache] path: expected an absolute path"),
         ("[cache]\nmemory_entries = 0\n", "[cache] memory_entries: expected a positive whole number, got 0"),
         ("[maps.postfix]\ntesting = \"yes\"\n", "[maps.postfix] testing: expected \"ignore\" or \"enforce\", got 'yes'"),
         ("[maps.postfix]\nsni = 1\n", "[maps.postfix] sni: expected true or false, got 1"),
+        ("[metrics]\nlisten = \"9461\"\n", "[metrics] listen: expected \"HOST:PORT\""),
+        ("[metrics]\nlisten = \"127.0.0.1:0\"\n", "[metrics] listen: expected \"HOST:PORT\""),
+        ("[dane]\nmode = \"on\"\n", "[dane] mode: expected \"prefer\" or \"off\", got 'on'"),
+        ("[dane]\nprobe = \"not a name\"\n", "[dane] probe: expected a DNS name known to be DNSSEC-signed"),
+        ("[dane]\nmin_ttl = 600\nmax_ttl = 60\n", "[dane] min_ttl: expected at most max_ttl (60.0), got 600.0"),
         ("[maps.postfix]\ntlsrpt = \"yes\"\n", "[maps.postfix] tlsrpt: expected true or false (true needs Postfix >= 3.10)"),
         ("[maps.postfix]\ntesting_level = \"secure\"\n",
          "[maps.postfix] testing_level: expected \"may\" or \"encrypt\", got 'secure'"),

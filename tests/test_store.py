@@ -99,3 +99,60 @@ def test_memory_only_backend():
     assert cache.count() == (5, 5)
     due = cache.due(T0 + 50000, 10)  # past refresh_at (about T0 + 41000), before expiry
     assert due == sorted(f"d{i}.example" for i in range(3, 8))
+
+
+def dane_result():
+    from mtasts.core.dane import DaneResult, DaneState, HostDane, HostState
+
+    return DaneResult(DaneState.PARTIAL, T0, T0 + 300, (
+        HostDane("mx1.example.com", HostState.USABLE, ("3 1 1 " + "ab" * 32,)),
+        HostDane("mx2.example.com", HostState.NO_TLSA),
+    ))
+
+
+def test_dane_result_round_trip_and_kept_across_relearning(tmp_path):
+    import dataclasses
+
+    store = SqliteStore(str(tmp_path / "c.sqlite3"))
+    entry = dataclasses.replace(policy_entry(), dane=dane_result())
+    store.put(entry)
+    store.close()
+    store = SqliteStore(str(tmp_path / "c.sqlite3"))
+    assert store.get("example.com") == entry
+    relearned = learned(entry, "example.com", parse_policy(BODY), "id2", BODY, T0 + 10, 0.5)
+    assert relearned.dane == entry.dane
+    assert held(entry, "example.com", Hold.DNS_FAILURE, T0 + 10, 60).dane == entry.dane
+
+
+def test_version_1_file_upgraded_in_place(tmp_path):
+    path = str(tmp_path / "c.sqlite3")
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE entries (domain TEXT PRIMARY KEY, policy_id TEXT, body BLOB, fetched_at REAL,
+            expires_at REAL, hold TEXT, hold_until REAL NOT NULL DEFAULT 0,
+            txt_checked_at REAL NOT NULL DEFAULT 0, refresh_at REAL NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+    """)
+    db.execute("INSERT INTO entries (domain, policy_id, body, fetched_at, expires_at, refresh_at)"
+               " VALUES ('example.com', 'id1', ?, ?, ?, ?)", (BODY, T0, T0 + 86400, T0 + 43200))
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    old = store.get("example.com")
+    assert old.cached.policy_id == "id1" and old.dane is None
+    store.put(__import__("dataclasses").replace(old, dane=dane_result()))
+    assert store.get("example.com").dane == dane_result()
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert db.execute("SELECT mode FROM entries").fetchone()[0] == "enforce"  # read from the v1 body
+
+
+def test_unreadable_dane_column_is_dropped_not_fatal(tmp_path):
+    store = SqliteStore(str(tmp_path / "c.sqlite3"))
+    store.put(policy_entry())
+    store._db.execute("UPDATE entries SET dane = '{\"state\": \"bogus\"}'")
+    assert store.get("example.com").dane is None
+    assert store.get("example.com").cached is not None

@@ -61,12 +61,17 @@ found=$(ls "$WHEELS"/*.whl | wc -l)
 [ "$expected" = "$found" ] || { echo "gate: $found wheels in $WHEELS, $LOCK pins $expected" >&2; exit 1; }
 
 echo "== stage: mtasts $VERSION and its vendored libraries under /opt/mtasts"
-"$HOSTPY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-index --no-compile "${PLATFORM[@]}" \
+"$HOSTPY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-index --no-compile \
+    --ignore-requires-python "${PLATFORM[@]}" \
     --target "$STAGE/opt/mtasts/lib" "$WHEELS"/*.whl
 # mtasts itself is pure Python: its source tree is the package (no build backend needed offline).
 cp -a "$ROOT/src/mtasts" "$STAGE/opt/mtasts/lib/"
 find "$STAGE/opt/mtasts/lib/mtasts" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$STAGE/opt/mtasts/lib/bin"  # console scripts with this machine's shebang
+# Library files are imported, never run: one mode for all (some wheels ship stray exec bits);
+# shared objects keep theirs, so rpm reads their glibc needs into Requires.
+find "$STAGE/opt/mtasts/lib" -type f ! -name '*.so' -exec chmod 0644 {} +
+find "$STAGE/opt/mtasts/lib" -type f -name '*.so' -exec chmod 0755 {} +
 if [ -x "$BUILD_PY" ]; then
     # Byte-code for the target Python, so the daemon (no write access there) need not compile.
     "$BUILD_PY" -m compileall -q -j 0 --invalidation-mode checked-hash -d /opt/mtasts/lib "$STAGE/opt/mtasts/lib"

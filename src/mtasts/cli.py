@@ -124,6 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 async def query(config: Config, args: argparse.Namespace) -> int:
     from mtasts.core.nexthop import policy_domain
     from mtasts.core.reply import tls_policy_reply
+    from mtasts.core.socketmap import NOTFOUND
     from mtasts.core.txtrecord import select_record
     from mtasts.net.dns import DnsClient, Outcome
     from mtasts.net.fetch import PolicyFetcher, policy_url
@@ -170,7 +171,18 @@ async def query(config: Config, args: argparse.Namespace) -> int:
                     await fetcher.close()
                 fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
                 report["fetch"] = fetch
-    report["answer"] = tls_policy_reply(domain or "", policy, profile).decode()
+    answer = tls_policy_reply(domain or "", policy, profile)
+    if domain is not None and answer != NOTFOUND and config.dane_mode == "prefer":
+        # The daemon's rule: DANE is checked where an MTA-STS answer would be given.
+        from mtasts.core.dane import dane_reply
+        from mtasts.dane import DaneChecker
+        from mtasts.servers.control import dane_to_json
+
+        checker = DaneChecker(dns_client, config.dane_min_ttl, config.dane_max_ttl, config.failure_ttl)
+        result = await checker.check(domain, time.time())
+        report["dane"] = dane_to_json(result, time.time())
+        answer = dane_reply(result) or answer
+    report["answer"] = answer.decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -198,7 +210,18 @@ def _print_query(report: Dict[str, Any]) -> None:
             else:
                 for line in fetch["policy"].splitlines():
                     print(f"         | {line}")
+        if report.get("dane"):
+            _print_dane(report["dane"])
     print(f"answer:  {report['answer']}")
+
+
+def _print_dane(dane: Dict[str, Any]) -> None:
+    """DANE state and the TLSA records seen per MX host (query, cache show)."""
+    print(f"{'dane:':16}{dane['state']}" + (f" ({dane['detail']})" if dane.get("detail") else ""))
+    for host in dane["hosts"]:
+        print(f"  {host['host']}: {host['state']}")
+        for record in host["tlsa"]:
+            print(f"    TLSA {record}")
 
 
 # -- cache ---------------------------------------------------------------------------
@@ -264,7 +287,7 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
 
 async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
     """Run a control command against the store with no daemon (and no listener)."""
-    if config.cache_backend != "sqlite":
+    if config.cache_backend == "memory":
         raise MtastsError(f"the daemon is not running ({config.control_path}) and the memory cache has no store")
     from mtasts.daemon import open_cache
     from mtasts.net.dns import DnsClient
@@ -302,7 +325,7 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
             print("not cached")
             return
         for key, value in entry.items():
-            if key == "policy":
+            if key in ("policy", "dane"):
                 continue
             if isinstance(value, list):
                 value = ", ".join(value) or "-"
@@ -311,6 +334,8 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
             print("policy:")
             for line in entry["policy"].splitlines():
                 print(f"  | {line}")
+        if entry.get("dane"):
+            _print_dane(entry["dane"])
         if "answer" in response:
             print(f"{'answer:':16}{response['answer']}")
     elif action == "purge":

@@ -98,12 +98,20 @@ class Config:
     cache_backend: str = "sqlite"
     cache_path: str = DEFAULT_CACHE_PATH
     cache_path_explicit: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "mtasts:"
+    redis_timeout: float = 0.25
     memory_entries: int = 100000
     txt_recheck: float = 60.0
     negative_ttl_min: float = 300.0
     negative_ttl_max: float = 3600.0
     failure_ttl: float = 60.0
     refresh_concurrency: int = 16
+    metrics_listen: Optional[Tuple[str, int]] = None
+    dane_mode: str = "prefer"
+    dane_probe: str = "."
+    dane_min_ttl: float = 60.0
+    dane_max_ttl: float = 3600.0
     control_socket: str = ""
     log_level: str = "info"
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
@@ -157,6 +165,32 @@ def _mode(value: Any) -> int:
     return mode
 
 
+def _redis_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError
+    return value
+
+
+def _host_port(value: Any) -> Optional[Tuple[str, int]]:
+    if value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError
+    return host, int(port)
+
+
+def _probe_name(value: Any) -> str:
+    from mtasts.core.hostname import is_domain
+
+    if value == "." or (isinstance(value, str) and is_domain(value.rstrip("."))):
+        return value
+    raise ValueError
+
+
 def _choice(*choices: str):
     def parse(value: Any) -> str:
         if value not in choices:
@@ -193,7 +227,10 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
         "ca_file": (_string, "a path to a PEM file, or \"\" for the system trust store", "ca_file"),
     },
     "cache": {
-        "backend": (_choice("sqlite", "memory"), "\"sqlite\" or \"memory\"", "cache_backend"),
+        "backend": (_choice("sqlite", "memory", "redis"), "\"sqlite\", \"memory\" or \"redis\"", "cache_backend"),
+        "url": (_redis_url, "a redis://, rediss:// or unix:// URL", "redis_url"),
+        "prefix": (_string, "a string that starts every Redis key", "redis_prefix"),
+        "timeout": (_positive, "a positive number of seconds (each Redis call)", "redis_timeout"),
         "path": (_string, "a path to the SQLite file", "cache_path"),
         "memory_entries": (_count, "a positive whole number", "memory_entries"),
         "txt_recheck": (_positive, "a positive number of seconds", "txt_recheck"),
@@ -201,6 +238,15 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
         "negative_ttl_max": (_positive, "a positive number of seconds", "negative_ttl_max"),
         "failure_ttl": (_positive, "a positive number of seconds", "failure_ttl"),
         "refresh_concurrency": (_count, "a positive whole number", "refresh_concurrency"),
+    },
+    "metrics": {
+        "listen": (_host_port, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none", "metrics_listen"),
+    },
+    "dane": {
+        "mode": (_choice("prefer", "off"), "\"prefer\" or \"off\"", "dane_mode"),
+        "probe": (_probe_name, "a DNS name known to be DNSSEC-signed, such as \".\"", "dane_probe"),
+        "min_ttl": (_positive, "a positive number of seconds", "dane_min_ttl"),
+        "max_ttl": (_positive, "a positive number of seconds", "dane_max_ttl"),
     },
     "control": {
         "socket": (_string, "a path for the control socket, or \"\" for one beside the cache", "control_socket"),
@@ -259,6 +305,10 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         raise ConfigError(
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
             f"({config.negative_ttl_max}), got {config.negative_ttl_min}"
+        )
+    if config.dane_min_ttl > config.dane_max_ttl:
+        raise ConfigError(
+            f"{source}: [dane] min_ttl: expected at most max_ttl ({config.dane_max_ttl}), got {config.dane_min_ttl}"
         )
     return config
 

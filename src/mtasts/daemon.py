@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 import logging
 import os
 import signal
 import socket
 import sys
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from mtasts import __version__
 from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir
@@ -40,7 +41,7 @@ def setup_logging(level: str) -> None:
 def with_state_dir(config: Config) -> Config:
     """Make sure the cache directory exists; fall back to a per-user one when the
     default system directory cannot be created (an ordinary user running the daemon)."""
-    if config.cache_backend != "sqlite" and config.control_socket:
+    if config.cache_backend == "memory" and config.control_socket:
         return config
     directory = os.path.dirname(config.cache_path)
     try:
@@ -61,8 +62,21 @@ def with_state_dir(config: Config) -> Config:
 
 
 def open_cache(config: Config) -> PolicyCache:
-    store = SqliteStore(config.cache_path) if config.cache_backend == "sqlite" else None
+    # "redis" keeps the local SQLite store too: a Redis restart loses nothing a host needs.
+    store = SqliteStore(config.cache_path) if config.cache_backend != "memory" else None
     return PolicyCache(config.memory_entries, store)
+
+
+def open_shared(config: Config):
+    if config.cache_backend != "redis":
+        return None
+    try:
+        from mtasts.store.shared import SharedCache
+
+        return SharedCache(config.redis_url, config.redis_prefix, config.redis_timeout)
+    except ImportError:
+        raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
+                          " (pip install 'mtasts[redis]')") from None
 
 
 def sd_notify(message: str) -> None:
@@ -91,6 +105,8 @@ class Daemon:
         self.resolver: Optional[PolicyResolver] = None
         self.socketmap: Optional[SocketmapServer] = None
         self.control: Optional[ControlServer] = None
+        self.metrics: Optional[Any] = None
+        self.shared: Optional[Any] = None
 
     async def start(self) -> None:
         if self.run_publisher:
@@ -107,10 +123,11 @@ class Daemon:
         config = self.config
         dns_client = DnsClient(config.nameservers, config.dns_timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+        # No count or scan of the store here: start-up time must not grow with it (1M entries).
         self.cache = open_cache(config)
-        entries, policies = self.cache.count() if config.cache_backend == "sqlite" else (0, 0)
         await self.fetcher.start()
-        self.resolver = PolicyResolver(config, self.cache, dns_client, self.fetcher)
+        self.shared = open_shared(config)
+        self.resolver = PolicyResolver(config, self.cache, dns_client, self.fetcher, shared=self.shared)
         await self.resolver.start()
         self.control = ControlServer(
             self.resolver,
@@ -120,26 +137,57 @@ class Daemon:
         await self.control.start()
         self.socketmap = SocketmapServer(self.resolver, config.listen, config.socket_mode)
         await self.socketmap.start()
-        where = config.cache_path if config.cache_backend == "sqlite" else "memory only"
-        log.info(
-            "mtasts %s ready: cache %s (%d entries, %d policies), DNS %s",
-            __version__,
-            where,
-            entries,
-            policies,
-            ", ".join(dns_client.nameservers) or "system",
-        )
+        if config.metrics_listen is not None:
+            await self._start_metrics(*config.metrics_listen)
+        where = {"sqlite": config.cache_path, "memory": "memory only",
+                 "redis": f"{config.cache_path} + {config.redis_url}"}[config.cache_backend]
+        log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
+                 ", ".join(dns_client.nameservers) or "system")
+
+    async def _start_metrics(self, host: str, port: int) -> None:
+        from mtasts.metrics import MetricsServer, ModeCounts
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise ConfigError(f"{self.config.source}: [metrics] listen: needs the prometheus-client package"
+                              " (pip install 'mtasts[metrics]')")
+        modes = ModeCounts(self.config.cache_path) if self.config.cache_backend != "memory" else None
+        self.metrics = MetricsServer(host, port, self._metrics_snapshot, modes)
+        try:
+            await self.metrics.start()
+        except OSError as exc:
+            raise ConfigError(f"{self.config.source}: [metrics] listen: cannot listen on {host}:{port}:"
+                              f" {exc.strerror or exc}") from None
+
+    def _metrics_snapshot(self) -> Dict[str, Any]:
+        assert self.resolver is not None and self.cache is not None
+        c = self.resolver.counters
+        return {
+            "answers": dict(c.answers),
+            "cache_hits": {"memory": self.cache.memory_hits, "sqlite": self.cache.store_hits,
+                           "redis": self.shared.hits if self.shared else 0},
+            "fetch_ok": c.fetch_ok,
+            "fetch_failures": dict(c.by_failure),
+            "fetch_latency": c.fetch_latency,
+            "refresh_failed_enforced": c.refresh_failed_enforced,
+            "redis_errors": self.shared.errors if self.shared else 0,
+            "connections": len(self.socketmap.connections) if self.socketmap else 0,
+            "dane_checks": c.dane_checks,
+            "internal_errors": c.internal_errors,
+        }
 
     async def close(self) -> None:
-        for part in (self.publisher, self.socketmap, self.control, self.resolver, self.fetcher):
+        for part in (self.metrics, self.publisher, self.socketmap, self.control, self.resolver, self.fetcher,
+                     self.shared):
             if part is not None:
                 await part.close()
         if self.cache is not None:
             self.cache.close()
 
     def reload(self) -> None:
-        """SIGHUP: the file is read once; the publisher takes its policies and certificates,
-        the resolver its map profiles, log level and cache timings; the rest needs a restart."""
+        """SIGHUP: the file is read once; the publisher takes its domains and certificates, the
+        resolver its map profiles, log level, timeouts, cache timings and DANE settings, with
+        connections and cache kept; listeners, nameservers, the cache location and Redis need a
+        restart (the log says which changed)."""
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -149,12 +197,14 @@ class Daemon:
             self.publisher.reload(new)
         if self.resolver is None:
             return
-        fixed = ("listen", "socket_mode", "nameservers", "dns_timeout", "fetch_timeout", "ca_file",
-                 "cache_backend", "cache_path", "memory_entries", "control_socket")
+        fixed = ("listen", "socket_mode", "nameservers", "ca_file", "cache_backend", "cache_path", "memory_entries",
+                 "control_socket", "redis_url", "redis_prefix", "redis_timeout", "metrics_listen")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.config, k) and not (k == "cache_path" and not new.cache_path_explicit)]
         applied = dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed})
         self.config = applied
-        self.resolver.config = applied
+        self.resolver.reconfigure(applied)
+        assert self.fetcher is not None
+        self.fetcher.timeout = applied.fetch_timeout
         setup_logging(applied.log_level)
         log.info("configuration reloaded from %s", applied.source)
         if ignored:

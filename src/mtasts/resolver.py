@@ -12,21 +12,27 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
 
 from mtasts.config import Config
 from mtasts.core import freshness
+from mtasts.core.dane import DaneResult, dane_reply
 from mtasts.core.freshness import Background, CacheEntry, Hold
 from mtasts.core.nexthop import policy_domain
-from mtasts.core.policy import Policy
+from mtasts.core.policy import Mode, Policy
 from mtasts.core.reply import MapProfile, cached_reply, tls_policy_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord, select_record
+from mtasts.dane import DaneChecker, non_loopback
 from mtasts.errors import FetchError, RecordError
+from mtasts.metrics import LatencyHistogram
 from mtasts.net.dns import DnsClient, Outcome
 from mtasts.net.fetch import FetchResult, PolicyFetcher
 from mtasts.store.tiered import PolicyCache
+
+if TYPE_CHECKING:
+    from mtasts.store.shared import SharedCache
 
 log = logging.getLogger("mtasts.resolver")
 
@@ -34,6 +40,8 @@ log = logging.getLogger("mtasts.resolver")
 SWEEP_INTERVAL = 30.0
 # Entries without a valid policy or hold are forgotten after a week.
 PRUNE_AFTER = 7 * 86400.0
+# How long a host waits for another host's discovery of the same domain (fleet single flight).
+FLEET_WAIT = 3.0
 
 
 @dataclass
@@ -45,7 +53,17 @@ class Counters:
     fetch_failed: int = 0
     refresh_failed: int = 0
     internal_errors: int = 0
+    dane_checks: int = 0
+    refresh_failed_enforced: int = 0
     by_failure: Dict[str, int] = field(default_factory=dict)
+    # (map, the answer's first 12 bytes, which name its kind) -> answers given
+    answers: Dict[Tuple[str, bytes], int] = field(default_factory=dict)
+    fetch_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def answered(self, map_name: str, reply: bytes) -> bytes:
+        key = (map_name, reply[:12])
+        self.answers[key] = self.answers.get(key, 0) + 1
+        return reply
 
 
 class PolicyResolver:
@@ -57,17 +75,23 @@ class PolicyResolver:
         fetcher: PolicyFetcher,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        shared: Optional["SharedCache"] = None,
     ) -> None:
         self.config = config
         self.cache = cache
+        self.shared = shared
+        self._sharing: Set["asyncio.Task[None]"] = set()
         self._dns = dns_client
         self._fetcher = fetcher
         self._clock = clock
         self._jitter = jitter
         self._inflight: Dict[str, "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]"] = {}
+        self._dane_inflight: Dict[str, "asyncio.Future[DaneResult]"] = {}
+        self._dane = DaneChecker(dns_client, config.dane_min_ttl, config.dane_max_ttl, config.failure_ttl)
         self._background: Dict[str, "asyncio.Task[None]"] = {}
         self._semaphore: Optional[asyncio.Semaphore] = None
         self._sweeper: Optional["asyncio.Task[None]"] = None
+        self._probe: Optional["asyncio.Task[None]"] = None
         self._unknown_maps: Set[str] = set()
         self.counters = Counters()
 
@@ -76,14 +100,43 @@ class PolicyResolver:
     async def start(self) -> None:
         self._semaphore = asyncio.Semaphore(self.config.refresh_concurrency)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        if self.config.dane_mode == "prefer":
+            self._probe = asyncio.ensure_future(self._probe_validation())
+        if self.shared is not None:
+            self.shared.start(self._fleet_event)
+
+    async def _probe_validation(self) -> None:
+        """Say at start-up when DANE cannot work: the resolver does not validate (no AD bit)."""
+        remote = non_loopback(self._dns.nameservers)
+        if remote:
+            log.warning("DANE: nameserver %s is not on loopback: its AD bit crosses the network"
+                        " unauthenticated (use a local validating resolver such as unbound)", ", ".join(remote))
+        probe = self.config.dane_probe
+        answer = await self._dane.resolver_validates(probe)
+        if answer.validated:
+            log.info("DANE: the resolver validates DNSSEC (AD bit for %r)", probe)
+        else:
+            log.warning(
+                "DANE: no AD bit for %r (%s) from %s: this resolver does not validate DNSSEC, so no domain"
+                " counts as DANE and MTA-STS answers stand; Postfix's own DANE needs a validating resolver too",
+                probe, answer.outcome.value, ", ".join(self._dns.nameservers) or "the system resolver",
+            )
 
     async def close(self) -> None:
-        tasks = list(self._background.values()) + list(self._inflight.values())
-        if self._sweeper is not None:
-            tasks.append(self._sweeper)
+        tasks = list(self._background.values()) + list(self._inflight.values()) + list(self._dane_inflight.values())
+        tasks += [t for t in (self._sweeper, self._probe) if t is not None]
+        tasks += list(self._sharing)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
+        self.config = config
+        self._dns.set_timeout(config.dns_timeout)
+        self._dane.min_ttl, self._dane.max_ttl = config.dane_min_ttl, config.dane_max_ttl
+        self._dane.failure_ttl = config.failure_ttl
+        self._unknown_maps.clear()
 
     # -- answering Postfix ------------------------------------------------------------
 
@@ -101,17 +154,36 @@ class PolicyResolver:
         self.counters.lookups += 1
         domain = policy_domain(key)
         if domain is None:
-            return NOTFOUND
-        decision = freshness.decide(self.cache.get(domain), self._clock(), self.config.txt_recheck)
+            return self.counters.answered(self._map_label(map_name), NOTFOUND)
+        entry = self.cache.get(domain)
+        now = self._clock()
+        decision = freshness.decide(entry, now, self.config.txt_recheck)
         if decision.discover:
             return None
+        reply = cached_reply(domain, decision.cached, self.profile(map_name))
+        if reply != NOTFOUND and self.config.dane_mode == "prefer":
+            # RFC 8461 §2: never override DANE. Only an MTA-STS answer needs the check:
+            # NOTFOUND already leaves the decision to Postfix's own DANE.
+            assert entry is not None
+            if entry.dane is None:
+                return None  # the first time, answer() waits for the DANE check
+            if not entry.dane.fresh(now):
+                self.dane_check(domain)  # answer from the last result meanwhile
+            reply = dane_reply(entry.dane) or reply
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
-        return cached_reply(domain, decision.cached, self.profile(map_name))
+        return self.counters.answered(self._map_label(map_name), reply)
+
+    def _map_label(self, map_name: str) -> str:
+        # Bounded label values: configured map names; anything else is the default profile.
+        return map_name if map_name in self.config.maps else "default"
 
     async def answer(self, map_name: str, key: str) -> bytes:
         """The reply after discovery; never raises for remote faults."""
+        return self.counters.answered(self._map_label(map_name), await self._answer(map_name, key))
+
+    async def _answer(self, map_name: str, key: str) -> bytes:
         domain = policy_domain(key)
         if domain is None:
             return NOTFOUND
@@ -125,7 +197,55 @@ class PolicyResolver:
             self.counters.internal_errors += 1
             log.exception("internal error while looking up %s", domain)
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
-        return tls_policy_reply(domain, policy, self.profile(map_name))
+        reply = tls_policy_reply(domain, policy, self.profile(map_name))
+        if reply != NOTFOUND and self.config.dane_mode == "prefer":
+            entry = self.cache.get(domain)
+            dane = entry.dane if entry is not None else None
+            if dane is None or not dane.fresh(self._clock()):
+                try:
+                    dane = await self.dane_check(domain)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.counters.internal_errors += 1
+                    log.exception("internal error in the DANE check of %s", domain)
+                    return format_reply(Status.TEMP, "mtasts internal error, see its log")
+            reply = dane_reply(dane) or reply
+        return reply
+
+    # -- DANE -----------------------------------------------------------------------
+
+    def dane_check(self, domain: str) -> "asyncio.Future[DaneResult]":
+        """Check *domain*'s DANE state now (one check per domain at a time) and cache it."""
+        future = self._dane_inflight.get(domain)
+        if future is None:
+            future = asyncio.ensure_future(self._check_dane(domain))
+            self._dane_inflight[domain] = future
+            future.add_done_callback(lambda f: self._dane_done(domain, f))
+        return asyncio.shield(future)
+
+    def _dane_done(self, domain: str, future: "asyncio.Future[DaneResult]") -> None:
+        self._dane_inflight.pop(domain, None)
+        if not future.cancelled() and future.exception() is not None:
+            # Also reached by background re-checks, which nobody awaits.
+            self.counters.internal_errors += 1
+            log.error("%s: DANE check failed: %r", domain, future.exception())
+
+    async def _check_dane(self, domain: str) -> DaneResult:
+        self.counters.dane_checks += 1
+        entry = self.cache.get(domain)
+        previous = entry.dane if entry is not None else None
+        result = await self._dane.check(domain, self._clock(), previous)
+        current = self.cache.get(domain)
+        if current is not None:
+            updated = replace(current, dane=result)
+            self.cache.put(updated)
+            self._share(updated)
+        if previous is None or previous.state is not result.state:
+            hosts = "; ".join(f"{h.host} {h.state.value}" for h in result.hosts)
+            log.info("%s: DANE %s%s%s", domain, result.state.value, f" ({hosts})" if hosts else "",
+                     f": {result.detail}" if result.detail else "")
+        return result
 
     # -- discovery ------------------------------------------------------------------
 
@@ -148,6 +268,10 @@ class PolicyResolver:
         cached = entry.valid_policy(now) if entry else None
         if cached is not None:  # learned meanwhile by a background task
             return entry, cached.policy
+        if self.shared is not None:
+            found = await self._from_fleet(domain)
+            if found is not None:
+                return found
         txt = await self._dns.txt("_mta-sts." + domain)
         now = self._clock()
         if txt.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
@@ -177,18 +301,80 @@ class PolicyResolver:
             hold = Hold.EXPIRED if hold is Hold.FETCH_FAILURE else hold
         new = freshness.held(entry, domain, hold, self._clock(), ttl, error)
         self.cache.put(new)
+        self._share(new)
         return new, None
+
+    # -- the fleet (shared Redis tier) ---------------------------------------------------
+
+    async def _from_fleet(self, domain: str) -> Optional[Tuple[CacheEntry, Optional[Policy]]]:
+        """What another host already knows about *domain*, or knows it is finding out."""
+        assert self.shared is not None
+        found = self._usable(await self.shared.get(domain))
+        if found is None and not await self.shared.lock(domain):
+            # Another host is discovering it: wait briefly for its result, else do it ourselves.
+            found = self._usable(await self.shared.wait_for(domain, FLEET_WAIT))
+        if found is not None:
+            self.cache.put(found[0])
+        return found
+
+    def _usable(self, entry: Optional[CacheEntry]) -> Optional[Tuple[CacheEntry, Optional[Policy]]]:
+        if entry is None:
+            return None
+        now = self._clock()
+        cached = entry.valid_policy(now)
+        if cached is not None:
+            return entry, cached.policy
+        if entry.hold is not None and now < entry.hold_until:
+            return entry, None
+        return None
+
+    def _share(self, entry: CacheEntry) -> None:
+        """Publish what this host learned to the fleet, without waiting for Redis."""
+        if self.shared is None:
+            return
+        task = asyncio.ensure_future(self.shared.put(entry, self._clock()))
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    async def _fleet_event(self, kind: str, domain: str) -> None:
+        """Another host learned, refreshed or purged *domain* (``*``: everything)."""
+        assert self.shared is not None
+        if kind == "purge":
+            if domain == "*":
+                self.cache.purge_all()
+            else:
+                self.cache.purge(domain)
+        elif kind == "update":
+            entry = await self.shared.get(domain)
+            if entry is not None:
+                self.cache.put(entry)
+
+    async def purge(self, domain: str) -> bool:
+        """Forget *domain* here and, with a shared tier, on every host of the fleet."""
+        purged = self.cache.purge(domain)
+        if self.shared is not None:
+            await self.shared.delete(domain)
+        return purged
+
+    async def purge_all(self) -> int:
+        count = self.cache.purge_all()
+        if self.shared is not None:
+            await self.shared.delete_all()
+        return count
 
     def _negative_ttl(self, ttl: int) -> float:
         return min(max(float(ttl), self.config.negative_ttl_min), self.config.negative_ttl_max)
 
     async def _fetch(self, domain: str) -> FetchResult:
+        started = time.monotonic()
         try:
             result = await self._fetcher.fetch(domain)
         except FetchError as exc:
             self.counters.fetch_failed += 1
             self.counters.by_failure[exc.kind] = self.counters.by_failure.get(exc.kind, 0) + 1
             raise
+        finally:
+            self.counters.fetch_latency.observe(time.monotonic() - started)
         self.counters.fetch_ok += 1
         return result
 
@@ -199,6 +385,7 @@ class PolicyResolver:
         policy_id = record.policy_id if record else (old.policy_id if old else "")
         new = freshness.learned(entry, domain, result.policy, policy_id, result.body, self._clock(), self._jitter())
         self.cache.put(new)
+        self._share(new)
         policy = result.policy
         summary = f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'}, max_age {policy.max_age}"
         if old is None:
@@ -270,6 +457,8 @@ class PolicyResolver:
             failed = freshness.refresh_failed(current, self._clock(), str(exc))
             self.cache.put(failed)
             self.counters.refresh_failed += 1
+            if cached.policy.mode is Mode.ENFORCE:
+                self.counters.refresh_failed_enforced += 1
             why = f"policy id changed to {record.policy_id}" if changed and record else "proactive refresh"
             if freshness.needs_warning(failed):
                 log.warning(

@@ -122,6 +122,25 @@ def test_sighup_reloads_profiles_and_refuses_bad_config(world, daemon):
     assert daemon.proc.poll() is None
 
 
+def test_sighup_applies_timeouts_and_keeps_connections_and_cache(world, daemon):
+    cached = world.new_domain()
+    world.publish(cached)
+    sock = daemon.connect()
+    assert daemon.query(cached).startswith("OK secure")
+    daemon.config.write_text(daemon.config.read_text().replace("[fetch]\ntimeout = 3.0", "[fetch]\ntimeout = 0.5"))
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "configuration reloaded" in daemon.log())
+    slow = world.new_domain()
+    world.publish(slow, hang=True)
+    assert daemon.query(slow) == "NOTFOUND "
+    assert "no complete answer within 0.5 s" in daemon.log()  # the new fetch timeout applies
+    from tests.integration.conftest import netstring, read_netstring
+
+    sock.sendall(netstring(f"postfix {cached}".encode()))  # a connection opened before the reload
+    assert read_netstring(sock).decode().startswith("OK secure")
+    assert json.loads(daemon.cli("cache", "stats", "--json").stdout)["stats"]["discoveries"] == 2
+
+
 def test_purge_needs_domain_or_all(daemon):
     out = daemon.cli("cache", "purge")
     assert out.returncode == 2 and "DOMAIN or --all" in out.stderr

@@ -23,6 +23,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional
 
+from mtasts.core.dane import DaneResult
 from mtasts.core.policy import Mode, Policy
 
 # RFC 8461 §10.2: refresh "daily"; shorter lifetimes refresh at half their age.
@@ -70,6 +71,7 @@ class CacheEntry:
     refresh_at: float = 0.0
     failures: int = 0  # consecutive failed refreshes or discoveries
     last_error: str = ""
+    dane: Optional[DaneResult] = None  # the last DANE check of the next hop (RFC 7672)
 
     def valid_policy(self, now: float) -> Optional[CachedPolicy]:
         cached = self.cached
@@ -145,6 +147,7 @@ def learned(
         cached=cached,
         txt_checked_at=now,
         refresh_at=refresh_time(now, policy.max_age, jitter),
+        dane=entry.dane if entry is not None else None,
     )
 
 
@@ -183,6 +186,7 @@ def held(
         refresh_at=now + ttl,
         failures=failures,
         last_error=error,
+        dane=entry.dane if entry is not None else None,
     )
 
 

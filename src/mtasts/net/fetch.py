@@ -66,7 +66,7 @@ def is_text_plain(content_type: Optional[str]) -> bool:
 class PolicyFetcher:
     def __init__(self, dns_client: DnsClient, timeout: float, ca_file: str = "") -> None:
         self._dns = dns_client
-        self._timeout = timeout
+        self.timeout = timeout
         self._ssl = make_ssl_context(ca_file)
         self._session: Optional[aiohttp.ClientSession] = None
 
@@ -102,9 +102,9 @@ class PolicyFetcher:
     async def fetch(self, domain: str) -> FetchResult:
         url = policy_url(domain)
         try:
-            return await asyncio.wait_for(self._fetch(url), self._timeout)
+            return await asyncio.wait_for(self._fetch(url), self.timeout)
         except asyncio.TimeoutError:
-            raise FetchError("timeout", f"{url}: no complete answer within {self._timeout:g} s") from None
+            raise FetchError("timeout", f"{url}: no complete answer within {self.timeout:g} s") from None
 
     async def _fetch(self, url: str) -> FetchResult:
         assert self._session is not None, "PolicyFetcher.start() was not awaited"

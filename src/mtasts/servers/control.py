@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.nexthop import policy_domain
+from mtasts.core.dane import DaneResult, dane_reply
 from mtasts.core.reply import tls_policy_reply
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.socketmap import prepare_unix_path
@@ -46,7 +47,21 @@ def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
     }
     if cached:
         data["policy"] = cached.body.decode("utf-8", "replace")
+    if entry.dane is not None:
+        data["dane"] = dane_to_json(entry.dane, now)
     return data
+
+
+def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
+    """A DANE result for people: state, when checked, until when, the TLSA records seen."""
+    return {
+        "state": result.state.value,
+        "checked_at": _iso(result.checked_at),
+        "expires_at": _iso(result.expires_at),
+        "fresh": result.fresh(now),
+        "detail": result.detail or None,
+        "hosts": [{"host": h.host, "state": h.state.value, "tlsa": list(h.tlsa)} for h in result.hosts],
+    }
 
 
 def _iso(ts: float) -> str:
@@ -120,6 +135,8 @@ class ControlServer:
                 "fetch_failed": counters.fetch_failed,
                 "fetch_failures_by_kind": dict(counters.by_failure),
                 "refresh_failed": counters.refresh_failed,
+                "refresh_failed_enforced": counters.refresh_failed_enforced,
+                "dane_checks": counters.dane_checks,
                 "internal_errors": counters.internal_errors,
             }
             stats.update(self._stats_extra())
@@ -127,7 +144,7 @@ class ControlServer:
         if command == "list":
             return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
         if command == "purge_all":
-            return {"ok": True, "purged": cache.purge_all()}
+            return {"ok": True, "purged": await self.resolver.purge_all()}
         domain = policy_domain(str(request.get("domain", "")))
         if domain is None:
             return {"ok": False, "error": f"{request.get('domain')!r} is not a domain that can have a policy"}
@@ -135,13 +152,13 @@ class ControlServer:
             entry = cache.get(domain)
             return {"ok": True, "entry": entry_to_json(entry, now) if entry else None}
         if command == "purge":
-            return {"ok": True, "purged": 1 if cache.purge(domain) else 0}
+            return {"ok": True, "purged": 1 if await self.resolver.purge(domain) else 0}
         if command == "refresh":
             entry, policy = await self.resolver.refresh_now(domain)
             profile = self.resolver.profile(str(request.get("map", "postfix")))
-            return {
-                "ok": True,
-                "entry": entry_to_json(entry, time.time()),
-                "answer": tls_policy_reply(domain, policy, profile).decode(),
-            }
+            answer = tls_policy_reply(domain, policy, profile)
+            if policy is not None and self.resolver.config.dane_mode == "prefer":
+                answer = dane_reply(await self.resolver.dane_check(domain)) or answer
+                entry = cache.get(domain) or entry
+            return {"ok": True, "entry": entry_to_json(entry, time.time()), "answer": answer.decode()}
         return {"ok": False, "error": f"unknown command {command!r}"}

@@ -6,18 +6,33 @@ microseconds and never wait on the network. A corrupt file is moved aside, not f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 from typing import Iterator, List, Optional, Tuple
 
+from mtasts.core.dane import result_from_json, result_to_json
 from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold
 from mtasts.core.policy import parse_policy
 from mtasts.errors import PolicyError, StoreError
 
 log = logging.getLogger("mtasts.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added the DANE result and the policy mode (for metrics); a version 1 file is
+# upgraded in place, its modes read from the stored bodies once.
+_MIGRATIONS = {
+    1: """
+ALTER TABLE entries ADD COLUMN dane TEXT;
+ALTER TABLE entries ADD COLUMN mode TEXT;
+UPDATE entries SET mode = CASE
+    WHEN CAST(body AS TEXT) LIKE '%mode: enforce%' THEN 'enforce'
+    WHEN CAST(body AS TEXT) LIKE '%mode: testing%' THEN 'testing'
+    WHEN CAST(body AS TEXT) LIKE '%mode: none%' THEN 'none' END
+WHERE policy_id IS NOT NULL;
+"""
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,12 +47,17 @@ CREATE TABLE IF NOT EXISTS entries (
     txt_checked_at REAL NOT NULL DEFAULT 0,
     refresh_at REAL NOT NULL DEFAULT 0,
     failures INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT ''
+    last_error TEXT NOT NULL DEFAULT '',
+    dane TEXT,
+    mode TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_refresh ON entries (refresh_at) WHERE policy_id IS NOT NULL;
 """
 
-_COLUMNS = "domain, policy_id, body, fetched_at, expires_at, hold, hold_until, txt_checked_at, refresh_at, failures, last_error"
+_COLUMNS = (
+    "domain, policy_id, body, fetched_at, expires_at, hold, hold_until, txt_checked_at, refresh_at, failures,"
+    " last_error, dane, mode"
+)
 
 
 class SqliteStore:
@@ -67,6 +87,9 @@ class SqliteStore:
             version = _schema_version(db)
             if version is None:
                 db.executescript(_SCHEMA)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif version in _MIGRATIONS:
+                db.executescript(_MIGRATIONS[version])
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif version != SCHEMA_VERSION:
                 raise StoreError(
@@ -102,9 +125,11 @@ class SqliteStore:
             entry.refresh_at,
             entry.failures,
             entry.last_error,
+            json.dumps(result_to_json(entry.dane)) if entry.dane else None,
+            cached.policy.mode.value if cached else None,
         )
         try:
-            self._db.execute(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+            self._db.execute(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
@@ -148,7 +173,8 @@ def _schema_version(db: sqlite3.Connection) -> Optional[int]:
 
 
 def _entry(row) -> CacheEntry:
-    domain, policy_id, body, fetched_at, _expires, hold, hold_until, txt_checked_at, refresh_at, failures, last_error = row
+    (domain, policy_id, body, fetched_at, _expires, hold, hold_until, txt_checked_at, refresh_at, failures, last_error,
+     dane, _mode) = row
     cached = None
     if policy_id is not None:
         try:
@@ -165,4 +191,15 @@ def _entry(row) -> CacheEntry:
         refresh_at=refresh_at,
         failures=failures,
         last_error=last_error,
+        dane=_dane(domain, dane),
     )
+
+
+def _dane(domain: str, text: Optional[str]):
+    if not text:
+        return None
+    try:
+        return result_from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("dropping the stored DANE result of %s: %s", domain, exc)
+        return None

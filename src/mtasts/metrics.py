@@ -1,0 +1,183 @@
+"""Prometheus metrics on ``[metrics] listen`` (the optional ``prometheus-client`` package).
+
+Nothing here runs per lookup: the resolver, cache and servers keep plain counters, and a
+collector turns them into metric families when Prometheus scrapes. Cached policies by
+mode come from the store on a separate read-only SQLite connection, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from aiohttp import web
+
+log = logging.getLogger("mtasts.metrics")
+
+# Fetch latency buckets (seconds): a healthy fetch is tens of ms, the timeout 15 s.
+FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+# The first bytes of an answer name its kind (bounded label values, not whole answers).
+_ANSWER_KINDS = (
+    (b"NOTFOUND", "notfound"),
+    (b"OK secure", "secure"),
+    (b"OK dane-only", "dane-only"),
+    (b"OK dane", "dane"),
+    (b"OK may", "may"),
+    (b"OK encrypt", "encrypt"),
+    (b"TEMP", "temp"),
+    (b"PERM", "perm"),
+)
+
+
+def answer_kind(reply: bytes) -> str:
+    for prefix, kind in _ANSWER_KINDS:
+        if reply.startswith(prefix):
+            return kind
+    return "other"
+
+
+class LatencyHistogram:
+    """Cumulative-bucket histogram kept without prometheus_client (cheap to observe)."""
+
+    def __init__(self, buckets: Tuple[float, ...] = FETCH_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(self.buckets):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += seconds
+
+    def cumulative(self) -> List[Tuple[str, int]]:
+        out, running = [], 0
+        for bound, count in zip(self.buckets, self.counts):
+            running += count
+            out.append((repr(bound), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+class ModeCounts:
+    """Valid cached policies per mode, read from the store at most every *max_age* seconds."""
+
+    def __init__(self, path: str, max_age: float = 30.0) -> None:
+        self.path = path
+        self.max_age = max_age
+        self._value: Dict[str, int] = {}
+        self._at = 0.0
+
+    async def get(self) -> Dict[str, int]:
+        if time.monotonic() - self._at >= self.max_age:
+            loop = asyncio.get_running_loop()
+            try:
+                self._value = await loop.run_in_executor(None, self._count)
+            except sqlite3.Error as exc:
+                log.warning("metrics: cannot count cached policies in %s: %s", self.path, exc)
+            self._at = time.monotonic()
+        return self._value
+
+    def _count(self) -> Dict[str, int]:
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT coalesce(mode, 'unknown'), count(*) FROM entries"
+                " WHERE policy_id IS NOT NULL AND expires_at > ? GROUP BY 1", (time.time(),)
+            ).fetchall()
+        finally:
+            db.close()
+        return {mode: count for mode, count in rows}
+
+
+class MtastsCollector:
+    """A prometheus_client collector over the daemon's own counters."""
+
+    def __init__(self, snapshot: Callable[[], Dict[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        s = self._snapshot()
+        lookups = CounterMetricFamily("mtasts_lookups", "Socketmap lookups answered, by map and answer kind",
+                                      labels=["map", "answer"])
+        merged: Dict[Tuple[str, str], int] = {}
+        for (map_name, head), count in s["answers"].items():
+            key = (map_name, answer_kind(head))
+            merged[key] = merged.get(key, 0) + count
+        for (map_name, kind), count in sorted(merged.items()):
+            lookups.add_metric([map_name, kind], count)
+        yield lookups
+        hits = CounterMetricFamily("mtasts_cache_hits", "Cache lookups served, by tier", labels=["tier"])
+        for tier, count in s["cache_hits"].items():
+            hits.add_metric([tier], count)
+        yield hits
+        fetches = CounterMetricFamily("mtasts_fetches", "Policy fetches, by outcome", labels=["outcome"])
+        fetches.add_metric(["ok"], s["fetch_ok"])
+        for kind, count in sorted(s["fetch_failures"].items()):
+            fetches.add_metric([kind], count)
+        yield fetches
+        hist: LatencyHistogram = s["fetch_latency"]
+        latency = HistogramMetricFamily("mtasts_fetch_duration_seconds", "Policy fetch duration")
+        latency.add_metric([], hist.cumulative(), hist.total)
+        yield latency
+        policies = GaugeMetricFamily("mtasts_cached_policies", "Valid cached policies, by mode", labels=["mode"])
+        for mode, count in sorted(s["policies_by_mode"].items()):
+            policies.add_metric([mode], count)
+        yield policies
+        yield CounterMetricFamily("mtasts_refresh_failures_enforced",
+                                  "Failed refreshes of cached enforce policies", value=s["refresh_failed_enforced"])
+        yield CounterMetricFamily("mtasts_redis_errors", "Failed Redis operations", value=s["redis_errors"])
+        yield GaugeMetricFamily("mtasts_open_connections", "Open socketmap connections", value=s["connections"])
+        yield CounterMetricFamily("mtasts_dane_checks", "DANE checks run", value=s["dane_checks"])
+        yield CounterMetricFamily("mtasts_internal_errors", "Internal errors (TEMP answers)", value=s["internal_errors"])
+
+
+class MetricsServer:
+    """HTTP ``GET /metrics`` in Prometheus' text format, on the daemon's event loop."""
+
+    def __init__(self, host: str, port: int, snapshot: Callable[[], Dict[str, Any]],
+                 mode_counts: Optional[ModeCounts]) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.host, self.port = host, port
+        self._snapshot = snapshot
+        self._modes = mode_counts
+        self._last_modes: Dict[str, int] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(MtastsCollector(self._full_snapshot))
+        self._runner: Optional[web.AppRunner] = None
+
+    def _full_snapshot(self) -> Dict[str, Any]:
+        s = self._snapshot()
+        s["policies_by_mode"] = self._last_modes
+        return s
+
+    async def _handle(self, _request: web.Request) -> web.Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if self._modes is not None:
+            self._last_modes = await self._modes.get()
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

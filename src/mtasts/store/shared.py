@@ -1,0 +1,188 @@
+"""The fleet tier: one Redis/Valkey shared by every mtasts of a fleet (``[cache] backend = "redis"``).
+
+Each host keeps its memory tier and its own SQLite store in front; Redis is where hosts
+learn from each other. Keys (``PREFIX`` is ``[cache] prefix``):
+
+* ``PREFIX e:DOMAIN``: the entry as JSON, expiring with the policy's validity or the
+  hold's, so Redis never serves what the RFC would not.
+* ``PREFIX l:DOMAIN``: a short lock: the host holding it discovers, the others wait.
+* channel ``PREFIX events``: ``update DOMAIN HOST`` and ``purge DOMAIN|* HOST``, so a purge
+  or a refresh on one host holds fleet-wide.
+
+Redis is never on the answer path of a cached lookup, and never a reason to answer TEMP:
+every call is bounded by ``timeout``, a failure marks Redis down (one log line) and the
+host carries on alone, retrying in the background until it is back (one log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Awaitable, Callable, Optional
+
+from mtasts.core.entrycodec import decode_entry, encode_entry, lifetime
+from mtasts.core.freshness import CacheEntry
+
+log = logging.getLogger("mtasts.redis")
+
+# How long a host may hold the discovery lock of a domain, and how long others wait for it.
+LOCK_SECONDS = 10.0
+# After a failure, Redis is skipped for this long before the next try.
+RETRY_SECONDS = 2.0
+
+
+class SharedCache:
+    def __init__(self, url: str, prefix: str, timeout: float) -> None:
+        import redis.asyncio  # the optional extra: mtasts[redis]
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.retry import Retry
+
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.host_id = f"{socket.gethostname()}:{os.getpid()}"
+        # One retry on a connection error: after a Redis restart the pooled connections are
+        # dead, and the first command on each must not count as an outage.
+        self._client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
+        )
+        self._down_since: Optional[float] = None
+        self._retry_at = 0.0
+        self.errors = 0
+        self.hits = 0
+        self._listener: Optional["asyncio.Task[None]"] = None
+        self._reset: Optional["asyncio.Future[None]"] = None
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self, on_event: Callable[[str, str], Awaitable[None]]) -> None:
+        self._listener = asyncio.ensure_future(self._listen(on_event))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self._client.close()
+
+    @property
+    def available(self) -> bool:
+        return self._down_since is None or time.monotonic() >= self._retry_at
+
+    async def _call(self, what: str, operation, failed=None):
+        """Run one Redis operation within the timeout; *failed* (and Redis marked down) on failure."""
+        if not self.available:
+            operation.close()  # never awaited: close the coroutine quietly
+            return failed
+        try:
+            result = await asyncio.wait_for(operation, self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # redis errors, OSError, timeouts: all mean "carry on alone"
+            self._failed(what, exc)
+            return failed
+        self._recovered()
+        return result
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.warning("redis %s is back after %.0f s", self.url, time.monotonic() - self._down_since)
+            self._down_since = None
+            self._retry_at = 0.0
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            # Pooled connections may be dead (a restarted Redis): drop them all now.
+            self._reset = asyncio.ensure_future(self._client.connection_pool.disconnect())
+            log.error("redis %s unavailable (%s: %s): answering from the local cache until it is back",
+                      self.url, what, exc or type(exc).__name__)
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    # -- entries -------------------------------------------------------------------------
+
+    def _key(self, kind: str, domain: str) -> str:
+        return f"{self.prefix}{kind}:{domain}"
+
+    async def get(self, domain: str) -> Optional[CacheEntry]:
+        raw = await self._call("get", self._client.get(self._key("e", domain)))
+        entry = decode_entry(raw) if raw else None
+        if entry is not None:
+            self.hits += 1
+        return entry
+
+    async def put(self, entry: CacheEntry, now: float) -> None:
+        ttl = lifetime(entry, now)
+        if ttl < 1:
+            return
+        data = encode_entry(entry)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self._key("e", entry.domain), data, px=int(ttl * 1000))
+        pipe.publish(f"{self.prefix}events", f"update {entry.domain} {self.host_id}")
+        await self._call("put", pipe.execute())
+
+    async def delete(self, domain: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._key("e", domain))
+        pipe.publish(f"{self.prefix}events", f"purge {domain} {self.host_id}")
+        await self._call("delete", pipe.execute())
+
+    async def delete_all(self) -> None:
+        async def purge() -> None:
+            keys = [k async for k in self._client.scan_iter(match=f"{self.prefix}e:*", count=1000)]
+            for i in range(0, len(keys), 1000):
+                await self._client.delete(*keys[i:i + 1000])
+            await self._client.publish(f"{self.prefix}events", f"purge * {self.host_id}")
+
+        await self._call("purge", purge())
+
+    # -- fleet-wide single flight ----------------------------------------------------------
+
+    async def lock(self, domain: str) -> bool:
+        """True: this host discovers *domain*. Also True when Redis is down (no one to wait for)."""
+        # SET NX answers None when another host holds the lock; a failed call answers True.
+        got = await self._call("lock", self._client.set(self._key("l", domain), self.host_id,
+                                                        nx=True, px=int(LOCK_SECONDS * 1000)), failed=True)
+        return bool(got)
+
+    async def wait_for(self, domain: str, timeout: float) -> Optional[CacheEntry]:
+        """The entry another host is discovering, if it lands within *timeout*."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.available:
+            await asyncio.sleep(0.05)
+            entry = await self.get(domain)
+            if entry is not None:
+                return entry
+        return None
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _listen(self, on_event: Callable[[str, str], Awaitable[None]]) -> None:
+        """Follow other hosts' updates and purges; reconnect after any failure."""
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await asyncio.wait_for(pubsub.subscribe(f"{self.prefix}events"), self.timeout * 4)
+                self._recovered()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    parts = message["data"].decode(errors="replace").split()
+                    if len(parts) == 3 and parts[2] != self.host_id:
+                        await on_event(parts[0], parts[1])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed("subscribe", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+            finally:
+                try:
+                    await asyncio.wait_for(pubsub.close(), 1.0)
+                except Exception:
+                    pass
