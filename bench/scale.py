@@ -120,7 +120,7 @@ def redis_size(n: int, now: float):
         pipe = client.pipeline(transaction=False)
         for i in range(n):
             d = domain_name(i)
-            entry = learned(None, d, parse_policy(body(d)), "1", body(d), now, 0.5)
+            entry = learned(None, d, parse_policy(body(d)), "1", now, 0.5)
             pipe.set(f"mtasts:e:{d}", encode_entry(entry), px=31557600000)
             if i % 10000 == 9999:
                 pipe.execute()
@@ -149,8 +149,8 @@ def main() -> None:
     result["sqlite_bytes"] = db.stat().st_size
     dead_dns = "127.0.0.1:9"  # discard port: nothing here may need DNS
     config = (f'[socketmap]\nlisten = ["inet:127.0.0.1:{PORT}"]\n[resolver]\nnameservers = ["{dead_dns}"]\n'
-              f'[cache]\npath = "{db}"\nmemory_entries = {args.working_set}\ntxt_recheck = 86400\n'
-              f'[dane]\nmode = "off"\n[log]\nlevel = "warning"\n')
+              f'[cache]\npath = "{db}"\nmemory_entries = {args.working_set + args.working_set // 10}\ntxt_recheck = 86400\n'
+              f'[dane]\nmode = "off"\n')
     empty_cfg = tmp / "empty.toml"
     empty_cfg.write_text(config.replace(str(db), str(tmp / "empty.sqlite3")).replace(str(PORT), str(PORT + 1)))
     proc, result["startup_empty_s"] = start_daemon(empty_cfg, tmp / "empty.log")

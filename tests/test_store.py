@@ -15,7 +15,7 @@ T0 = 1_800_000_000.0
 
 
 def policy_entry(domain="example.com", now=T0):
-    return learned(None, domain, parse_policy(BODY), "id1", BODY, now, 0.5)
+    return learned(None, domain, parse_policy(BODY), "id1", now, 0.5)
 
 
 def test_round_trip(tmp_path):
@@ -119,7 +119,7 @@ def test_dane_result_round_trip_and_kept_across_relearning(tmp_path):
     store.close()
     store = SqliteStore(str(tmp_path / "c.sqlite3"))
     assert store.get("example.com") == entry
-    relearned = learned(entry, "example.com", parse_policy(BODY), "id2", BODY, T0 + 10, 0.5)
+    relearned = learned(entry, "example.com", parse_policy(BODY), "id2", T0 + 10, 0.5)
     assert relearned.dane == entry.dane
     assert held(entry, "example.com", Hold.DNS_FAILURE, T0 + 10, 60).dane == entry.dane
 

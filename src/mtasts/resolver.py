@@ -383,7 +383,7 @@ class PolicyResolver:
     ) -> CacheEntry:
         old = entry.cached if entry else None
         policy_id = record.policy_id if record else (old.policy_id if old else "")
-        new = freshness.learned(entry, domain, result.policy, policy_id, result.body, self._clock(), self._jitter())
+        new = freshness.learned(entry, domain, result.policy, policy_id, self._clock(), self._jitter())
         self.cache.put(new)
         self._share(new)
         policy = result.policy

@@ -16,7 +16,7 @@ def pol(max_age=86400, mode="enforce"):
 
 def entry(max_age=86400, mode="enforce", jitter=0.0):
     p = pol(max_age, mode)
-    return learned(None, "example.com", p, "A", b"body", T0, jitter)
+    return learned(None, "example.com", p, "A", T0, jitter)
 
 
 def test_unknown_domain_must_discover():
@@ -83,7 +83,7 @@ def test_e75_max_age_zero_expires_at_once():
 
 def test_e78_none_replaces_enforce():
     e = entry()
-    none = learned(e, "example.com", pol(mode="none"), "B", b"b2", T0 + 10, 0.0)
+    none = learned(e, "example.com", pol(mode="none"), "B", T0 + 10, 0.0)
     d = decide(none, T0 + 11, RECHECK)
     assert d.policy.mode.value == "none"
 

@@ -45,7 +45,7 @@ def test_cached_reply_is_memoised_per_profile():
     from mtasts.core.reply import cached_reply
 
     p = policy("enforce", "mx.example.com")
-    cached = CachedPolicy(p, "id1", b"", 0.0)
+    cached = CachedPolicy(p, "id1", 0.0)
     plain, old = MapProfile(), MapProfile(sni=False)
     assert cached_reply("example.com", cached, plain) == tls_policy_reply("example.com", p, plain)
     assert cached_reply("example.com", cached, old) == tls_policy_reply("example.com", p, old)

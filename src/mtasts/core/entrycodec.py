@@ -45,7 +45,7 @@ def decode_entry(raw: bytes) -> Optional[CacheEntry]:
         if data.get("policy"):
             p = data["policy"]
             body = p["body"].encode("latin-1")
-            cached = CachedPolicy(parse_policy(body), str(p["id"]), body, float(p["fetched_at"]))
+            cached = CachedPolicy(parse_policy(body), str(p["id"]), float(p["fetched_at"]))
         return CacheEntry(
             domain=str(data["domain"]),
             cached=cached,

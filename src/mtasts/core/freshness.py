@@ -20,8 +20,8 @@ Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
-from typing import Dict, Optional
+from dataclasses import dataclass, replace
+from typing import Optional
 
 from mtasts.core.dane import DaneResult
 from mtasts.core.policy import Mode, Policy
@@ -47,12 +47,19 @@ class Hold(enum.Enum):
 
 @dataclass(frozen=True)
 class CachedPolicy:
+    # "replies": the answers already formatted for this policy, per map profile (the hot
+    # path's memo), created on first use; a slot, not a field, so it is not compared.
+    __slots__ = ("policy", "policy_id", "fetched_at", "replies")
     policy: Policy
     policy_id: str
-    body: bytes
     fetched_at: float
-    # Replies already formatted for this policy, per map profile (the hot path's memo).
-    replies: Dict[object, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "replies", None)
+
+    @property
+    def body(self) -> bytes:
+        return self.policy.body
 
     @property
     def expires_at(self) -> float:
@@ -61,17 +68,19 @@ class CachedPolicy:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """Everything known about one Policy Domain."""
+    """Everything known about one Policy Domain (slotted: the memory tier holds 100k+)."""
 
+    __slots__ = ("domain", "cached", "hold", "hold_until", "txt_checked_at", "refresh_at", "failures",
+                 "last_error", "dane")
     domain: str
-    cached: Optional[CachedPolicy] = None
-    hold: Optional[Hold] = None
-    hold_until: float = 0.0
-    txt_checked_at: float = 0.0
-    refresh_at: float = 0.0
-    failures: int = 0  # consecutive failed refreshes or discoveries
-    last_error: str = ""
-    dane: Optional[DaneResult] = None  # the last DANE check of the next hop (RFC 7672)
+    cached: Optional[CachedPolicy]
+    hold: Optional[Hold]
+    hold_until: float
+    txt_checked_at: float
+    refresh_at: float
+    failures: int  # consecutive failed refreshes or discoveries
+    last_error: str
+    dane: Optional[DaneResult]  # the last DANE check of the next hop (RFC 7672)
 
     def valid_policy(self, now: float) -> Optional[CachedPolicy]:
         cached = self.cached
@@ -136,17 +145,20 @@ def learned(
     domain: str,
     policy: Policy,
     policy_id: str,
-    body: bytes,
     now: float,
     jitter: float,
 ) -> CacheEntry:
     """A fetch succeeded: the new policy replaces whatever was cached (``none`` too, §8.3)."""
-    cached = CachedPolicy(policy=policy, policy_id=policy_id, body=body, fetched_at=now)
+    cached = CachedPolicy(policy=policy, policy_id=policy_id, fetched_at=now)
     return CacheEntry(
         domain=domain,
         cached=cached,
+        hold=None,
+        hold_until=0.0,
         txt_checked_at=now,
         refresh_at=refresh_time(now, policy.max_age, jitter),
+        failures=0,
+        last_error="",
         dane=entry.dane if entry is not None else None,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 # Let-dig [Ldh-str]: letters, digits, inner hyphens; 63 octets per label (RFC 1035 §2.3.4).
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
@@ -30,12 +31,21 @@ def looks_like_ip(name: str) -> bool:
 class MxPattern:
     """One ``mx:`` value of a policy: ``mx1.example.com`` or ``*.example.net``.
 
-    ``text`` is kept verbatim for TLSRPT; matching is case-insensitive (RFC 8461 §4.1).
+    ``text`` is the value verbatim (for TLSRPT); matching is case-insensitive (RFC 8461
+    §4.1). Only a value that differs from its normal form (upper case, a trailing dot)
+    keeps its own string: the cache holds millions of these.
     """
 
-    text: str
-    wildcard: bool
+    __slots__ = ("base", "wildcard", "verbatim")
     base: str  # lower-case name without the "*." prefix
+    wildcard: bool
+    verbatim: Optional[str]  # None: the text is the normal form
+
+    @property
+    def text(self) -> str:
+        if self.verbatim is not None:
+            return self.verbatim
+        return "*." + self.base if self.wildcard else self.base
 
     @classmethod
     def parse(cls, text: str) -> "MxPattern":
@@ -48,7 +58,10 @@ class MxPattern:
             raise ValueError(f"mx {text!r} is not a host name or '*.' pattern")
         if looks_like_ip(name):
             raise ValueError(f"mx {text!r} is an IP address, not an MX host name")
-        return cls(text=text, wildcard=text.startswith("*."), base=name.lower())
+        wildcard = text.startswith("*.")
+        base = name.lower()
+        normal = "*." + base if wildcard else base
+        return cls(base=base, wildcard=wildcard, verbatim=None if normal == text else text)
 
     def matches(self, mx_host: str) -> bool:
         """RFC 8461 §4.1: literal match, or a wildcard covering exactly one left-most label."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from mtasts.core.hostname import MxPattern
 from mtasts.errors import PolicyError
@@ -42,30 +42,38 @@ class Mode(enum.Enum):
 
 @dataclass(frozen=True)
 class Policy:
-    """A valid policy. ``lines`` are its fields as served, for TLSRPT ``policy_string``."""
+    """A valid policy: its mode, its max_age, and the body it was parsed (and validated) from.
 
+    The mx patterns and lines are read again from the body when asked for: the cache holds a
+    million of these, and only the first answer per map profile (then memoised) and the
+    tools need them.
+    """
+
+    __slots__ = ("mode", "max_age", "body")
     mode: Mode
-    mx: Tuple[MxPattern, ...]
     max_age: int
-    lines: Tuple[str, ...]
+    body: bytes
+
+    @property
+    def mx(self) -> Tuple[MxPattern, ...]:
+        """The ``mx`` patterns in policy order (RFC 8461 §3.2)."""
+        return tuple(MxPattern.parse(value) for _n, name, value in _fields(self.body) if name == "mx")
 
     def matches(self, mx_host: str) -> bool:
         return any(p.matches(mx_host) for p in self.mx)
 
+    @property
+    def lines(self) -> Tuple[str, ...]:
+        """The fields as served (``name: value``), for TLSRPT ``policy_string``."""
+        return tuple(f"{name}: {value}" if value else f"{name}:" for _n, name, value in _fields(self.body))
 
-def parse_policy(body: bytes) -> Policy:
-    """Parse a policy body; raise PolicyError naming the first problem found."""
-    if len(body) > MAX_POLICY_SIZE:
-        raise PolicyError(f"policy is {len(body)} bytes, over the {MAX_POLICY_SIZE} byte limit")
+
+def _fields(body: bytes) -> Iterator[Tuple[int, str, str]]:
+    """(line number, name, value) of each non-blank line; PolicyError on a malformed one."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"policy is not UTF-8 (byte {exc.start})") from None
-    version: Optional[str] = None
-    mode: Optional[Mode] = None
-    max_age: Optional[int] = None
-    mx: List[MxPattern] = []
-    lines: List[str] = []
     for number, line in enumerate(text.split("\n"), 1):
         # sts-policy-term = LF / CRLF; a bare CR elsewhere is a control character.
         if line.endswith("\r"):
@@ -78,8 +86,18 @@ def parse_policy(body: bytes) -> Policy:
         name, colon, value = line.partition(":")
         if not colon or not _NAME.match(name):
             raise PolicyError(f"line {number}: {_preview(line)} is not 'name: value'")
-        value = value.lstrip(_WSP)
-        lines.append(f"{name}: {value}" if value else f"{name}:")
+        yield number, name, value.lstrip(_WSP)
+
+
+def parse_policy(body: bytes) -> Policy:
+    """Parse a policy body; raise PolicyError naming the first problem found."""
+    if len(body) > MAX_POLICY_SIZE:
+        raise PolicyError(f"policy is {len(body)} bytes, over the {MAX_POLICY_SIZE} byte limit")
+    version: Optional[str] = None
+    mode: Optional[Mode] = None
+    max_age: Optional[int] = None
+    mx: List[MxPattern] = []
+    for number, name, value in _fields(body):
         if name == "version":
             if version is None:
                 if value != "STSv1":
@@ -112,7 +130,7 @@ def parse_policy(body: bytes) -> Policy:
         raise PolicyError("policy has no max_age field")
     if not mx and mode is not Mode.NONE:
         raise PolicyError(f"mode {mode.value} policy has no mx field")
-    return Policy(mode=mode, mx=tuple(mx), max_age=max_age, lines=tuple(lines))
+    return Policy(mode=mode, max_age=max_age, body=body)
 
 
 def _preview(text: str, limit: int = 60) -> str:

@@ -173,7 +173,7 @@ class SharedCache:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None:
                         continue
-                    parts = message["data"].decode(errors="replace").split()
+                    parts = str(message["data"], "utf-8", "replace").split()
                     if len(parts) == 3 and parts[2] != self.host_id:
                         await on_event(parts[0], parts[1])
             except asyncio.CancelledError:

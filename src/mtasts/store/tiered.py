@@ -31,7 +31,7 @@ class PolicyCache:
             entry = self.store.get(domain)
             if entry is not None:
                 self.store_hits += 1
-                self._memory[domain] = entry
+                self._memory[entry.domain] = entry  # the entry's own string: one copy, not two
                 return entry
         self.misses += 1
         return None
