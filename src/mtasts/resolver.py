@@ -189,6 +189,9 @@ class PolicyResolver:
             return NOTFOUND
         try:
             _entry, policy = await self.discover(domain)
+            reply = tls_policy_reply(domain, policy, self.profile(map_name))
+            if reply != NOTFOUND and self.config.dane_mode == "prefer":
+                reply = dane_reply(await self._current_dane(domain)) or reply
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -197,21 +200,14 @@ class PolicyResolver:
             self.counters.internal_errors += 1
             log.exception("internal error while looking up %s", domain)
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
-        reply = tls_policy_reply(domain, policy, self.profile(map_name))
-        if reply != NOTFOUND and self.config.dane_mode == "prefer":
-            entry = self.cache.get(domain)
-            dane = entry.dane if entry is not None else None
-            if dane is None or not dane.fresh(self._clock()):
-                try:
-                    dane = await self.dane_check(domain)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.counters.internal_errors += 1
-                    log.exception("internal error in the DANE check of %s", domain)
-                    return format_reply(Status.TEMP, "mtasts internal error, see its log")
-            reply = dane_reply(dane) or reply
         return reply
+
+    async def _current_dane(self, domain: str) -> DaneResult:
+        entry = self.cache.get(domain)
+        dane = entry.dane if entry is not None else None
+        if dane is None or not dane.fresh(self._clock()):
+            dane = await self.dane_check(domain)
+        return dane
 
     # -- DANE -----------------------------------------------------------------------
 

@@ -55,3 +55,16 @@ def test_no_lookup(key):
 def test_fuzz_never_raises(key):
     result = policy_domain(key)
     assert result is None or (result == result.lower() and result.isascii() and not result.endswith("."))
+
+
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+
+
+@given(st.one_of(
+    st.lists(_label, min_size=1, max_size=5).map(".".join),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-[]:_ABCZ", max_size=40),
+))
+def test_fast_path_agrees_with_the_general_rules(key):
+    from mtasts.core.nexthop import _normalised
+
+    assert policy_domain(key) == _normalised.__wrapped__(key)
