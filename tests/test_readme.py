@@ -35,7 +35,9 @@ def test_documented_config_block_parses_to_the_defaults():
     defaults = Config()
     for field in ("listen", "socket_mode", "nameservers", "dns_timeout", "fetch_timeout", "ca_file",
                   "cache_backend", "cache_path", "memory_entries", "txt_recheck", "negative_ttl_min",
-                  "negative_ttl_max", "failure_ttl", "refresh_concurrency", "control_socket", "log_level", "maps"):
+                  "negative_ttl_max", "failure_ttl", "refresh_concurrency", "control_socket", "log_level", "maps",
+                  "redis_url", "redis_prefix", "redis_timeout", "metrics_listen", "dane_mode", "dane_probe",
+                  "dane_min_ttl", "dane_max_ttl"):
         assert getattr(documented, field) == getattr(defaults, field), field
 
 
