@@ -13,8 +13,6 @@ import sqlite3
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from aiohttp import web
-
 log = logging.getLogger("mtasts.metrics")
 
 # Fetch latency buckets (seconds): a healthy fetch is tens of ms, the timeout 15 s.
@@ -154,14 +152,15 @@ class MetricsServer:
         self._last_modes: Dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(MtastsCollector(self._full_snapshot))
-        self._runner: Optional[web.AppRunner] = None
+        self._runner: Optional[Any] = None
 
     def _full_snapshot(self) -> Dict[str, Any]:
         s = self._snapshot()
         s["policies_by_mode"] = self._last_modes
         return s
 
-    async def _handle(self, _request: web.Request) -> web.Response:
+    async def _handle(self, _request: Any) -> Any:
+        from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         if self._modes is not None:
@@ -170,6 +169,8 @@ class MetricsServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
         self._runner = web.AppRunner(app, access_log=None)

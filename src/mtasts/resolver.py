@@ -340,7 +340,9 @@ class PolicyResolver:
                 self.cache.purge_all()
             else:
                 self.cache.purge(domain)
-        elif kind == "update":
+        elif kind == "update" and self.cache.peek(domain) is not None:
+            # Only what this host already holds is replaced; the rest it finds in Redis
+            # when (if ever) it sends there, instead of storing every domain of the fleet.
             entry = await self.shared.get(domain)
             if entry is not None:
                 self.cache.put(entry)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Daemon, free_port, netstring, read_netstring
+from tests.integration.conftest import Daemon, free_port, netstring, policy_text, read_netstring
 
 pytestmark = [
     pytest.mark.integration,
@@ -177,3 +177,19 @@ def test_redis_down_under_load_then_back(world, fleet, redis_server):
     time.sleep(0.3)
     assert b.query(later) == a.query(later)
     assert world.fetches(later) == 1  # sharing works again
+
+
+def test_refresh_on_one_host_updates_the_others(world, fleet):
+    a, b = start(fleet)
+    d = world.new_domain()
+    world.publish(d)
+    a.query(d)
+    time.sleep(0.3)
+    old = b.query(d)
+    world.publish(d, policy_text(mx=("mx7.{d}",), domain=d), policy_id="2")
+    refreshed = a.cli("cache", "refresh", d)
+    assert refreshed.returncode == 0, refreshed.stderr
+    time.sleep(0.3)  # B hears the update and replaces its own copy
+    fetches = world.fetches(d)
+    assert b.query(d) == f"OK secure match=mx7.{d} servername=hostname" != old
+    assert world.fetches(d) == fetches == 2  # A's first fetch and A's refresh; none by B

@@ -36,6 +36,13 @@ class PolicyCache:
         self.misses += 1
         return None
 
+    def peek(self, domain: str) -> Optional[CacheEntry]:
+        """Like get, without counting a hit or promoting the entry into memory."""
+        entry = self._memory.get(domain)
+        if entry is None and self.store is not None:
+            entry = self.store.get(domain)
+        return entry
+
     def put(self, entry: CacheEntry) -> None:
         if self.store is not None:
             self.store.put(entry)
