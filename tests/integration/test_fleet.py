@@ -97,14 +97,20 @@ def test_learned_on_one_host_served_by_the_other_without_dns_or_fetch(world, fle
     assert world.dns.count(f"_mta-sts.{n}") == 1
 
 
-def test_purge_on_one_host_holds_fleet_wide(world, fleet):
+def learned_by_both(world, fleet):
+    """Start the fleet; A learns a new domain, B gets it from Redis into its own tiers."""
     a, b = start(fleet)
     d = world.new_domain()
     world.publish(d)
     a.query(d)
-    time.sleep(0.3)
-    b.query(d)  # now in B's memory and SQLite too
+    time.sleep(0.3)  # A shares in the background
+    answer = b.query(d)
     assert world.fetches(d) == 1
+    return a, b, d, answer
+
+
+def test_purge_on_one_host_holds_fleet_wide(world, fleet):
+    a, b, d, _answer = learned_by_both(world, fleet)
     purged = a.cli("cache", "purge", d)
     assert purged.returncode == 0, purged.stderr
     time.sleep(0.3)  # B hears the purge
@@ -180,12 +186,7 @@ def test_redis_down_under_load_then_back(world, fleet, redis_server):
 
 
 def test_refresh_on_one_host_updates_the_others(world, fleet):
-    a, b = start(fleet)
-    d = world.new_domain()
-    world.publish(d)
-    a.query(d)
-    time.sleep(0.3)
-    old = b.query(d)
+    a, b, d, old = learned_by_both(world, fleet)
     world.publish(d, policy_text(mx=("mx7.{d}",), domain=d), policy_id="2")
     refreshed = a.cli("cache", "refresh", d)
     assert refreshed.returncode == 0, refreshed.stderr
