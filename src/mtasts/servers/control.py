@@ -119,7 +119,10 @@ class ControlServer:
         cache = self.resolver.cache
         now = time.time()
         if command == "stats":
-            entries, policies = cache.count()
+            if cache.store is not None:  # a full scan of the store: off the event loop
+                entries, policies = await asyncio.get_running_loop().run_in_executor(None, cache.count)
+            else:
+                entries, policies = cache.count()
             counters = self.resolver.counters
             stats = {
                 "entries": entries,

@@ -67,7 +67,7 @@ class SharedCache:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
-        await self._client.close()
+        await _closing(self._client)
 
     @property
     def available(self) -> bool:
@@ -183,6 +183,12 @@ class SharedCache:
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
                 try:
-                    await asyncio.wait_for(pubsub.close(), 1.0)
+                    await asyncio.wait_for(_closing(pubsub), 1.0)
                 except Exception:
                     pass
+
+
+def _closing(resource):
+    """aclose() where redis-py has it (5.0.1+; close() is deprecated there), else close()."""
+    closer = getattr(resource, "aclose", None) or resource.close
+    return closer()

@@ -171,8 +171,13 @@ class SqliteStore:
         return with_policy + without
 
     def count(self) -> Tuple[int, int]:
-        """(entries, entries with a policy)."""
-        row = self._db.execute("SELECT count(*), count(policy_id) FROM entries").fetchone()
+        """(entries, entries with a policy). A full scan (0.2 s at a million rows), so on its
+        own connection: callers may run it in a thread, off the event loop."""
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            row = db.execute("SELECT count(*), count(policy_id) FROM entries").fetchone()
+        finally:
+            db.close()
         return row[0], row[1]
 
 
