@@ -107,7 +107,7 @@ class PolicyResolver:
 
     async def _probe_validation(self) -> None:
         """Say at start-up when DANE cannot work: the resolver does not validate (no AD bit)."""
-        remote = non_loopback(self._dns.nameservers)
+        remote = non_loopback(self._dns.nameserver_addresses)
         if remote:
             log.warning("DANE: nameserver %s is not on loopback: its AD bit crosses the network"
                         " unauthenticated (use a local validating resolver such as unbound)", ", ".join(remote))

@@ -94,3 +94,14 @@ def test_freshness():
 def test_json_round_trip(state, times, host_list, detail):
     r = DaneResult(state, times[0], times[1], tuple(HostDane(h, s, tuple(t)) for h, s, t in host_list), detail)
     assert result_from_json(result_to_json(r)) == r
+
+
+def test_non_loopback_nameservers_from_the_dns_client():
+    # The warning must look at addresses, not at dnspython's "Do53:127.0.0.1@53" display form.
+    from mtasts.config import Nameserver
+    from mtasts.dane import non_loopback
+    from mtasts.net.dns import DnsClient
+
+    client = DnsClient([Nameserver("127.0.0.1", 5353), Nameserver("::1", 53), Nameserver("192.0.2.1", 53)], 2.0)
+    assert client.nameserver_addresses == ["127.0.0.1", "::1", "192.0.2.1"]
+    assert non_loopback(client.nameserver_addresses) == ["192.0.2.1"]

@@ -94,6 +94,11 @@ class DnsClient:
     def nameservers(self) -> List[str]:
         return [str(ns) for ns in self._resolver.nameservers]
 
+    @property
+    def nameserver_addresses(self) -> List[str]:
+        """The IP addresses asked (configured, or from resolv.conf), without port or scheme."""
+        return [getattr(ns, "address", str(ns)) for ns in self._resolver.nameservers]
+
     async def txt(self, name: str) -> TxtAnswer:
         try:
             answer = await self._resolver.resolve(name, "TXT", raise_on_no_answer=False)
