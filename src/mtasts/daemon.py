@@ -150,7 +150,9 @@ class Daemon:
         if importlib.util.find_spec("prometheus_client") is None:
             raise ConfigError(f"{self.config.source}: [metrics] listen: needs the prometheus-client package"
                               " (pip install 'mtasts[metrics]')")
-        modes = ModeCounts(self.config.cache_path) if self.config.cache_backend != "memory" else None
+        assert self.cache is not None
+        store = self.cache.store
+        modes = ModeCounts(store.policies_by_mode) if store is not None else None
         self.metrics = MetricsServer(host, port, self._metrics_snapshot, modes)
         try:
             await self.metrics.start()

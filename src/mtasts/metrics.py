@@ -2,7 +2,7 @@
 
 Nothing here runs per lookup: the resolver, cache and servers keep plain counters, and a
 collector turns them into metric families when Prometheus scrapes. Cached policies by
-mode come from the store on a separate read-only SQLite connection, in a thread.
+mode come from the store's own scan, run in a thread.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ class LatencyHistogram:
 
 
 class ModeCounts:
-    """Valid cached policies per mode, read from the store at most every *max_age* seconds."""
+    """Valid cached policies per mode, from *count* (the store's scan, run in a thread) at most
+    every *max_age* seconds."""
 
-    def __init__(self, path: str, max_age: float = 30.0) -> None:
-        self.path = path
+    def __init__(self, count: Callable[[float], Dict[str, int]], max_age: float = 30.0) -> None:
+        self._count = count
         self.max_age = max_age
         self._value: Dict[str, int] = {}
         self._at = 0.0
@@ -77,22 +78,11 @@ class ModeCounts:
         if time.monotonic() - self._at >= self.max_age:
             loop = asyncio.get_running_loop()
             try:
-                self._value = await loop.run_in_executor(None, self._count)
+                self._value = await loop.run_in_executor(None, self._count, time.time())
             except sqlite3.Error as exc:
-                log.warning("metrics: cannot count cached policies in %s: %s", self.path, exc)
+                log.warning("metrics: cannot count cached policies: %s", exc)
             self._at = time.monotonic()
         return self._value
-
-    def _count(self) -> Dict[str, int]:
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            rows = db.execute(
-                "SELECT coalesce(mode, 'unknown'), count(*) FROM entries"
-                " WHERE policy_id IS NOT NULL AND expires_at > ? GROUP BY 1", (time.time(),)
-            ).fetchall()
-        finally:
-            db.close()
-        return {mode: count for mode, count in rows}
 
 
 class MtastsCollector:
