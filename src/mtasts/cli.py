@@ -123,8 +123,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 async def query(config: Config, args: argparse.Namespace) -> int:
     from mtasts.core.nexthop import policy_domain
+    from mtasts.core.dane import dane_applies, dane_reply
     from mtasts.core.reply import tls_policy_reply
-    from mtasts.core.socketmap import NOTFOUND
     from mtasts.core.txtrecord import select_record
     from mtasts.net.dns import DnsClient, Outcome
     from mtasts.net.fetch import PolicyFetcher, policy_url
@@ -172,14 +172,11 @@ async def query(config: Config, args: argparse.Namespace) -> int:
                 fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
                 report["fetch"] = fetch
     answer = tls_policy_reply(domain or "", policy, profile)
-    if domain is not None and answer != NOTFOUND and config.dane_mode == "prefer":
-        # The daemon's rule: DANE is checked where an MTA-STS answer would be given.
-        from mtasts.core.dane import dane_reply
+    if domain is not None and dane_applies(answer, config.dane_mode):  # the daemon's rule
         from mtasts.dane import DaneChecker
         from mtasts.servers.control import dane_to_json
 
-        checker = DaneChecker(dns_client, config.dane_min_ttl, config.dane_max_ttl, config.failure_ttl)
-        result = await checker.check(domain, time.time())
+        result = await DaneChecker(dns_client, config).check(domain, time.time())
         report["dane"] = dane_to_json(result, time.time())
         answer = dane_reply(result) or answer
     report["answer"] = answer.decode()

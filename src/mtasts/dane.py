@@ -12,6 +12,7 @@ import logging
 import ipaddress
 from typing import List, Optional, Tuple
 
+from mtasts.config import Config
 from mtasts.core.dane import (
     DaneResult,
     DaneState,
@@ -32,17 +33,18 @@ MAX_MX_HOSTS = 16
 
 
 class DaneChecker:
-    def __init__(self, dns_client: DnsClient, min_ttl: float, max_ttl: float, failure_ttl: float) -> None:
+    """Reads its bounds from ``config`` ([dane] min_ttl/max_ttl, [cache] failure_ttl) at each
+    check, so a SIGHUP only has to hand it the new configuration."""
+
+    def __init__(self, dns_client: DnsClient, config: Config) -> None:
         self._dns = dns_client
-        self.min_ttl = min_ttl
-        self.max_ttl = max_ttl
-        self.failure_ttl = failure_ttl
+        self.config = config
 
     async def check(self, domain: str, now: float, previous: Optional[DaneResult] = None) -> DaneResult:
         mx = await self._dns.secure(domain, "MX")
         if mx.temporary:
             state = after_mx_failure(previous)
-            return DaneResult(state, now, now + self.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
+            return DaneResult(state, now, now + self.config.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
         if mx.outcome is Outcome.RECORDS:
             exchanges = sorted((r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in mx.records)
             if len(exchanges) == 1 and exchanges[0][1] in ("", "."):
@@ -58,7 +60,7 @@ class DaneChecker:
         states = [h for h, _ttls in checked]
         ttls = [mx.ttl] + [t for _h, host_ttls in checked for t in host_ttls]
         state = domain_state(states)
-        expires = now + (self.failure_ttl if state is DaneState.TEMPFAIL else self._ttl(ttls))
+        expires = now + (self.config.failure_ttl if state is DaneState.TEMPFAIL else self._ttl(ttls))
         return DaneResult(state, now, expires, tuple(states))
 
     async def _host(self, host: str) -> Tuple[HostDane, List[int]]:
@@ -83,7 +85,7 @@ class DaneChecker:
         return HostDane(host, state, tuple(str(t) for t in records)), ttls
 
     def _ttl(self, ttls: List[int]) -> float:
-        return bounded_ttl(ttls, self.min_ttl, self.max_ttl)
+        return bounded_ttl(ttls, self.config.dane_min_ttl, self.config.dane_max_ttl)
 
     async def resolver_validates(self, probe: str) -> SecureAnswer:
         """Look up *probe* (a name known to be signed); its AD bit tells if the resolver validates."""

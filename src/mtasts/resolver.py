@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
 
 from mtasts.config import Config
 from mtasts.core import freshness
-from mtasts.core.dane import DaneResult, dane_reply
+from mtasts.core.dane import DaneResult, dane_applies, dane_reply
 from mtasts.core.freshness import Background, CacheEntry, Hold
 from mtasts.core.nexthop import policy_domain
 from mtasts.core.policy import Mode, Policy
-from mtasts.core.reply import MapProfile, cached_reply, tls_policy_reply
+from mtasts.core.reply import MapProfile, cached_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord, select_record
 from mtasts.dane import DaneChecker, non_loopback
@@ -87,7 +87,7 @@ class PolicyResolver:
         self._jitter = jitter
         self._inflight: Dict[str, "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]"] = {}
         self._dane_inflight: Dict[str, "asyncio.Future[DaneResult]"] = {}
-        self._dane = DaneChecker(dns_client, config.dane_min_ttl, config.dane_max_ttl, config.failure_ttl)
+        self._dane = DaneChecker(dns_client, config)
         self._background: Dict[str, "asyncio.Task[None]"] = {}
         self._semaphore: Optional[asyncio.Semaphore] = None
         self._sweeper: Optional["asyncio.Task[None]"] = None
@@ -134,8 +134,7 @@ class PolicyResolver:
         """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
         self.config = config
         self._dns.set_timeout(config.dns_timeout)
-        self._dane.min_ttl, self._dane.max_ttl = config.dane_min_ttl, config.dane_max_ttl
-        self._dane.failure_ttl = config.failure_ttl
+        self._dane.config = config
         self._unknown_maps.clear()
 
     # -- answering Postfix ------------------------------------------------------------
@@ -161,9 +160,7 @@ class PolicyResolver:
         if decision.discover:
             return None
         reply = cached_reply(domain, decision.cached, self.profile(map_name))
-        if reply != NOTFOUND and self.config.dane_mode == "prefer":
-            # RFC 8461 §2: never override DANE. Only an MTA-STS answer needs the check:
-            # NOTFOUND already leaves the decision to Postfix's own DANE.
+        if dane_applies(reply, self.config.dane_mode):  # RFC 8461 §2: never override DANE
             assert entry is not None
             if entry.dane is None:
                 return None  # the first time, answer() waits for the DANE check
@@ -188,10 +185,8 @@ class PolicyResolver:
         if domain is None:
             return NOTFOUND
         try:
-            _entry, policy = await self.discover(domain)
-            reply = tls_policy_reply(domain, policy, self.profile(map_name))
-            if reply != NOTFOUND and self.config.dane_mode == "prefer":
-                reply = dane_reply(await self._current_dane(domain)) or reply
+            entry, policy = await self.discover(domain)
+            reply = await self.final_answer(entry, policy, self.profile(map_name))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -202,12 +197,19 @@ class PolicyResolver:
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
         return reply
 
-    async def _current_dane(self, domain: str) -> DaneResult:
-        entry = self.cache.get(domain)
-        dane = entry.dane if entry is not None else None
-        if dane is None or not dane.fresh(self._clock()):
-            dane = await self.dane_check(domain)
-        return dane
+    async def final_answer(
+        self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile, recheck_dane: bool = False
+    ) -> bytes:
+        """The answer for *entry* after discovery: the (memoised) MTA-STS answer, unless DANE
+        applies; the entry's DANE result is used while fresh, else (or when asked) re-checked."""
+        # discover() hands back the policy of entry.cached, or None for a hold.
+        reply = cached_reply(entry.domain, entry.cached if policy is not None else None, profile)
+        if dane_applies(reply, self.config.dane_mode):
+            dane = None if recheck_dane else entry.dane
+            if dane is None or not dane.fresh(self._clock()):
+                dane = await self.dane_check(entry.domain)
+            reply = dane_reply(dane) or reply
+        return reply
 
     # -- DANE -----------------------------------------------------------------------
 
@@ -229,10 +231,10 @@ class PolicyResolver:
 
     async def _check_dane(self, domain: str) -> DaneResult:
         self.counters.dane_checks += 1
-        entry = self.cache.get(domain)
+        entry = self.cache.peek(domain)
         previous = entry.dane if entry is not None else None
         result = await self._dane.check(domain, self._clock(), previous)
-        current = self.cache.get(domain)
+        current = self.cache.peek(domain)
         if current is not None:
             updated = replace(current, dane=result)
             self.cache.put(updated)
@@ -314,15 +316,12 @@ class PolicyResolver:
         return found
 
     def _usable(self, entry: Optional[CacheEntry]) -> Optional[Tuple[CacheEntry, Optional[Policy]]]:
-        if entry is None:
+        """A shared entry this host may answer from: a valid policy, or a hold still running."""
+        decision = freshness.decide(entry, self._clock(), self.config.txt_recheck)
+        if decision.discover:
             return None
-        now = self._clock()
-        cached = entry.valid_policy(now)
-        if cached is not None:
-            return entry, cached.policy
-        if entry.hold is not None and now < entry.hold_until:
-            return entry, None
-        return None
+        assert entry is not None
+        return entry, decision.policy
 
     def _share(self, entry: CacheEntry) -> None:
         """Publish what this host learned to the fleet, without waiting for Redis."""

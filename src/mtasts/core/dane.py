@@ -126,6 +126,14 @@ _REPLIES = {
 }
 
 
+def dane_applies(sts_reply: bytes, mode: str) -> bool:
+    """Whether DANE is checked before *sts_reply* is given (``[dane] mode``).
+
+    Only an MTA-STS answer can override DANE; ``NOTFOUND`` already leaves it to Postfix.
+    """
+    return mode == "prefer" and sts_reply != NOTFOUND
+
+
 def dane_reply(result: Optional[DaneResult]) -> Optional[bytes]:
     """The answer DANE dictates, or None when the MTA-STS answer stands."""
     if result is None:

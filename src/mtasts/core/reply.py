@@ -63,11 +63,10 @@ def cached_reply(domain: str, cached, profile: MapProfile) -> bytes:
 
 
 def enforces(policy: Optional[Policy], profile: MapProfile) -> bool:
-    if policy is None or not policy.mx:
+    # parse_policy refuses an enforce or testing policy without mx: no need to look at them.
+    if policy is None or policy.mode is Mode.NONE:
         return False
-    if policy.mode is Mode.ENFORCE:
-        return True
-    return policy.mode is Mode.TESTING and profile.testing == TESTING_ENFORCE
+    return policy.mode is Mode.ENFORCE or profile.testing == TESTING_ENFORCE
 
 
 def tls_policy_reply(domain: str, policy: Optional[Policy], profile: MapProfile) -> bytes:
@@ -91,7 +90,7 @@ def tls_policy_reply(domain: str, policy: Optional[Policy], profile: MapProfile)
         data = "secure match=" + ":".join(names)
         if profile.sni:
             data += " servername=hostname"
-    elif profile.tlsrpt and policy is not None and policy.mode is Mode.TESTING and policy.mx:
+    elif profile.tlsrpt and policy is not None and policy.mode is Mode.TESTING:
         data = profile.testing_level
     else:
         return NOTFOUND

@@ -15,8 +15,7 @@ from typing import Any, Dict, Optional
 
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.nexthop import policy_domain
-from mtasts.core.dane import DaneResult, dane_reply
-from mtasts.core.reply import tls_policy_reply
+from mtasts.core.dane import DaneResult, result_to_json
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.socketmap import prepare_unix_path
 
@@ -53,15 +52,11 @@ def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
 
 
 def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
-    """A DANE result for people: state, when checked, until when, the TLSA records seen."""
-    return {
-        "state": result.state.value,
-        "checked_at": _iso(result.checked_at),
-        "expires_at": _iso(result.expires_at),
-        "fresh": result.fresh(now),
-        "detail": result.detail or None,
-        "hosts": [{"host": h.host, "state": h.state.value, "tlsa": list(h.tlsa)} for h in result.hosts],
-    }
+    """A DANE result for people: the stored form, with readable times and freshness."""
+    data = result_to_json(result)
+    data.update(checked_at=_iso(result.checked_at), expires_at=_iso(result.expires_at),
+                fresh=result.fresh(now), detail=result.detail or None)
+    return data
 
 
 def _iso(ts: float) -> str:
@@ -159,9 +154,7 @@ class ControlServer:
         if command == "refresh":
             entry, policy = await self.resolver.refresh_now(domain)
             profile = self.resolver.profile(str(request.get("map", "postfix")))
-            answer = tls_policy_reply(domain, policy, profile)
-            if policy is not None and self.resolver.config.dane_mode == "prefer":
-                answer = dane_reply(await self.resolver.dane_check(domain)) or answer
-                entry = cache.get(domain) or entry
+            answer = await self.resolver.final_answer(entry, policy, profile, recheck_dane=True)
+            entry = cache.peek(domain) or entry  # with the DANE result just checked
             return {"ok": True, "entry": entry_to_json(entry, time.time()), "answer": answer.decode()}
         return {"ok": False, "error": f"unknown command {command!r}"}
