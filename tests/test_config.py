@@ -83,6 +83,13 @@ probe = "example.org."
          "[maps.postfix] testing_level: expected \"may\" or \"encrypt\", got 'secure'"),
         ("[maps.postfix]\nfoo = 1\n", "[maps.postfix] foo: unknown key"),
         ("[log]\nlevel = \"loud\"\n", "[log] level: expected"),
+        ("[maps.postfix]\ndane = \"no\"\n", "[maps.postfix] dane: expected true or false (true needs Postfix >= 2.11"),
+        ("[postfix]\nversion = \"latest\"\n", "[postfix] version: expected the version of the Postfix that queries"),
+        ("[postfix]\nversion = 3.7\n", "[postfix] version: expected the version"),
+        ("[postfix]\ndnssec = true\n", "[postfix] dnssec: needs [postfix] version"),
+        ("[postfix]\nversion = \"3.7.11\"\ndnssec = \"yes\"\n", "[postfix] dnssec: expected true or false"),
+        ("[postfix]\npostconf = 1\n", "[postfix] postconf: expected a path to Postfix's postconf"),
+        ("[postfix]\nmail_version = \"3.7\"\n", "[postfix] mail_version: unknown key; known keys: postconf,"),
         ("[cache]\nnegative_ttl_min = 100\nnegative_ttl_max = 10\n", "[cache] negative_ttl_min: expected at most"),
         ("not toml = = =\n", "not valid TOML"),
     ],
@@ -111,3 +118,14 @@ def test_cli_reports_config_error(tmp_path, capsys):
     path = write(tmp_path, "[fetch]\ntimeout = 0\n")
     assert main(["serve", "--config", path]) == 2
     assert f"{path}: [fetch] timeout: expected a positive number" in capsys.readouterr().err
+
+
+def test_postfix_section_and_explicit_profile_settings(tmp_path):
+    c = load_config(write(tmp_path, '[postfix]\nversion = "2.10.1"\ndnssec = false\n'
+                                    '[maps.postfix]\nsni = false\n[maps.other]\ntesting = "enforce"\n'))
+    assert (c.postfix_version, c.postfix_dnssec, c.postfix_tlsrpt) == ("2.10.1", False, False)
+    assert c.maps["postfix"].explicit == frozenset({"sni"})
+    assert c.maps["other"].explicit == frozenset({"testing"})
+    c = load_config(write(tmp_path, '[postfix]\npostconf = "/opt/postfix/sbin/postconf"\nconfig_directory = "/etc/postfix-out"\n'))
+    assert (c.postconf, c.postfix_config_directory, c.postfix_version) == (
+        "/opt/postfix/sbin/postconf", "/etc/postfix-out", "")

@@ -122,16 +122,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 async def query(config: Config, args: argparse.Namespace) -> int:
-    from mtasts.core.nexthop import policy_domain
+    from mtasts.core.nexthop import next_hop
     from mtasts.core.dane import dane_applies, dane_reply
+    from mtasts.core.postfixcaps import fit_profiles
+    from mtasts.postconf import learn_postfix
     from mtasts.core.reply import tls_policy_reply
     from mtasts.core.txtrecord import select_record
     from mtasts.net.dns import DnsClient, Outcome
     from mtasts.net.fetch import PolicyFetcher, policy_url
 
-    domain = policy_domain(args.domain)
+    hop = next_hop(args.domain)
+    domain = hop.domain if hop is not None else None
     report: Dict[str, Any] = {"key": args.domain, "domain": domain}
-    profile = config.profile(args.map) or config.default_profile
+    # The answer the daemon would give: profiles fitted to the Postfix that reads them.
+    info = learn_postfix(config, quiet=True)
+    maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
+    profile = maps.get(args.map) or default
+    report["postfix"] = info.describe()
     policy = None
     if domain is None:
         report["error"] = "no MTA-STS lookup for this key (parent probe, IP literal or not a domain)"
@@ -172,11 +179,11 @@ async def query(config: Config, args: argparse.Namespace) -> int:
                 fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
                 report["fetch"] = fetch
     answer = tls_policy_reply(domain or "", policy, profile)
-    if domain is not None and dane_applies(answer, config.dane_mode):  # the daemon's rule
+    if hop is not None and dane_applies(answer, config.dane_mode, profile.dane):  # the daemon's rule
         from mtasts.dane import DaneChecker
         from mtasts.servers.control import dane_to_json
 
-        result = await DaneChecker(dns_client, config).check(domain, time.time())
+        result = await DaneChecker(dns_client, config).check(hop, time.time())
         report["dane"] = dane_to_json(result, time.time())
         answer = dane_reply(result) or answer
     report["answer"] = answer.decode()
@@ -209,6 +216,7 @@ def _print_query(report: Dict[str, Any]) -> None:
                     print(f"         | {line}")
         if report.get("dane"):
             _print_dane(report["dane"])
+    print(f"postfix: {report['postfix']}")
     print(f"answer:  {report['answer']}")
 
 
@@ -216,7 +224,8 @@ def _print_dane(dane: Dict[str, Any]) -> None:
     """DANE state and the TLSA records seen per MX host (query, cache show)."""
     print(f"{'dane:':16}{dane['state']}" + (f" ({dane['detail']})" if dane.get("detail") else ""))
     for host in dane["hosts"]:
-        print(f"  {host['host']}: {host['state']}")
+        at = f" (TLSA at {host['tlsa_name']})" if host.get("tlsa_name") else ""
+        print(f"  {host['host']}: {host['state']}{at}")
         for record in host["tlsa"]:
             print(f"    TLSA {record}")
 

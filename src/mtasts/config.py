@@ -112,6 +112,11 @@ class Config:
     dane_probe: str = "."
     dane_min_ttl: float = 60.0
     dane_max_ttl: float = 3600.0
+    postconf: str = ""
+    postfix_config_directory: str = ""
+    postfix_version: str = ""
+    postfix_dnssec: bool = False
+    postfix_tlsrpt: bool = False
     control_socket: str = ""
     log_level: str = "info"
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
@@ -183,6 +188,14 @@ def _host_port(value: Any) -> Optional[Tuple[str, int]]:
     return host, int(port)
 
 
+def _postfix_version(value: Any) -> str:
+    from mtasts.core.postfixcaps import parse_version
+
+    if value == "" or (isinstance(value, str) and parse_version(value) is not None):
+        return value
+    raise ValueError
+
+
 def _probe_name(value: Any) -> str:
     from mtasts.core.hostname import is_domain
 
@@ -248,6 +261,16 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
         "min_ttl": (_positive, "a positive number of seconds", "dane_min_ttl"),
         "max_ttl": (_positive, "a positive number of seconds", "dane_max_ttl"),
     },
+    "postfix": {
+        "postconf": (_string, "a path to Postfix's postconf command, or \"\" to look on PATH and in /usr/sbin",
+                     "postconf"),
+        "config_directory": (_string, "Postfix's configuration directory (postconf -c), or \"\" for its default",
+                             "postfix_config_directory"),
+        "version": (_postfix_version, "the version of the Postfix that queries this daemon, such as \"3.7.11\","
+                    " or \"\" to ask postconf", "postfix_version"),
+        "dnssec": (_bool, "true or false (that Postfix has smtp_dns_support_level = dnssec)", "postfix_dnssec"),
+        "tlsrpt": (_bool, "true or false (that Postfix has smtp_tlsrpt_enable = yes)", "postfix_tlsrpt"),
+    },
     "control": {
         "socket": (_string, "a path for the control socket, or \"\" for one beside the cache", "control_socket"),
     },
@@ -261,6 +284,7 @@ _PROFILE_SCHEMA = {
     "sni": (_bool, "true or false"),
     "tlsrpt": (_bool, "true or false (true needs Postfix >= 3.10)"),
     "testing_level": (_choice(*TESTING_LEVELS), " or ".join(f'"{x}"' for x in TESTING_LEVELS)),
+    "dane": (_bool, "true or false (true needs Postfix >= 2.11 with smtp_dns_support_level = dnssec)"),
 }
 
 
@@ -306,6 +330,10 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
             f"({config.negative_ttl_max}), got {config.negative_ttl_min}"
         )
+    postfix_keys = {"postfix_dnssec", "postfix_tlsrpt"} & set(values)
+    if postfix_keys and not config.postfix_version:
+        key = sorted(postfix_keys)[0][len("postfix_"):]
+        raise ConfigError(f"{source}: [postfix] {key}: needs [postfix] version (without it, postconf says)")
     if config.dane_min_ttl > config.dane_max_ttl:
         raise ConfigError(
             f"{source}: [dane] min_ttl: expected at most max_ttl ({config.dane_max_ttl}), got {config.dane_min_ttl}"
@@ -331,7 +359,7 @@ def _parse_maps(table: Any, source: str):
                 kwargs[key] = parser(value)
             except ValueError:
                 raise ConfigError(f"{source}: [maps.{name}] {key}: expected {expected}, got {value!r}") from None
-        maps[name] = MapProfile(**kwargs)
+        maps[name] = MapProfile(explicit=frozenset(kwargs), **kwargs)
     return maps, maps.get("default")
 
 

@@ -17,6 +17,7 @@ from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir
 from mtasts.errors import ConfigError, StoreError
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
+from mtasts.postconf import describe_answers, fit_to_postfix, learn_postfix
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.control import ControlServer
 from mtasts.servers.publisher import PolicyPublisher
@@ -119,8 +120,15 @@ class Daemon:
         else:
             log.info("mtasts %s ready: publisher only, %d domains", __version__, len(self.config.publish_domains))
 
+    def _fit_to_postfix(self, config: Config) -> Config:
+        """The configuration with its answers fitted to the Postfix that reads them."""
+        info = learn_postfix(config)
+        fitted = fit_to_postfix(config, info)
+        log.info("%s (from %s): %s", info.describe(), info.source, describe_answers(fitted))
+        return fitted
+
     async def _start_resolver(self) -> None:
-        config = self.config
+        config = self.config = self._fit_to_postfix(self.config)
         dns_client = DnsClient(config.nameservers, config.dns_timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
         # No count or scan of the store here: start-up time must not grow with it (1M entries).
@@ -202,7 +210,7 @@ class Daemon:
         fixed = ("listen", "socket_mode", "nameservers", "ca_file", "cache_backend", "cache_path", "memory_entries",
                  "control_socket", "redis_url", "redis_prefix", "redis_timeout", "metrics_listen")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.config, k) and not (k == "cache_path" and not new.cache_path_explicit)]
-        applied = dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed})
+        applied = self._fit_to_postfix(dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed}))
         self.config = applied
         self.resolver.reconfigure(applied)
         assert self.fetcher is not None

@@ -23,7 +23,10 @@ from mtasts.core.dane import (
     bounded_ttl,
     domain_state,
     host_state,
+    is_null_mx,
+    tlsa_names,
 )
+from mtasts.core.nexthop import NextHop
 from mtasts.net.dns import DnsClient, Outcome, SecureAnswer
 
 log = logging.getLogger("mtasts.dane")
@@ -40,30 +43,40 @@ class DaneChecker:
         self._dns = dns_client
         self.config = config
 
-    async def check(self, domain: str, now: float, previous: Optional[DaneResult] = None) -> DaneResult:
+    async def check(self, hop: NextHop, now: float, previous: Optional[DaneResult] = None) -> DaneResult:
+        """The DANE state of next hop *hop* as Postfix would see it: MX hosts at port 25 for a
+        recipient domain, ``[host]:port`` without MX lookup (RFC 7672 §2.2.2, §3.2.2)."""
+        if not hop.mx:
+            host, ttls = await self._host(hop.domain, hop.port)
+            state = domain_state([host], previous)
+            return self._result(state, now, (host,), ttls)
+        domain = hop.domain
         mx = await self._dns.secure(domain, "MX")
         if mx.temporary:
             state = after_mx_failure(previous)
             return DaneResult(state, now, now + self.config.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
         if mx.outcome is Outcome.RECORDS:
             exchanges = sorted((r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in mx.records)
-            if len(exchanges) == 1 and exchanges[0][1] in ("", "."):
+            if is_null_mx([name for _pref, name in exchanges]):
                 return DaneResult(DaneState.NULL_MX, now, now + self._ttl([mx.ttl]), detail="null MX (RFC 7505)")
-            hosts = list(dict.fromkeys(name for _pref, name in exchanges if name))[:MAX_MX_HOSTS]
+            hosts = list(dict.fromkeys(name for _pref, name in exchanges))[:MAX_MX_HOSTS]
         elif mx.outcome is Outcome.NODATA:
             hosts = [domain]  # RFC 7672 §2.2.1: no MX, the domain is its own host
         else:
             return DaneResult(DaneState.UNSIGNED, now, now + self._ttl([mx.ttl]), detail="domain does not exist")
         if not mx.validated:
             return DaneResult(DaneState.UNSIGNED, now, now + self._ttl([mx.ttl]), detail="MX not DNSSEC-validated")
-        checked = await asyncio.gather(*(self._host(h) for h in hosts))
-        states = [h for h, _ttls in checked]
+        checked = await asyncio.gather(*(self._host(h, hop.port) for h in hosts))
+        states = tuple(h for h, _ttls in checked)
         ttls = [mx.ttl] + [t for _h, host_ttls in checked for t in host_ttls]
-        state = domain_state(states)
-        expires = now + (self.config.failure_ttl if state is DaneState.TEMPFAIL else self._ttl(ttls))
-        return DaneResult(state, now, expires, tuple(states))
+        return self._result(domain_state(states, previous), now, states, ttls)
 
-    async def _host(self, host: str) -> Tuple[HostDane, List[int]]:
+    def _result(self, state: DaneState, now: float, hosts: Tuple[HostDane, ...], ttls: List[int]) -> DaneResult:
+        retry = state in (DaneState.TEMPFAIL, DaneState.UNKNOWN)
+        expires = now + (self.config.failure_ttl if retry else self._ttl(ttls))
+        return DaneResult(state, now, expires, hosts)
+
+    async def _host(self, host: str, port: int) -> Tuple[HostDane, List[int]]:
         a, aaaa = await asyncio.gather(self._dns.secure(host, "A"), self._dns.secure(host, "AAAA"))
         found = [x for x in (a, aaaa) if x.outcome is Outcome.RECORDS]
         ttls = [x.ttl for x in (a, aaaa) if not x.temporary]
@@ -73,16 +86,21 @@ class DaneChecker:
             # No address at all: Postfix cannot use this host; it does not make the domain DANE.
             return HostDane(host, HostState.NO_TLSA), ttls
         else:
+            # The AD bit covers the whole CNAME chain (a validating resolver signs off on all of it).
             addresses_validated = all(x.validated for x in (a, aaaa))
         if not addresses_validated:
             return HostDane(host, host_state(addresses_validated, None, ())), ttls
-        tlsa = await self._dns.secure(f"_25._tcp.{host}", "TLSA")
+        canonical = found[0].name
+        for name in tlsa_names(host, canonical, port):
+            tlsa = await self._dns.secure(name, "TLSA")
+            if not tlsa.temporary:
+                ttls.append(tlsa.ttl)
+            if tlsa.outcome is Outcome.RECORDS or tlsa.temporary or not tlsa.validated:
+                break  # found, failed, or insecure: Postfix stops here too
         records = tuple(Tlsa(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in tlsa.records)
         tlsa_validated: Optional[bool] = None if tlsa.temporary else tlsa.validated
-        if not tlsa.temporary:
-            ttls.append(tlsa.ttl)
         state = host_state(True, tlsa_validated, records)
-        return HostDane(host, state, tuple(str(t) for t in records)), ttls
+        return HostDane(host, state, tuple(str(t) for t in records), name if records else ""), ttls
 
     def _ttl(self, ttls: List[int]) -> float:
         return bounded_ttl(ttls, self.config.dane_min_ttl, self.config.dane_max_ttl)

@@ -9,7 +9,8 @@
     ├── PolicyError            the policy body is invalid (remote)
     ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
     │   └── FetchError         the HTTPS policy fetch failed, with a TLSRPT result type
-    └── StoreError             the local cache store failed (local)
+    ├── StoreError             the local cache store failed (local)
+    └── PostfixError           postconf is missing, failed or said nothing usable (local)
 
 Remote faults never defer mail: they mean "no policy" unless a valid policy is cached.
 """
@@ -70,3 +71,7 @@ class FetchError(DiscoveryError):
 
 class StoreError(MtastsError):
     """The persistent cache store failed (local fault)."""
+
+
+class PostfixError(MtastsError):
+    """postconf is missing, failed or said nothing usable."""

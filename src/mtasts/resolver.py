@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
 
+from cachetools import LRUCache
+
 from mtasts.config import Config
 from mtasts.core import freshness
 from mtasts.core.dane import DaneResult, dane_applies, dane_reply
 from mtasts.core.freshness import Background, CacheEntry, Hold
-from mtasts.core.nexthop import policy_domain
+from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.reply import MapProfile, cached_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
@@ -42,6 +44,8 @@ SWEEP_INTERVAL = 30.0
 PRUNE_AFTER = 7 * 86400.0
 # How long a host waits for another host's discovery of the same domain (fleet single flight).
 FLEET_WAIT = 3.0
+# DANE results of relay-shaped keys ([host]:port, host:port): few, kept in memory only.
+RELAY_DANE_ENTRIES = 1024
 
 
 @dataclass
@@ -86,7 +90,8 @@ class PolicyResolver:
         self._clock = clock
         self._jitter = jitter
         self._inflight: Dict[str, "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]"] = {}
-        self._dane_inflight: Dict[str, "asyncio.Future[DaneResult]"] = {}
+        self._dane_inflight: Dict[NextHop, "asyncio.Future[DaneResult]"] = {}
+        self._relay_dane: "LRUCache[NextHop, DaneResult]" = LRUCache(RELAY_DANE_ENTRIES)
         self._dane = DaneChecker(dns_client, config)
         self._background: Dict[str, "asyncio.Task[None]"] = {}
         self._semaphore: Optional[asyncio.Semaphore] = None
@@ -100,7 +105,7 @@ class PolicyResolver:
     async def start(self) -> None:
         self._semaphore = asyncio.Semaphore(self.config.refresh_concurrency)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
-        if self.config.dane_mode == "prefer":
+        if self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())
         if self.shared is not None:
             self.shared.start(self._fleet_event)
@@ -129,6 +134,11 @@ class PolicyResolver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def dane_answers(self) -> bool:
+        """Whether any map profile may answer dane/dane-only (else no DANE lookups at all)."""
+        profiles = list(self.config.maps.values()) + [self.config.default_profile]
+        return self.config.dane_mode == "prefer" and any(p.dane for p in profiles)
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
@@ -159,14 +169,17 @@ class PolicyResolver:
         decision = freshness.decide(entry, now, self.config.txt_recheck)
         if decision.discover:
             return None
-        reply = cached_reply(domain, decision.cached, self.profile(map_name))
-        if dane_applies(reply, self.config.dane_mode):  # RFC 8461 §2: never override DANE
+        profile = self.profile(map_name)
+        reply = cached_reply(domain, decision.cached, profile)
+        if dane_applies(reply, self.config.dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
             assert entry is not None
-            if entry.dane is None:
+            hop = None if domain is key else next_hop(key)
+            dane = entry.dane if hop is None or hop.default else self._relay_dane.get(hop)
+            if dane is None:
                 return None  # the first time, answer() waits for the DANE check
-            if not entry.dane.fresh(now):
-                self.dane_check(domain)  # answer from the last result meanwhile
-            reply = dane_reply(entry.dane) or reply
+            if not dane.fresh(now):
+                self.dane_check(hop or NextHop(domain))  # answer from the last result meanwhile
+            reply = dane_reply(dane) or reply
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
@@ -181,12 +194,13 @@ class PolicyResolver:
         return self.counters.answered(self._map_label(map_name), await self._answer(map_name, key))
 
     async def _answer(self, map_name: str, key: str) -> bytes:
-        domain = policy_domain(key)
-        if domain is None:
+        hop = next_hop(key)
+        if hop is None:
             return NOTFOUND
+        domain = hop.domain
         try:
             entry, policy = await self.discover(domain)
-            reply = await self.final_answer(entry, policy, self.profile(map_name))
+            reply = await self.final_answer(entry, policy, self.profile(map_name), hop=hop)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -198,50 +212,64 @@ class PolicyResolver:
         return reply
 
     async def final_answer(
-        self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile, recheck_dane: bool = False
+        self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile, recheck_dane: bool = False,
+        hop: Optional[NextHop] = None,
     ) -> bytes:
         """The answer for *entry* after discovery: the (memoised) MTA-STS answer, unless DANE
-        applies; the entry's DANE result is used while fresh, else (or when asked) re-checked."""
+        applies; the DANE result of *hop* (default: the domain's MX hosts on port 25) is used
+        while fresh, else (or when asked) re-checked."""
         # discover() hands back the policy of entry.cached, or None for a hold.
         reply = cached_reply(entry.domain, entry.cached if policy is not None else None, profile)
-        if dane_applies(reply, self.config.dane_mode):
-            dane = None if recheck_dane else entry.dane
+        if dane_applies(reply, self.config.dane_mode, profile.dane):
+            hop = hop or NextHop(entry.domain)
+            dane = None if recheck_dane else self._known_dane(hop)
             if dane is None or not dane.fresh(self._clock()):
-                dane = await self.dane_check(entry.domain)
+                dane = await self.dane_check(hop)
             reply = dane_reply(dane) or reply
         return reply
 
     # -- DANE -----------------------------------------------------------------------
 
-    def dane_check(self, domain: str) -> "asyncio.Future[DaneResult]":
-        """Check *domain*'s DANE state now (one check per domain at a time) and cache it."""
-        future = self._dane_inflight.get(domain)
+    def _known_dane(self, hop: NextHop) -> Optional[DaneResult]:
+        """The last DANE result of *hop*: the domain's, kept with its cache entry (and across
+        restarts), or a relay key's, kept in memory."""
+        if not hop.default:
+            return self._relay_dane.get(hop)
+        entry = self.cache.peek(hop.domain)
+        return entry.dane if entry is not None else None
+
+    def dane_check(self, hop: NextHop) -> "asyncio.Future[DaneResult]":
+        """Check *hop*'s DANE state now (one check per next hop at a time) and cache it."""
+        future = self._dane_inflight.get(hop)
         if future is None:
-            future = asyncio.ensure_future(self._check_dane(domain))
-            self._dane_inflight[domain] = future
-            future.add_done_callback(lambda f: self._dane_done(domain, f))
+            future = asyncio.ensure_future(self._check_dane(hop))
+            self._dane_inflight[hop] = future
+            future.add_done_callback(lambda f: self._dane_done(hop, f))
         return asyncio.shield(future)
 
-    def _dane_done(self, domain: str, future: "asyncio.Future[DaneResult]") -> None:
-        self._dane_inflight.pop(domain, None)
+    def _dane_done(self, hop: NextHop, future: "asyncio.Future[DaneResult]") -> None:
+        self._dane_inflight.pop(hop, None)
         if not future.cancelled() and future.exception() is not None:
             # Also reached by background re-checks, which nobody awaits.
             self.counters.internal_errors += 1
-            log.error("%s: DANE check failed: %r", domain, future.exception())
+            log.error("%s: DANE check failed: %r", hop.domain, future.exception())
 
-    async def _check_dane(self, domain: str) -> DaneResult:
+    async def _check_dane(self, hop: NextHop) -> DaneResult:
         self.counters.dane_checks += 1
-        entry = self.cache.peek(domain)
-        previous = entry.dane if entry is not None else None
-        result = await self._dane.check(domain, self._clock(), previous)
-        current = self.cache.peek(domain)
-        if current is not None:
-            updated = replace(current, dane=result)
-            self.cache.put(updated)
-            self._share(updated)
+        previous = self._known_dane(hop)
+        result = await self._dane.check(hop, self._clock(), previous)
+        if not hop.default:
+            self._relay_dane[hop] = result
+        else:
+            current = self.cache.peek(hop.domain)
+            if current is not None:
+                updated = replace(current, dane=result)
+                self.cache.put(updated)
+                self._share(updated)
         if previous is None or previous.state is not result.state:
             hosts = "; ".join(f"{h.host} {h.state.value}" for h in result.hosts)
-            log.info("%s: DANE %s%s%s", domain, result.state.value, f" ({hosts})" if hosts else "",
+            where = hop.domain if hop.default else (f"[{hop.domain}]" if not hop.mx else hop.domain) + f":{hop.port}"
+            log.info("%s: DANE %s%s%s", where, result.state.value, f" ({hosts})" if hosts else "",
                      f": {result.detail}" if result.detail else "")
         return result
 

@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 
 from mtasts.core.dane import (
     DaneResult, DaneState, HostDane, HostState, Tlsa, after_mx_failure, bounded_ttl, dane_reply,
-    domain_state, host_state, result_from_json, result_to_json,
+    dane_applies, domain_state, had_usable_tlsa, host_state, is_null_mx, result_from_json, result_to_json,
+    tlsa_names,
 )
 
 SHA256 = bytes(32)
@@ -52,6 +53,42 @@ def test_domain_states():
     assert domain_state([]) is DaneState.NO_TLSA
 
 
+def test_a_failed_lookup_gives_dane_only_to_a_domain_that_had_usable_tlsa():
+    # Postfix's "dane" is "may" for every MX without TLSA: for a domain never seen with
+    # DANE, one delayed answer must not turn enforced MTA-STS into opportunistic TLS.
+    failing = hosts(HostState.NO_TLSA, HostState.TEMPFAIL)
+    assert domain_state(failing) is DaneState.UNKNOWN
+    assert domain_state(failing, result(DaneState.NO_TLSA)) is DaneState.UNKNOWN
+    assert domain_state(failing, result(DaneState.UNSIGNED)) is DaneState.UNKNOWN
+    assert domain_state(failing, result(DaneState.PARTIAL)) is DaneState.TEMPFAIL
+    assert domain_state(failing, result(DaneState.ALL)) is DaneState.TEMPFAIL
+    assert domain_state(failing, result(DaneState.TEMPFAIL)) is DaneState.TEMPFAIL  # still failing
+    assert dane_reply(result(domain_state(failing))) is None  # the MTA-STS answer stands
+
+
+def test_null_mx_among_other_records_is_a_null_mx():
+    # Postfix's dns_get_rr() returns DNS_NULLMX for any "." exchange, whatever else is there.
+    assert is_null_mx(["."])
+    assert is_null_mx(["mx1.example", "."])
+    assert not is_null_mx(["mx1.example", "mx2.example"])
+
+
+def test_tlsa_names_follow_postfix():
+    # RFC 7672 §2.2.2: the CNAME-expanded name first, then the original name.
+    assert tlsa_names("mx.example", "mx.example", 25) == ("_25._tcp.mx.example",)
+    assert tlsa_names("mx.example", "", 25) == ("_25._tcp.mx.example",)
+    assert tlsa_names("mx.example", "real.example.net", 25) == ("_25._tcp.real.example.net", "_25._tcp.mx.example")
+    assert tlsa_names("relay.example", "relay.example", 587) == ("_587._tcp.relay.example",)
+
+
+def test_dane_applies_only_where_the_profile_answers_dane():
+    sts = b"OK secure match=mx.example"
+    assert dane_applies(sts, "prefer", True)
+    assert not dane_applies(sts, "prefer", False)  # a Postfix without DNSSEC lookups
+    assert not dane_applies(sts, "off", True)
+    assert not dane_applies(b"NOTFOUND ", "prefer", True)
+
+
 def result(state):
     return DaneResult(state, 100.0, 200.0)
 
@@ -66,11 +103,14 @@ def test_replies():
     assert dane_reply(None) is None
 
 
-def test_mx_failure_keeps_a_signed_domain_with_postfix():
+def test_mx_failure_keeps_a_domain_with_usable_tlsa_with_postfix():
     assert after_mx_failure(result(DaneState.ALL)) is DaneState.TEMPFAIL
-    assert after_mx_failure(result(DaneState.NO_TLSA)) is DaneState.TEMPFAIL  # known signed
+    assert after_mx_failure(result(DaneState.PARTIAL)) is DaneState.TEMPFAIL
+    assert after_mx_failure(result(DaneState.TEMPFAIL)) is DaneState.TEMPFAIL
+    assert after_mx_failure(result(DaneState.NO_TLSA)) is DaneState.UNKNOWN  # signed, but never DANE
     assert after_mx_failure(result(DaneState.UNSIGNED)) is DaneState.UNKNOWN
     assert after_mx_failure(None) is DaneState.UNKNOWN
+    assert not had_usable_tlsa(result(DaneState.NULL_MX))
 
 
 def test_bounded_ttl():
@@ -88,11 +128,12 @@ def test_freshness():
     state=st.sampled_from(list(DaneState)),
     times=st.tuples(st.floats(0, 2e9), st.floats(0, 2e9)),
     host_list=st.lists(st.tuples(st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True), st.sampled_from(list(HostState)),
-                                 st.lists(st.text(max_size=20), max_size=3)), max_size=4),
+                                 st.lists(st.text(max_size=20), max_size=3),
+                                 st.sampled_from(["", "_25._tcp.real.example"])), max_size=4),
     detail=st.text(max_size=30),
 )
 def test_json_round_trip(state, times, host_list, detail):
-    r = DaneResult(state, times[0], times[1], tuple(HostDane(h, s, tuple(t)) for h, s, t in host_list), detail)
+    r = DaneResult(state, times[0], times[1], tuple(HostDane(h, s, tuple(t), n) for h, s, t, n in host_list), detail)
     assert result_from_json(result_to_json(r)) == r
 
 

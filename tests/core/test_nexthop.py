@@ -4,7 +4,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtasts.core.nexthop import policy_domain
+import shutil
+import subprocess
+
+from hypothesis import settings
+
+from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 
 
 @pytest.mark.parametrize(
@@ -67,4 +72,79 @@ _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 def test_fast_path_agrees_with_the_general_rules(key):
     from mtasts.core.nexthop import _normalised
 
-    assert policy_domain(key) == _normalised.__wrapped__(key)
+    general = _normalised.__wrapped__(key)
+    assert policy_domain(key) == (general.domain if general else None)
+    assert next_hop(key) == general
+
+
+@pytest.mark.parametrize(
+    "key,hop",
+    [
+        ("example.com", NextHop("example.com")),
+        ("[relay.example]", NextHop("relay.example", mx=False)),  # no MX lookup, port 25
+        ("[relay.example]:587", NextHop("relay.example", mx=False, port=587)),
+        ("relay.example:587", NextHop("relay.example", mx=True, port=587)),  # MX lookup, port 587
+        ("Relay.Example.:2525", NextHop("relay.example", port=2525)),
+    ],
+)
+def test_next_hop_says_how_postfix_reaches_the_key(key, hop):
+    # DANE looks where Postfix connects: _port._tcp of the MX hosts, or of [host] itself.
+    assert next_hop(key) == hop
+    assert hop.default is (hop.mx and hop.port == 25)
+
+
+@pytest.mark.parametrize("key", ["relay.example:0", "[relay.example]:65536", "relay.example:99999"])
+def test_ports_out_of_range_are_no_lookup(key):
+    assert next_hop(key) is None
+
+
+@pytest.mark.parametrize(
+    "key,domain",
+    [
+        # UTS #46 non-transitional, as Postfix maps keys (enable_idna2003_compatibility = no):
+        # IDNA 2003 would give strasse.de, another registered domain.
+        ("stra\u00dfe.de", "xn--strae-oqa.de"),
+        ("STRA\u00dfE.DE", "xn--strae-oqa.de"),
+        ("\u03c3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2.example", "xn--kxa6ajbbmh.example"),  # final sigma kept
+        ("\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3.example", "xn--kxa6akbbkh.example"),  # upper case: every sigma maps to \u03c3
+        ("xn--strae-oqa.de", "xn--strae-oqa.de"),  # an A-label stays as it is
+        ("XN--STRAE-OQA.DE", "xn--strae-oqa.de"),
+        ("fa\u00df.de:25", "xn--fa-hia.de"),
+    ],
+)
+def test_idn_keys_map_as_postfix_maps_them(key, domain):
+    assert policy_domain(key) == domain
+
+
+@pytest.mark.parametrize("key", ["a\u200db.example", "\u200d.example", "a\u200cb.example"])
+def test_joiners_out_of_context_get_no_lookup(key):
+    # RFC 5892 CONTEXTJ: a ZWJ/ZWNJ not after a virama is invalid; better no policy than another name's.
+    assert policy_domain(key) is None
+
+
+IDN2 = shutil.which("idn2")
+_idn_label = st.lists(
+    st.sampled_from(list("abzAZ09-") + ["\u00df", "\u03c2", "\u03c3", "\u03a3", "\u00fc", "\u00dc", "\u200d",
+                                        "\u200c", "\u094d", "\u0915", "\u0130", "\uff21", "\u2126", "\u00e9",
+                                        "e\u0301"]),
+    min_size=1, max_size=8,
+).map("".join)
+
+
+@pytest.mark.skipif(IDN2 is None, reason="idn2 (GNU libidn2, IDNA 2008 + UTS #46) is not installed; .ci/run installs it")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_idn_label, min_size=2, max_size=3).map(".".join))
+def test_idn_mapping_agrees_with_libidn2(name):
+    # An independent implementation of UTS #46 non-transitional processing (libidn2's
+    # default): where it maps a name, so must we, to the same A-labels; where it refuses,
+    # there is no lookup.
+    done = subprocess.run([IDN2, "--quiet", "--", name], capture_output=True, text=True)
+    ours = policy_domain(name)
+    if done.returncode == 0:
+        expected = done.stdout.strip()
+        from mtasts.core.hostname import is_domain
+
+        if is_domain(expected) and not expected.rsplit(".", 1)[-1].isdigit():
+            assert ours == expected, (name, done.stdout)
+    else:
+        assert ours is None, (name, done.stderr)

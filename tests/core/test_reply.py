@@ -89,6 +89,15 @@ def test_tlsrpt_mx_pattern_is_verbatim_never_dot_form():
     assert ("match", ".example.net") in attributes  # the certificate match keeps Postfix's form
 
 
+def test_tlsrpt_mx_pattern_loses_a_trailing_dot_policy_string_keeps_it():
+    # Postfix >= 3.10.5 compares mx_host_pattern with DNS MX names (no final dot) by
+    # strcasecmp: "mail.example.com." would skip every MX.
+    p = parse_policy(b"version: STSv1\r\nmode: enforce\r\nmx: Mail.Example.com.\r\nmx: *.example.net.\r\nmax_age: 86400\r\n")
+    _level, attributes = read_answer(tls_policy_reply("example.com", p, TLSRPT)[3:].decode())
+    assert [v for n, v in attributes if n == "mx_host_pattern"] == ["Mail.Example.com", "*.example.net"]
+    assert ("policy_string", "mx: Mail.Example.com.") in attributes
+
+
 def test_tlsrpt_off_by_default_because_postfix_3_9_rejects_it():
     p = parse_policy(RFC_EXAMPLE)
     assert b"policy_type" not in tls_policy_reply("example.com", p, MapProfile())

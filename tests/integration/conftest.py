@@ -101,6 +101,11 @@ def read_netstring(sock: socket.socket) -> bytes:
     return data[:-1]
 
 
+# The Postfix these daemons answer, unless a test names another: one that can use every
+# answer but the TLSRPT attributes, so the answers do not depend on this machine's Postfix.
+TEST_POSTFIX = '[postfix]\nversion = "3.7.11"\ndnssec = true\n'
+
+
 class Daemon:
     def __init__(self, tmp_path, dns: TestDns, ca_file: str, extra: str = "") -> None:
         self.dir = tmp_path
@@ -132,7 +137,7 @@ testing = "enforce"
 sni = false
 [maps.tlsrpt]
 tlsrpt = true
-{extra}
+{"" if "[postfix]" in extra else TEST_POSTFIX}{extra}
 """
         )
         self.logfile = tmp_path / "daemon.log"

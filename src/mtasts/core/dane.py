@@ -10,9 +10,16 @@ Pure decisions over what the DNS said; the lookups live in ``mtasts.dane``. RFC 
   Usable: usage 2 or 3, selector 0 or 1, matching 0 (any length), 1 (32 bytes) or
   2 (64 bytes) (RFC 7672 §3.1, RFC 6698 §2.1).
 * Every host usable: ``dane-only``; some: ``dane``; none: the MTA-STS answer.
-* A temporary failure after the MX RRset was validated: ``dane``, so Postfix decides
-  with its own lookups rather than MTA-STS overriding a DANE domain.
-* Null MX (RFC 7505): ``NOTFOUND``; no MX: the domain itself is the host (RFC 7672 §2.2.1).
+* A temporary failure (MX, addresses or TLSA) answers ``dane`` only for a domain that
+  has, or last had, usable TLSA: Postfix's ``dane`` falls back to ``may`` for every MX
+  host without TLSA, so for a domain never seen with DANE an attacker who delays one
+  answer would turn an enforced MTA-STS policy into opportunistic TLS. Otherwise the
+  MTA-STS answer stands.
+* Null MX (RFC 7505): ``NOTFOUND``, also when it stands among other MX records (Postfix's
+  dns_lookup() treats any "." exchange as a null MX and bounces); no MX: the domain
+  itself is the host (RFC 7672 §2.2.1).
+* TLSA names as Postfix looks them up (RFC 7672 §2.2.2): for a host whose address chain
+  validated, ``_port._tcp`` at the CNAME-expanded name first, then at the original name.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class HostDane:
     host: str
     state: HostState
     tlsa: Tuple[str, ...] = ()  # every TLSA record seen, usable or not, for `cache show`
+    tlsa_name: str = ""  # where they were found (``_25._tcp.<CNAME target>`` or ``<host>``)
 
 
 class DaneState(enum.Enum):
@@ -66,8 +74,8 @@ class DaneState(enum.Enum):
     PARTIAL = "dane"  # some MX hosts usable
     ALL = "dane-only"  # every MX host usable
     NULL_MX = "null-mx"  # RFC 7505: the domain accepts no mail
-    TEMPFAIL = "tempfail"  # signed, a later lookup failed: let Postfix decide
-    UNKNOWN = "unknown"  # the MX lookup itself failed: nothing known
+    TEMPFAIL = "tempfail"  # a lookup failed on a domain with usable TLSA: let Postfix decide
+    UNKNOWN = "unknown"  # a lookup failed, no usable TLSA known: the MTA-STS answer stands
 
 
 @dataclass(frozen=True)
@@ -97,13 +105,20 @@ def host_state(
     return HostState.USABLE if any(t.usable for t in records) else HostState.NO_TLSA
 
 
-def domain_state(hosts: Sequence[HostDane]) -> DaneState:
+def had_usable_tlsa(previous: Optional[DaneResult]) -> bool:
+    """The last result saw usable TLSA (TEMPFAIL is only ever reached from there)."""
+    return previous is not None and previous.state in (DaneState.ALL, DaneState.PARTIAL, DaneState.TEMPFAIL)
+
+
+def domain_state(hosts: Sequence[HostDane], previous: Optional[DaneResult] = None) -> DaneState:
     """The next hop's state from its (validated) MX hosts' states."""
     states = [h.state for h in hosts]
     if not states:
         return DaneState.NO_TLSA
     if HostState.TEMPFAIL in states:
-        return DaneState.TEMPFAIL
+        if HostState.USABLE in states or had_usable_tlsa(previous):
+            return DaneState.TEMPFAIL
+        return DaneState.UNKNOWN
     if all(s is HostState.USABLE for s in states):
         return DaneState.ALL
     if HostState.USABLE in states:
@@ -112,10 +127,20 @@ def domain_state(hosts: Sequence[HostDane]) -> DaneState:
 
 
 def after_mx_failure(previous: Optional[DaneResult]) -> DaneState:
-    """The MX lookup failed temporarily: a domain known to be signed stays Postfix's to decide."""
-    if previous is not None and previous.state not in (DaneState.UNSIGNED, DaneState.UNKNOWN):
-        return DaneState.TEMPFAIL
-    return DaneState.UNKNOWN
+    """The MX lookup failed temporarily: only a domain that had usable TLSA stays
+    Postfix's to decide; for any other the MTA-STS answer stands (see the module text)."""
+    return DaneState.TEMPFAIL if had_usable_tlsa(previous) else DaneState.UNKNOWN
+
+
+def is_null_mx(exchanges: Sequence[str]) -> bool:
+    """RFC 7505 null MX; like Postfix, a "." exchange among others counts too."""
+    return any(name in ("", ".") for name in exchanges)
+
+
+def tlsa_names(host: str, canonical: str, port: int) -> Tuple[str, ...]:
+    """Where Postfix looks for *host*'s TLSA records, in order (RFC 7672 §2.2.2)."""
+    names = [f"_{port}._tcp.{canonical}"] if canonical and canonical != host else []
+    return tuple(names + [f"_{port}._tcp.{host}"])
 
 
 _REPLIES = {
@@ -126,12 +151,15 @@ _REPLIES = {
 }
 
 
-def dane_applies(sts_reply: bytes, mode: str) -> bool:
-    """Whether DANE is checked before *sts_reply* is given (``[dane] mode``).
+def dane_applies(sts_reply: bytes, mode: str, profile_dane: bool = True) -> bool:
+    """Whether DANE is checked before *sts_reply* is given (``[dane] mode`` and the map
+    profile's ``dane``, off where the reading Postfix cannot do DANE).
 
     Only an MTA-STS answer can override DANE; ``NOTFOUND`` already leaves it to Postfix.
+    A Postfix without DNSSEC lookups does no DANE of its own, so there the MTA-STS answer
+    is the strongest it can use, and RFC 8461 §2 has nothing to protect.
     """
-    return mode == "prefer" and sts_reply != NOTFOUND
+    return profile_dane and mode == "prefer" and sts_reply != NOTFOUND
 
 
 def dane_reply(result: Optional[DaneResult]) -> Optional[bytes]:
@@ -152,8 +180,15 @@ def result_to_json(result: DaneResult) -> Dict[str, Any]:
         "checked_at": result.checked_at,
         "expires_at": result.expires_at,
         "detail": result.detail,
-        "hosts": [{"host": h.host, "state": h.state.value, "tlsa": list(h.tlsa)} for h in result.hosts],
+        "hosts": [_host_to_json(h) for h in result.hosts],
     }
+
+
+def _host_to_json(host: HostDane) -> Dict[str, Any]:
+    data: Dict[str, Any] = {"host": host.host, "state": host.state.value, "tlsa": list(host.tlsa)}
+    if host.tlsa_name:
+        data["tlsa_name"] = host.tlsa_name
+    return data
 
 
 def result_from_json(data: Dict[str, Any]) -> DaneResult:
@@ -163,7 +198,8 @@ def result_from_json(data: Dict[str, Any]) -> DaneResult:
         expires_at=float(data["expires_at"]),
         detail=str(data.get("detail", "")),
         hosts=tuple(
-            HostDane(str(h["host"]), HostState(h["state"]), tuple(str(t) for t in h.get("tlsa", ())))
+            HostDane(str(h["host"]), HostState(h["state"]), tuple(str(t) for t in h.get("tlsa", ())),
+                     str(h.get("tlsa_name", "")))
             for h in data.get("hosts", ())
         ),
     )

@@ -9,9 +9,32 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Optional
 
+import idna
+
 from mtasts.core.hostname import MAX_NAME_LENGTH, is_domain, looks_like_ip
+
+SMTP_PORT = 25
+
+
+@dataclass(frozen=True)
+class NextHop:
+    """What a key names: the Policy Domain and, for DANE, how Postfix reaches it.
+
+    ``mx`` is False for ``[host]`` and ``[host]:port``: Postfix connects to the host itself,
+    without MX lookup, and looks up TLSA at ``_port._tcp.host`` (RFC 7672 §2.2.2, §3.2.2).
+    """
+
+    domain: str
+    mx: bool = True
+    port: int = SMTP_PORT
+
+    @property
+    def default(self) -> bool:
+        """The shape of a plain recipient domain: MX lookup, port 25."""
+        return self.mx and self.port == SMTP_PORT
 
 
 # What Postfix sends almost always (its policy-map keys are case-folded): a lower-case
@@ -29,12 +52,20 @@ def policy_domain(key: str) -> Optional[str]:
     """The Policy Domain to look up for *key*, or None when there must be no lookup."""
     if len(key) <= MAX_NAME_LENGTH and _PLAIN.fullmatch(key):
         return key
+    hop = _normalised(key)
+    return hop.domain if hop is not None else None
+
+
+def next_hop(key: str) -> Optional[NextHop]:
+    """*key* as Postfix uses it: the Policy Domain, MX lookup or not, and the port."""
+    if len(key) <= MAX_NAME_LENGTH and _PLAIN.fullmatch(key):
+        return NextHop(key)
     return _normalised(key)
 
 
 @functools.lru_cache(maxsize=KEY_MEMO_SIZE)
-def _normalised(key: str) -> Optional[str]:
-    """The general case of ``policy_domain``.
+def _normalised(key: str) -> Optional[NextHop]:
+    """The general case of ``next_hop``.
 
     None for: Postfix's ``.parent`` probes (RFC 8461 §3.4 forbids parent fallback),
     address literals and IP addresses (§3.4), single-label names, and anything that
@@ -42,6 +73,7 @@ def _normalised(key: str) -> Optional[str]:
     (the smart-host case of §3.4).
     """
     host = key.strip()
+    mx, port = True, SMTP_PORT
     if not host or host.startswith("."):
         return None
     if host.startswith("["):
@@ -51,24 +83,35 @@ def _normalised(key: str) -> Optional[str]:
         rest = host[close + 1 :]
         if rest and not (rest.startswith(":") and rest[1:].isdigit()):
             return None
-        host = host[1:close]
+        host, mx = host[1:close], False
+        if rest:
+            port = int(rest[1:])
     elif host.count(":") == 1:
-        host, _, port = host.partition(":")
-        if not port.isdigit():
+        host, _, digits = host.partition(":")
+        if not digits.isdigit():
             return None
+        port = int(digits)
+    if not 0 < port < 65536:
+        return None
     if host.endswith("."):
         host = host[:-1]
     if _is_ip_literal(host):
         return None
-    host = host.lower()
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    if not is_domain(host) or "." not in host or looks_like_ip(host):
+    host = host.lower() if host.isascii() else _a_labels(host)
+    if not host or not is_domain(host) or "." not in host or looks_like_ip(host):
         return None
-    return host
+    return NextHop(host, mx, port)
+
+
+def _a_labels(host: str) -> str:
+    """A U-label name as Postfix's default (``enable_idna2003_compatibility = no``) maps
+    it: UTS #46 non-transitional processing, so ``straße.de`` is ``xn--strae-oqa.de``;
+    IDNA 2003 would make it ``strasse.de``, another registered name. "" when invalid
+    (a ZWJ out of context, a disallowed code point): no lookup rather than a wrong one."""
+    try:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return ""
 
 
 def _is_ip_literal(host: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import re
-from typing import List, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.policyanswer import AnswerError, read_answer
@@ -30,12 +30,17 @@ class MapProfile:
     for admins who want it. ``sni`` adds ``servername=hostname`` (Postfix >= 3.4 only).
     ``tlsrpt`` adds the MTA-STS attributes Postfix >= 3.10 reports in TLSRPT, and then
     also answers testing policies, at ``testing_level``, so they are reported.
+    ``dane`` gives ``dane``/``dane-only`` where the domain has DANE (Postfix >= 2.11 with
+    DNSSEC lookups). The daemon sets ``sni``, ``tlsrpt`` and ``dane`` from what the local
+    Postfix can use (``core.postfixcaps``) unless the file names them (``explicit``).
     """
 
     testing: str = TESTING_IGNORE
     sni: bool = True
     tlsrpt: bool = False
     testing_level: str = "may"
+    dane: bool = True
+    explicit: FrozenSet[str] = frozenset()
 
 
 DEFAULT_PROFILE = MapProfile()
@@ -102,13 +107,15 @@ def tls_policy_reply(domain: str, policy: Optional[Policy], profile: MapProfile)
 def tlsrpt_attributes(domain: str, policy: Policy) -> List[Tuple[str, str]]:
     """The MTA-STS attributes of Postfix >= 3.10 (TLSRPT_README), as (name, value).
 
-    ``mx_host_pattern`` is each mx line verbatim (``*.example.net``: Postfix 3.10.5+
-    matches MX names with it, and ``.example.net`` would match nothing). A policy line
+    ``mx_host_pattern`` is each mx line as written (``*.example.net``: Postfix 3.10.5+
+    matches MX names with it, and ``.example.net`` would match nothing) without a trailing
+    dot, which Postfix's ``strcasecmp`` against DNS names (which have none) would never
+    match; ``policy_string`` keeps the line verbatim. A policy line
     with ``{`` or ``}`` cannot be quoted in Postfix's syntax and is left out of the
     report (only extension fields can hold them).
     """
     attributes = [("policy_type", "sts"), ("policy_domain", domain)]
-    attributes += [("mx_host_pattern", pattern.text) for pattern in policy.mx]
+    attributes += [("mx_host_pattern", pattern.text.rstrip(".")) for pattern in policy.mx]
     attributes += [("policy_string", line) for line in policy.lines if not _UNQUOTABLE.search(line)]
     return attributes
 

@@ -56,6 +56,7 @@ class SecureAnswer:
     ttl: int = 0
     validated: bool = False  # the AD bit: the resolver validated the answer (or the denial)
     detail: str = ""
+    name: str = ""  # the owner after CNAMEs (the canonical name), without the final dot
 
     @property
     def temporary(self) -> bool:
@@ -141,9 +142,10 @@ class DnsClient:
         except dns.exception.DNSException as exc:
             return SecureAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
         validated = _authenticated([answer.response])
+        canonical = answer.canonical_name.to_text(omit_final_dot=True).lower()
         if answer.rrset is None:
-            return SecureAnswer(Outcome.NODATA, (), _negative_ttl([answer.response]), validated)
-        return SecureAnswer(Outcome.RECORDS, tuple(answer.rrset), answer.rrset.ttl, validated)
+            return SecureAnswer(Outcome.NODATA, (), _negative_ttl([answer.response]), validated, name=canonical)
+        return SecureAnswer(Outcome.RECORDS, tuple(answer.rrset), answer.rrset.ttl, validated, name=canonical)
 
     async def addresses(self, host: str, family: int = socket.AF_UNSPEC) -> List[Tuple[int, str]]:
         """A and/or AAAA addresses of *host*; raise OSError when there are none."""
