@@ -2,6 +2,7 @@
 
     mtasts serve [--config PATH]
     mtasts query DOMAIN [--map NAME] [--json]
+    mtasts doctor [--json]
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
 
 ``cache`` commands talk to the running daemon over its control socket, so a purge or
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("domain")
     query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="check that the local Postfix reaches the daemon and can use its answers"
+                                 " (exit 0 ok, 1 warning, 2 failure, 3 Postfix unknown)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = sub.add_parser("check", parents=[common], help="check a domain's live MTA-STS publication")
     check.add_argument("domain")
@@ -102,6 +108,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return asyncio.run(serve(config, args.config, args.only))
         if args.command == "query":
             return asyncio.run(query(config, args))
+        if args.command == "doctor":
+            from mtasts.doctor import doctor_command
+
+            return doctor_command(config, args.json)
         if args.command == "check":
             from mtasts.check import check_command
 

@@ -63,10 +63,14 @@ class Sender:
         assert world.stdout.readline().strip() == "ready"
 
     def start_daemon(self):
+        # The daemon learns this Postfix as it would in production: postconf -c on its main.cf.
+        if not hasattr(self, "etc"):
+            self.write_postfix_config()
         cfg = self.tmp / "mtasts.toml"
+        postfix = "" if "[postfix]" in self.daemon_extra else f'[postfix]\nconfig_directory = "{self.etc}"\n'
         cfg.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
                        f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
-                       f'{self.daemon_extra}')
+                       f'{postfix}{self.daemon_extra}')
         log = open(self.tmp / "mtasts.log", "ab")
         offset = log.tell()
         self.files.append(log)
@@ -82,6 +86,11 @@ class Sender:
         self.daemon.wait(10)
 
     def start_postfix(self):
+        if not hasattr(self, "etc"):
+            self.write_postfix_config()
+        ns_run(self.ns, "postfix", "-c", self.etc, "start", check=True, capture_output=True)
+
+    def write_postfix_config(self):
         etc = self.tmp / "postfix"
         etc.mkdir()
         (self.tmp / "queue").mkdir()
@@ -119,7 +128,6 @@ maximal_backoff_time = 2s
 queue_run_delay = 1s
 {self.main_cf_extra}""")
         self.etc = str(etc)
-        ns_run(self.ns, "postfix", "-c", self.etc, "start", check=True, capture_output=True)
 
     def stop_postfix(self):
         ns_run(self.ns, "postfix", "-c", self.etc, "stop", capture_output=True)
