@@ -104,14 +104,14 @@ def capabilities(info: PostfixInfo) -> Capabilities:
 
 def _risk(feature: str, info: PostfixInfo) -> str:
     """What this Postfix does with *feature* when it cannot use it."""
-    where = info.describe()
+    where = f"Postfix {version_text(info.version)}" if info.version is not None else "this Postfix"
     if feature == "sni":
         return f"{where} rejects servername= (invalid attribute): every enforced domain's mail is deferred"
     if feature == "dane":
         if info.version is not None and info.version < DANE_SINCE:
             return f"{where} has no dane level: DANE domains' mail is deferred (invalid security level)"
-        return (f"{where}: dane-only is invalid there (mail deferred) and dane becomes may"
-                " (MTA-STS protection lost); set smtp_dns_support_level = dnssec")
+        return (f"{where} without smtp_dns_support_level = dnssec: dane-only is invalid there (mail deferred)"
+                " and dane becomes may (MTA-STS protection lost)")
     if info.version is not None and info.version < TLSRPT_SINCE:
         return f"{where} rejects the TLSRPT attributes (invalid attribute name): enforced domains' mail is deferred"
     return f"{where}: the TLSRPT attributes are not used (smtp_tlsrpt_enable = no)"
