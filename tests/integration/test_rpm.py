@@ -129,13 +129,27 @@ def test_vendored_tree_is_cp38_manylinux2014(installed):
 
 def test_shipped_config_suits_el7(installed):
     text = (installed / "etc/mtasts/mtasts.toml").read_text()
-    assert "sni = false" in text  # EL7's Postfix 2.10 rejects servername=
     assert 'listen = ["inet:127.0.0.1:8461"]' in text  # TCP: no SELinux module needed
     sys.path.insert(0, str(ROOT / "src"))
     from mtasts.config import load_config
+    from mtasts.core.policy import parse_policy
+    from mtasts.core.policyanswer import read_answer
+    from mtasts.core.postfixcaps import PostfixInfo, fit_profiles
+    from mtasts.core.reply import tls_policy_reply
 
     config = load_config(str(installed / "etc/mtasts/mtasts.toml"))
-    assert config.cache_path == "/var/lib/mtasts/cache.sqlite3" and not config.maps["postfix"].sni
+    assert config.cache_path == "/var/lib/mtasts/cache.sqlite3"
+    # Stock CentOS 7 as postconf reports it: Postfix 2.10.1, no smtp_dns_support_level.
+    maps, default, warnings = fit_profiles(config.maps, config.default_profile, PostfixInfo((2, 10, 1)))
+    assert warnings == []
+    policy = parse_policy(b"version: STSv1\r\nmode: enforce\r\nmx: mx.example.com\r\nmax_age: 86400\r\n")
+    for profile in list(maps.values()) + [default]:
+        assert not (profile.sni or profile.dane or profile.tlsrpt)
+        level, attributes = read_answer(tls_policy_reply("example.com", policy, profile)[3:].decode())
+        assert level == "secure" and [n for n, _v in attributes] == ["match"]  # all Postfix 2.10 knows
+    # EL8/EL9 (Postfix 3.5) get servername= from the same file.
+    maps, _default, _ = fit_profiles(config.maps, config.default_profile, PostfixInfo((3, 5, 9)))
+    assert maps["postfix"].sni and not maps["postfix"].dane
 
 
 def run_installed(installed, *args, timeout=60):
@@ -217,7 +231,7 @@ def test_el9_variant_runs_on_python_3_9(world, tmp_path_factory, tmp_path):
     root = install(package, tmp_path_factory.mktemp("scratch-root-el9"))
     assert "exec /usr/bin/python3.9 -I -S /opt/mtasts/bin/mtasts" in (root / "usr/bin/mtasts").read_text()
     assert "LD_LIBRARY_PATH" not in (root / "usr/bin/mtasts").read_text()
-    assert "sni = true" in (root / "etc/mtasts/mtasts.toml").read_text()  # Postfix 3.5 on EL8/EL9
+    assert (root / "etc/mtasts/mtasts.toml").read_text() == (ROOT / "packaging/rpm/mtasts.toml").read_text()
     objects = [str(p) for p in (root / "opt/mtasts/lib").rglob("*.so")]
     assert objects and all(".cpython-39-x86_64-linux-gnu.so" in p for p in objects)
     assert gates.glibc_problems(objects) == []
