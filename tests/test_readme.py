@@ -37,7 +37,8 @@ def test_documented_config_block_parses_to_the_defaults():
                   "cache_backend", "cache_path", "memory_entries", "txt_recheck", "negative_ttl_min",
                   "negative_ttl_max", "failure_ttl", "refresh_concurrency", "control_socket", "log_level", "maps",
                   "redis_url", "redis_prefix", "redis_timeout", "metrics_listen", "dane_mode", "dane_probe",
-                  "dane_min_ttl", "dane_max_ttl"):
+                  "dane_min_ttl", "dane_max_ttl", "postconf", "postfix_config_directory", "postfix_version",
+                  "postfix_dnssec", "postfix_tlsrpt"):
         assert getattr(documented, field) == getattr(defaults, field), field
 
 

@@ -330,7 +330,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
             f"({config.negative_ttl_max}), got {config.negative_ttl_min}"
         )
-    postfix_keys = {"postfix_dnssec", "postfix_tlsrpt"} & set(values)
+    # dnssec/tlsrpt describe the Postfix named by version; alone they would be ignored.
+    postfix_keys = {k for k in ("postfix_dnssec", "postfix_tlsrpt") if values.get(k)}
     if postfix_keys and not config.postfix_version:
         key = sorted(postfix_keys)[0][len("postfix_"):]
         raise ConfigError(f"{source}: [postfix] {key}: needs [postfix] version (without it, postconf says)")

@@ -4,6 +4,7 @@ private Postfix instance (own config directory and queue, smtp(8) not chrooted).
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -33,6 +34,15 @@ def make_netns(name):
     return name
 
 
+def _uid_in(root: pathlib.Path, user: str) -> int:
+    """*user*'s uid in the passwd file of the system rooted at *root*."""
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2])
+    raise LookupError(f"no user {user} in {root}/etc/passwd")
+
+
 def remove_netns(name):
     subprocess.run(["ip", "netns", "del", name])
     shutil.rmtree(pathlib.Path("/etc/netns") / name, ignore_errors=True)
@@ -42,7 +52,7 @@ class Sender:
     """The world, the daemon and Postfix, all inside the namespace."""
 
     def __init__(self, ns, tmp: pathlib.Path, dns_ip: str = "127.0.0.53", daemon_extra: str = "",
-                 main_cf_extra: str = "", transports: str = ""):
+                 main_cf_extra: str = "", transports: str = "", postfix_root: str = ""):
         self.ns, self.tmp = ns, tmp
         self.dns_ip, self.daemon_extra = dns_ip, daemon_extra
         self.main_cf_extra, self.transports = main_cf_extra, transports
@@ -51,6 +61,27 @@ class Sender:
         self.ca = tmp / "ca.pem"
         self.procs = []
         self.files = []
+        # Another Postfix (another Debian release's root tree): its commands run chrooted
+        # there, with this test directory bind-mounted at the same path inside.
+        self.root = pathlib.Path(postfix_root) if postfix_root else None
+        if self.root is not None:
+            inside = self.root / str(tmp).lstrip("/")
+            inside.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "--bind", str(tmp), str(inside)], check=True)
+            self.mounted = inside
+            (self.root / "etc" / "resolv.conf").write_text("nameserver 127.0.0.53\noptions timeout:2 attempts:2\n")
+            (self.root / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+
+    def postfix_command(self, *cmd):
+        """A Postfix command of the Postfix under test (chrooted into its root, if any)."""
+        return ("chroot", str(self.root), *cmd) if self.root is not None else cmd
+
+    def postconf_wrapper(self) -> str:
+        """An executable that runs that Postfix's postconf, for the daemon's [postfix] postconf."""
+        path = self.tmp / "postconf"
+        path.write_text(f'#!/bin/sh\nexec chroot {self.root} /usr/sbin/postconf "$@"\n')
+        path.chmod(0o755)
+        return str(path)
 
     def start_world(self, records, policies, mxs):
         """DNS records for the plain test DNS server, policies by policy host name, MX receivers."""
@@ -68,6 +99,8 @@ class Sender:
             self.write_postfix_config()
         cfg = self.tmp / "mtasts.toml"
         postfix = "" if "[postfix]" in self.daemon_extra else f'[postfix]\nconfig_directory = "{self.etc}"\n'
+        if self.root is not None and postfix:
+            postfix += f'postconf = "{self.postconf_wrapper()}"\n'
         cfg.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
                        f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
                        f'{postfix}{self.daemon_extra}')
@@ -88,16 +121,17 @@ class Sender:
     def start_postfix(self):
         if not hasattr(self, "etc"):
             self.write_postfix_config()
-        ns_run(self.ns, "postfix", "-c", self.etc, "start", check=True, capture_output=True)
+        ns_run(self.ns, *self.postfix_command("postfix", "-c", self.etc, "start"), check=True, capture_output=True)
 
     def write_postfix_config(self):
         etc = self.tmp / "postfix"
         etc.mkdir()
         (self.tmp / "queue").mkdir()
         (self.tmp / "data").mkdir()
-        shutil.chown(self.tmp / "data", "postfix")
+        etc_root = self.root or pathlib.Path("/")
+        os.chown(self.tmp / "data", _uid_in(etc_root, "postfix"), -1)
         master = []
-        for line in pathlib.Path("/etc/postfix/master.cf").read_text().splitlines():
+        for line in (etc_root / "etc/postfix/master.cf").read_text().splitlines():
             fields = line.split()
             if line[:1].isalpha() and len(fields) >= 8:
                 fields[4] = "n"  # no chroot: smtp(8) must see the namespace's resolv.conf
@@ -130,12 +164,17 @@ queue_run_delay = 1s
         self.etc = str(etc)
 
     def stop_postfix(self):
-        ns_run(self.ns, "postfix", "-c", self.etc, "stop", capture_output=True)
+        ns_run(self.ns, *self.postfix_command("postfix", "-c", self.etc, "stop"), capture_output=True)
+
+    def postmap_query(self, key, table="socketmap:inet:127.0.0.1:8461:postfix"):
+        return ns_run(self.ns, *self.postfix_command("postmap", "-c", self.etc, "-q", key, table),
+                      capture_output=True, text=True)
 
     def send(self, rcpt):
         mid = f"<{uuid.uuid4().hex}@sender.example>"
         msg = f"From: s@sender.example\nTo: {rcpt}\nSubject: e2e\nMessage-ID: {mid}\n\nhello\n"
-        ns_run(self.ns, "sendmail", "-C", self.etc, "-f", "s@sender.example", rcpt, input=msg.encode(), check=True)
+        ns_run(self.ns, *self.postfix_command("sendmail", "-C", self.etc, "-f", "s@sender.example", rcpt),
+               input=msg.encode(), check=True)
 
     def status(self, rcpt, timeout=30.0):
         """Postfix's first delivery status for rcpt, and its log lines."""
@@ -167,3 +206,6 @@ queue_run_delay = 1s
                 p.stdout.close()
         for f in self.files:
             f.close()
+        if getattr(self, "mounted", None) is not None:
+            subprocess.run(["umount", "-l", str(self.mounted)])
+            self.mounted = None
