@@ -150,7 +150,7 @@ def main() -> None:
     dead_dns = "127.0.0.1:9"  # discard port: nothing here may need DNS
     config = (f'[socketmap]\nlisten = ["inet:127.0.0.1:{PORT}"]\n[resolver]\nnameservers = ["{dead_dns}"]\n'
               f'[cache]\npath = "{db}"\nmemory_entries = {args.working_set + args.working_set // 10}\ntxt_recheck = 86400\n'
-              f'[dane]\nmode = "off"\n')
+              f'[dane]\nmode = "off"\n[postfix]\nversion = "3.7.11"\n')
     empty_cfg = tmp / "empty.toml"
     empty_cfg.write_text(config.replace(str(db), str(tmp / "empty.sqlite3")).replace(str(PORT), str(PORT + 1)))
     proc, result["startup_empty_s"] = start_daemon(empty_cfg, tmp / "empty.log")

@@ -146,6 +146,8 @@ class PolicyResolver:
         self._dns.set_timeout(config.dns_timeout)
         self._dane.config = config
         self._unknown_maps.clear()
+        if self._probe is None and self._semaphore is not None and self.dane_answers():
+            self._probe = asyncio.ensure_future(self._probe_validation())  # DANE answers turned on
 
     # -- answering Postfix ------------------------------------------------------------
 
@@ -222,7 +224,8 @@ class PolicyResolver:
         reply = cached_reply(entry.domain, entry.cached if policy is not None else None, profile)
         if dane_applies(reply, self.config.dane_mode, profile.dane):
             hop = hop or NextHop(entry.domain)
-            dane = None if recheck_dane else self._known_dane(hop)
+            known = entry.dane if hop.default else self._relay_dane.get(hop)
+            dane = None if recheck_dane else known
             if dane is None or not dane.fresh(self._clock()):
                 dane = await self.dane_check(hop)
             reply = dane_reply(dane) or reply
