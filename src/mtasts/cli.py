@@ -264,7 +264,10 @@ def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -
             data += chunk
     finally:
         sock.close()
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise MtastsError(f"the daemon at {path} sent no usable answer ({len(data)} bytes); see its log") from None
 
 
 def cache_command(config: Config, args: argparse.Namespace) -> int:

@@ -64,7 +64,14 @@ def with_state_dir(config: Config) -> Config:
 
 def open_cache(config: Config) -> PolicyCache:
     # "redis" keeps the local SQLite store too: a Redis restart loses nothing a host needs.
-    store = SqliteStore(config.cache_path) if config.cache_backend != "memory" else None
+    store = None
+    if config.cache_backend != "memory":
+        try:
+            store = SqliteStore(config.cache_path)
+        except StoreError as exc:
+            # Refusing to start would defer all mail (Postfix gets "connection refused"):
+            # answer from memory, relearning policies, and say loudly what to fix.
+            log.error("%s; running with the memory cache only (policies are not kept across restarts)", exc)
     return PolicyCache(config.memory_entries, store)
 
 
@@ -183,6 +190,9 @@ class Daemon:
             "connections": len(self.socketmap.connections) if self.socketmap else 0,
             "dane_checks": c.dane_checks,
             "internal_errors": c.internal_errors,
+            "store_errors": self.cache.store_errors,
+            "unknown_map_lookups": c.unknown_map_lookups,
+            "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
         }
 
     async def close(self) -> None:

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from mtasts.errors import StoreError
+
 log = logging.getLogger("mtasts.metrics")
 
 # Fetch latency buckets (seconds): a healthy fetch is tens of ms, the timeout 15 s.
@@ -79,7 +81,7 @@ class ModeCounts:
             loop = asyncio.get_running_loop()
             try:
                 self._value = await loop.run_in_executor(None, self._count, time.time())
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, StoreError) as exc:
                 log.warning("metrics: cannot count cached policies: %s", exc)
             self._at = time.monotonic()
         return self._value
@@ -127,6 +129,12 @@ class MtastsCollector:
         yield GaugeMetricFamily("mtasts_open_connections", "Open socketmap connections", value=s["connections"])
         yield CounterMetricFamily("mtasts_dane_checks", "DANE checks run", value=s["dane_checks"])
         yield CounterMetricFamily("mtasts_internal_errors", "Internal errors (TEMP answers)", value=s["internal_errors"])
+        yield CounterMetricFamily("mtasts_store_errors", "Failed cache store reads and writes (answered from memory)",
+                                  value=s.get("store_errors", 0))
+        yield CounterMetricFamily("mtasts_protocol_errors", "Socketmap connections closed for malformed netstrings",
+                                  value=s.get("protocol_errors", 0))
+        yield CounterMetricFamily("mtasts_unknown_map_lookups", "Lookups for a map name without a profile",
+                                  value=s.get("unknown_map_lookups", 0))
 
 
 class MetricsServer:

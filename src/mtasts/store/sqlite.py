@@ -6,6 +6,7 @@ microseconds and never wait on the network. A corrupt file is moved aside, not f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -70,13 +71,17 @@ _COLUMNS = (
 class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
+        _check_writable(path)
         try:
             self._db = self._open(path)
+        except sqlite3.OperationalError as exc:
+            # Locked, full, unreadable: a fault of the surroundings, not of the file's content.
+            raise StoreError(f"{path}: cannot open the cache: {exc}") from None
         except sqlite3.DatabaseError as exc:
             if not os.path.exists(path):
                 raise StoreError(f"{path}: cannot open the cache: {exc}") from None
             aside = f"{path}.corrupt"
-            log.error("cache %s is unreadable (%s); moved to %s, starting empty", path, exc, aside)
+            log.error("cache %s is damaged (%s); moved to %s, starting empty", path, exc, aside)
             os.replace(path, aside)
             for suffix in ("-wal", "-shm"):
                 if os.path.exists(path + suffix):
@@ -103,6 +108,12 @@ class SqliteStore:
                     f"{path}: cache schema version {version}, this mtasts reads version {SCHEMA_VERSION}"
                 )
             db.execute("SELECT count(*) FROM entries WHERE domain = ''").fetchone()
+            if version is not None:
+                # A damaged page in the middle would fail lookups one by one: check every page
+                # once at start (0.5 s for a million entries) and start empty instead.
+                problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems))
         except Exception:
             db.close()
             raise
@@ -114,9 +125,11 @@ class SqliteStore:
     def get(self, domain: str) -> Optional[CacheEntry]:
         try:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM entries WHERE domain = ?", (domain,)).fetchone()
+            return _entry(row) if row else None
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: read failed: {exc}") from exc
-        return _entry(row) if row else None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StoreError(f"{self.path}: undecodable row for {domain}: {exc!r}") from exc
 
     def put(self, entry: CacheEntry) -> None:
         cached = entry.cached
@@ -141,34 +154,43 @@ class SqliteStore:
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
     def delete(self, domain: str) -> bool:
-        return self._db.execute("DELETE FROM entries WHERE domain = ?", (domain,)).rowcount > 0
+        with _errors(self.path, "delete"):
+            return self._db.execute("DELETE FROM entries WHERE domain = ?", (domain,)).rowcount > 0
 
     def delete_all(self) -> int:
-        return self._db.execute("DELETE FROM entries").rowcount
+        with _errors(self.path, "delete"):
+            return self._db.execute("DELETE FROM entries").rowcount
 
     def entries(self) -> Iterator[CacheEntry]:
-        for row in self._db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY domain"):
-            yield _entry(row)
+        """Every entry by domain; a row that cannot be decoded is logged and left out."""
+        with _errors(self.path, "scan"):
+            for row in self._db.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY domain"):
+                try:
+                    yield _entry(row)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    log.warning("cache %s: undecodable row for %r left out: %r", self.path, row[0], exc)
 
     def due(self, now: float, limit: int) -> List[str]:
         """Domains whose valid policy is due for a proactive refresh."""
-        rows = self._db.execute(
-            "SELECT domain FROM entries WHERE policy_id IS NOT NULL AND refresh_at <= ? AND expires_at > ?"
-            " ORDER BY refresh_at LIMIT ?",
-            (now, now, limit),
-        )
-        return [r[0] for r in rows]
+        with _errors(self.path, "read"):
+            rows = self._db.execute(
+                "SELECT domain FROM entries WHERE policy_id IS NOT NULL AND refresh_at <= ? AND expires_at > ?"
+                " ORDER BY refresh_at LIMIT ?",
+                (now, now, limit),
+            )
+            return [r[0] for r in rows]
 
     def prune(self, before: float) -> int:
         """Forget entries with neither a valid policy nor a hold since *before*."""
-        with_policy = self._db.execute(
-            # "+hold_until": range-scan the expires_at index, not every policy's hold_until = 0.
-            "DELETE FROM entries WHERE expires_at < ? AND +hold_until < ?", (before, before)
-        ).rowcount
-        without = self._db.execute(
-            "DELETE FROM entries WHERE hold_until < ? AND expires_at IS NULL", (before,)
-        ).rowcount
-        return with_policy + without
+        with _errors(self.path, "prune"):
+            with_policy = self._db.execute(
+                # "+hold_until": range-scan the expires_at index, not every policy's hold_until = 0.
+                "DELETE FROM entries WHERE expires_at < ? AND +hold_until < ?", (before, before)
+            ).rowcount
+            without = self._db.execute(
+                "DELETE FROM entries WHERE hold_until < ? AND expires_at IS NULL", (before,)
+            ).rowcount
+            return with_policy + without
 
     # The two full scans (0.2 s at a million rows) run on a connection of their own, so
     # callers can run them in a thread, off the event loop.
@@ -185,11 +207,51 @@ class SqliteStore:
         return {mode: count for mode, count in rows}
 
     def _scan(self, sql: str, args: tuple = ()) -> List[tuple]:
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        with _errors(self.path, "scan"):
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                return db.execute(sql, args).fetchall()
+            finally:
+                db.close()
+
+
+@contextlib.contextmanager
+def _errors(path: str, what: str):
+    """sqlite3's errors as StoreError, naming the file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {what} failed: {exc}") from exc
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a cache this user cannot write (SQLite would fail each write, or hang in
+    retries): the message names the file and the fix."""
+    directory = os.path.dirname(path) or "."
+    user = _user()
+    try:
+        read_only = bool(os.statvfs(path if os.path.exists(path) else directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise StoreError(f"{path}: on a read-only file system; fix: [cache] path on a writable one")
+    for name in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
+            st = os.stat(name)
+            raise StoreError(f"{name}: not writable by {user} (owner uid {st.st_uid}, mode {st.st_mode & 0o777:04o});"
+                             f" fix: chown {user}: {path}* (or remove the files: the cache is rebuilt)")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(f"{directory}: not writable by {user}, and SQLite needs to create files beside {path};"
+                         f" fix: chown {user}: {directory}")
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return f"uid {os.geteuid()}"
 
 
 def _schema_version(db: sqlite3.Connection) -> Optional[int]:

@@ -2,16 +2,26 @@
 
 Writes go through to both tiers; a memory miss reads the store and promotes the entry.
 Without a store ("memory" backend) the memory tier is all there is.
+
+Answers never depend on the store working: a row that cannot be read (a damaged page, a
+value no longer decodable) is a miss, logged, counted and removed if it can be; a write
+that fails (a full disk, a read-only file) is logged and counted while the memory tier
+carries on, as it does when Redis is unreachable. One ERROR when the store starts failing,
+one WARNING when it works again.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator, List, Optional
 
 from cachetools import LRUCache
 
 from mtasts.core.freshness import CacheEntry
+from mtasts.errors import StoreError
 from mtasts.store.sqlite import SqliteStore
+
+log = logging.getLogger("mtasts.store")
 
 
 class PolicyCache:
@@ -21,6 +31,35 @@ class PolicyCache:
         self.memory_hits = 0
         self.store_hits = 0
         self.misses = 0
+        self.store_errors = 0
+        self._failing = False
+
+    def _failed(self, what: str, exc: StoreError) -> None:
+        self.store_errors += 1
+        if not self._failing:
+            self._failing = True
+            log.error("cache store %s failed (%s): answering from memory; fix the store (disk space,"
+                      " permissions of %s, or remove a damaged file while mtasts is stopped)", what, exc,
+                      self.store.path if self.store is not None else "?")
+
+    def _worked(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("cache store works again")
+
+    def _read(self, domain: str) -> Optional[CacheEntry]:
+        """The store's entry for *domain*; a row that cannot be read is a miss (and removed)."""
+        assert self.store is not None
+        try:
+            entry = self.store.get(domain)
+        except StoreError as exc:
+            self._failed(f"read of {domain}", exc)
+            try:
+                self.store.delete(domain)  # a damaged row would fail the same way every time
+            except StoreError:
+                pass
+            return None
+        return entry
 
     def get(self, domain: str) -> Optional[CacheEntry]:
         entry = self._memory.get(domain)
@@ -28,7 +67,7 @@ class PolicyCache:
             self.memory_hits += 1
             return entry
         if self.store is not None:
-            entry = self.store.get(domain)
+            entry = self._read(domain)
             if entry is not None:
                 self.store_hits += 1
                 self._memory[entry.domain] = entry  # the entry's own string: one copy, not two
@@ -40,34 +79,58 @@ class PolicyCache:
         """Like get, without counting a hit or promoting the entry into memory."""
         entry = self._memory.get(domain)
         if entry is None and self.store is not None:
-            entry = self.store.get(domain)
+            entry = self._read(domain)
         return entry
 
     def put(self, entry: CacheEntry) -> None:
-        if self.store is not None:
-            self.store.put(entry)
         self._memory[entry.domain] = entry
+        if self.store is not None:
+            try:
+                self.store.put(entry)
+            except StoreError as exc:
+                self._failed(f"write of {entry.domain}", exc)
+            else:
+                self._worked()
 
     def purge(self, domain: str) -> bool:
         in_memory = self._memory.pop(domain, None) is not None
-        in_store = self.store.delete(domain) if self.store is not None else False
+        in_store = False
+        if self.store is not None:
+            try:
+                in_store = self.store.delete(domain)
+            except StoreError as exc:
+                self._failed(f"delete of {domain}", exc)
         return in_memory or in_store
 
     def purge_all(self) -> int:
         count = len(self._memory)
         self._memory.clear()
         if self.store is not None:
-            count = self.store.delete_all()
+            try:
+                count = self.store.delete_all()
+            except StoreError as exc:
+                self._failed("delete of every entry", exc)
         return count
 
     def entries(self) -> Iterator[CacheEntry]:
         if self.store is not None:
-            return self.store.entries()
+            return self._store_entries()
         return iter(sorted(self._memory.values(), key=lambda e: e.domain))
+
+    def _store_entries(self) -> Iterator[CacheEntry]:
+        assert self.store is not None
+        try:
+            yield from self.store.entries()
+        except StoreError as exc:
+            self._failed("scan", exc)  # what was read so far is listed
 
     def due(self, now: float, limit: int) -> List[str]:
         if self.store is not None:
-            return self.store.due(now, limit)
+            try:
+                return self.store.due(now, limit)
+            except StoreError as exc:
+                self._failed("refresh scan", exc)
+                return []
         due = [
             e.domain
             for e in self._memory.values()
@@ -78,7 +141,11 @@ class PolicyCache:
     def prune(self, before: float) -> int:
         if self.store is None:
             return 0
-        return self.store.prune(before)
+        try:
+            return self.store.prune(before)
+        except StoreError as exc:
+            self._failed("prune", exc)
+            return 0
 
     @property
     def memory_size(self) -> int:
@@ -86,7 +153,10 @@ class PolicyCache:
 
     def count(self):
         if self.store is not None:
-            return self.store.count()
+            try:
+                return self.store.count()
+            except StoreError as exc:
+                self._failed("count", exc)  # then count what memory holds
         entries = list(self._memory.values())
         return len(entries), sum(1 for e in entries if e.cached is not None)
 
