@@ -7,17 +7,18 @@ group when the daemon's directory says so), so only the daemon's user and root u
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
-import os
 import time
 from typing import Any, Dict, Optional
 
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.nexthop import policy_domain
 from mtasts.core.dane import DaneResult, result_to_json
+from mtasts.errors import ConfigError
 from mtasts.resolver import PolicyResolver
-from mtasts.servers.socketmap import prepare_unix_path
+from mtasts.servers.unixsocket import OwnedUnixSocket
 
 log = logging.getLogger("mtasts.control")
 
@@ -69,14 +70,15 @@ class ControlServer:
         self.path = path
         self._server: Optional[asyncio.AbstractServer] = None
         self._stats_extra = stats_extra or (lambda: {})
+        self._socket = OwnedUnixSocket(path, 0o600)
 
     async def start(self) -> None:
-        prepare_unix_path(self.path)
-        old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._handle, self.path, limit=MAX_LINE)
-        finally:
-            os.umask(old)
+            sock = self._socket.bind()
+        except OSError as exc:
+            hint = " (is another mtasts running with this cache?)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConfigError(f"[control] socket: cannot listen on {self.path}: {exc.strerror or exc}{hint}") from None
+        self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_LINE)
         log.debug("control socket at %s", self.path)
 
     async def close(self) -> None:
@@ -84,10 +86,7 @@ class ControlServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        self._socket.remove()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -102,6 +101,12 @@ class ControlServer:
                     response = await self.execute(request)
                 except (ValueError, KeyError, TypeError) as exc:
                     response = {"ok": False, "error": f"bad request: {exc}"}
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # our fault or the store's: say so, keep the socket
+                    self.resolver.counters.internal_errors += 1
+                    log.exception("control command %r failed", request.get("command"))
+                    response = {"ok": False, "error": f"internal error: {exc!r} (see the daemon's log)"}
                 writer.write(json.dumps(response).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
@@ -136,6 +141,8 @@ class ControlServer:
                 "refresh_failed_enforced": counters.refresh_failed_enforced,
                 "dane_checks": counters.dane_checks,
                 "internal_errors": counters.internal_errors,
+                "store_errors": cache.store_errors,
+                "unknown_map_lookups": counters.unknown_map_lookups,
             }
             stats.update(self._stats_extra())
             return {"ok": True, "stats": stats}

@@ -1,0 +1,82 @@
+"""Unix sockets this process owns: bound with their mode, removed only while still ours.
+
+* The mode is set by the umask in force during bind(2): the socket file never exists with
+  another mode, and no chmod(2) follows a path that someone could have swapped for a
+  symlink meanwhile (bind itself refuses an existing path, symlink or not).
+* An existing file is removed only when it is a socket nobody listens on (connect(2) is
+  refused); anything else, including a live daemon's socket, is left alone.
+* On close, or after a failed start, only the file this process created (same device and
+  inode) is unlinked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from typing import Optional, Tuple
+
+
+def remove_stale(path: str) -> None:
+    """Remove *path* if it is a socket proven dead; raise OSError if it is anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket (not removed)")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        _unlink_if_same(path, (st.st_dev, st.st_ino))  # stale: nobody listens
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OSError(errno.EADDRINUSE, f"cannot tell whether {path} is in use ({exc.strerror or exc}): not removed")
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
+
+
+class OwnedUnixSocket:
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        self.mode = mode
+        self._identity: Optional[Tuple[int, int]] = None
+
+    def bind(self) -> socket.socket:
+        """A listening-ready socket bound at the path with the mode; OSError if it cannot be."""
+        directory = os.path.dirname(self.path) or "."
+        os.makedirs(directory, exist_ok=True)
+        remove_stale(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o777 & ~self.mode)
+        try:
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        st = os.lstat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+        return sock
+
+    def remove(self) -> None:
+        """Unlink the socket file if it is still the one this process created."""
+        if self._identity is not None:
+            _unlink_if_same(self.path, self._identity)
+            self._identity = None
+
+
+def _unlink_if_same(path: str, identity: Tuple[int, int]) -> None:
+    try:
+        st = os.lstat(path)
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
