@@ -44,6 +44,8 @@ SWEEP_INTERVAL = 30.0
 PRUNE_AFTER = 7 * 86400.0
 # How long a host waits for another host's discovery of the same domain (fleet single flight).
 FLEET_WAIT = 3.0
+# Unknown map names remembered (each logged once); beyond, one WARNING and a counter only.
+MAX_UNKNOWN_MAPS = 100
 # DANE results of relay-shaped keys ([host]:port, host:port): few, kept in memory only.
 RELAY_DANE_ENTRIES = 1024
 
@@ -59,6 +61,7 @@ class Counters:
     internal_errors: int = 0
     dane_checks: int = 0
     refresh_failed_enforced: int = 0
+    unknown_map_lookups: int = 0
     by_failure: Dict[str, int] = field(default_factory=dict)
     # (map, the answer's first 12 bytes, which name its kind) -> answers given
     answers: Dict[Tuple[str, bytes], int] = field(default_factory=dict)
@@ -154,9 +157,14 @@ class PolicyResolver:
     def profile(self, map_name: str) -> MapProfile:
         profile = self.config.profile(map_name)
         if profile is None:
-            if map_name not in self._unknown_maps:
+            self.counters.unknown_map_lookups += 1
+            if map_name not in self._unknown_maps and len(self._unknown_maps) <= MAX_UNKNOWN_MAPS:
                 self._unknown_maps.add(map_name)
-                log.info("unknown map name %r: using the default profile", map_name)
+                if len(self._unknown_maps) > MAX_UNKNOWN_MAPS:
+                    log.warning("more than %d unknown map names: no longer logging each (a client sending junk?);"
+                                " they all get the default profile", MAX_UNKNOWN_MAPS)
+                else:
+                    log.info("unknown map name %r: using the default profile", map_name[:100])
             return self.config.default_profile
         return profile
 

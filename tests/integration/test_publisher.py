@@ -442,3 +442,67 @@ def test_records_detect_published_host_address(tmp_path, policy_host, world, mak
     world.dns.set(f"mta-sts.{d}", "A", "127.8.6.9")
     out = daemon.cli("publish", "records", d)
     assert f"mta-sts.{d}.\t3600\tIN\tA\t127.8.6.9" in out.stdout and "using the published ones" in out.stderr
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_half_open_tls_flood_is_bounded_and_others_are_still_served(tmp_path, policy_host, world):
+    # An anonymous client opens TCP connections and never sends a ClientHello. Each admitted
+    # TLS handshake costs CPython about 300 KiB; before the bound 2,000 of them cost 600 MB.
+    from mtasts.servers.publisher import MAX_HANDSHAKES_PER_CLIENT
+
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("flood")
+    cert, key = pub.cert_for(d)
+    pub.write({d: {"mx": [f"mx.{d}"], "cert": cert, "key": key}})
+    pub.start()
+    flood = []
+    try:
+        before = rss_kib(pub.proc.pid)
+        for _ in range(1500):
+            s = socket.socket()
+            s.bind(("127.8.6.200", 0))  # one client address
+            s.connect((PUBLISHER_IP, 443))
+            flood.append(s)
+        time.sleep(1.0)
+        during = rss_kib(pub.proc.pid)
+        # Another client is served meanwhile.
+        ctx = ssl.create_default_context()
+        pub.ca.configure_trust(ctx)
+        plain = socket.socket()
+        plain.bind(("127.8.6.201", 0))
+        plain.settimeout(5)
+        plain.connect((PUBLISHER_IP, 443))
+        with ctx.wrap_socket(plain, server_hostname=f"mta-sts.{d}") as s:
+            s.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts." + d.encode() + b"\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and b"mode: enforce" in reply
+        # Past the per-client bound the server closed the flood's connections at once.
+        closed = 0
+        for s in flood:
+            s.settimeout(0.01)
+            try:
+                closed += s.recv(1) == b""
+            except (socket.timeout, BlockingIOError):
+                pass
+            except ConnectionError:
+                closed += 1
+        assert closed >= len(flood) - MAX_HANDSHAKES_PER_CLIENT
+        assert during - before < 30 * 1024, (before, during)  # KiB
+        assert "TLS handshakes in progress" in pub.log.read_text()
+        assert pub.log.read_text().count("TLS handshakes in progress") <= 11  # rate-limited
+    finally:
+        for s in flood:
+            s.close()
+        pub.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
@@ -113,6 +115,45 @@ def test_live_unix_socket_not_stolen(make_daemon):
     with pytest.raises(RuntimeError, match="another process is listening"):
         second.start()
     assert first.proc.poll() is None
+    # The failed start removed nothing: the first daemon is still reachable at its socket.
+    assert os.path.exists(first.unix)
+    s = first.connect(unix=True)
+    s.sendall(netstring(b"postfix .x.example"))
+    assert read_netstring(s) == b"NOTFOUND "
+    assert "Traceback" not in second.log()
+
+
+def test_a_regular_file_at_the_socket_path_is_left_alone(make_daemon):
+    d = make_daemon(start=False)
+    pathlib.Path(d.unix).write_text("precious")
+    with pytest.raises(RuntimeError, match="exists and is not a socket"):
+        d.start()
+    assert pathlib.Path(d.unix).read_text() == "precious"
+
+
+def test_a_symlink_at_the_socket_path_is_refused_and_its_target_untouched(make_daemon, tmp_path):
+    # A user who can write the socket's directory plants a link to a file root owns: no
+    # chmod may ever follow it (the mode is set by the umask at bind, and bind refuses links).
+    target = tmp_path / "root-owned"
+    target.write_text("x")
+    target.chmod(0o600)
+    d = make_daemon(start=False)
+    os.symlink(target, d.unix)
+    with pytest.raises(RuntimeError, match="exists and is not a socket"):
+        d.start()
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert os.path.islink(d.unix)
+
+
+@pytest.mark.parametrize("mode", ["0600", "0660", "0666"])
+def test_socket_mode_is_set_at_creation(make_daemon, mode):
+    d = make_daemon(f'[socketmap]\nsocket_mode = "{mode}"\n', start=False)
+    text = d.config.read_text().replace("\n[socketmap]\nsocket_mode", "\n#[socketmap]\nsocket_mode")
+    # [socketmap] appears twice now: fold the mode into the first table.
+    first, _, rest = text.partition("[socketmap]\n")
+    d.config.write_text(first + f'[socketmap]\nsocket_mode = "{mode}"\n' + rest.replace(f'#[socketmap]\nsocket_mode = "{mode}"\n', ""))
+    d.start()
+    assert oct(os.lstat(d.unix).st_mode & 0o777) == oct(int(mode, 8))
 
 
 def test_many_connections(daemon):
@@ -177,3 +218,63 @@ def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
     config = Config(source="x.toml", cache_path=str(blocker / "cache.sqlite3"), cache_path_explicit=True)
     with pytest.raises(ConfigError, match=r"x.toml: \[cache\] path: cannot create or write"):
         daemon_module.with_state_dir(config)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_never_reads_cannot_grow_the_daemon(world, daemon):
+    # Replies 20x the size of their requests: without write backpressure the daemon keeps
+    # reading and buffers every reply (300 MB sent grew it by 670 MB).
+    from tests.integration.conftest import policy_text
+
+    big = world.new_domain("big")
+    world.publish(big, body=policy_text(domain=big, mx=tuple(f"mx{i}.{{d}}" for i in range(40))))
+    reply = daemon.query(big)
+    request = netstring(f"postfix {big}".encode())
+    assert len(reply) > 20 * len(request)
+    s = daemon.connect()
+    s.setblocking(False)
+    burst = request * 4096
+    before = rss_kib(daemon.proc.pid)
+    sent, deadline = 0, time.monotonic() + 6
+    while time.monotonic() < deadline:
+        try:
+            # Whole requests only: a partial send continues where it stopped.
+            sent += s.send(memoryview(burst)[sent % len(burst):])
+        except BlockingIOError:
+            time.sleep(0.02)
+    grown = rss_kib(daemon.proc.pid) - before
+    # The daemon stopped reading: what was sent is what kernel buffers hold, and its
+    # memory grew by little more than MAX_UNSENT.
+    assert sent < 40 * 1024 * 1024, sent
+    assert grown < 30 * 1024, (grown, sent)
+    assert daemon.query(".other.example") == "NOTFOUND "  # everyone else is served
+    # Reading resumes as the client reads: every reply arrives, in order.
+    s.setblocking(True)
+    s.settimeout(20)
+    for _ in range(3):
+        assert read_netstring(s).decode() == reply
+
+
+def test_junk_map_names_and_malformed_connections_are_bounded_in_memory_and_log(daemon):
+    s = daemon.connect()
+    names = [f"junk{i}" for i in range(3000)]
+    # A real domain (no MTA-STS in the test DNS): only lookups of one consult the map profile.
+    s.sendall(b"".join(netstring(f"{n} nothing.example".encode()) for n in names))
+    assert all(read_netstring(s) == b"NOTFOUND " for _ in names)
+    for _ in range(50):
+        bad = daemon.connect()
+        bad.sendall(b"xyz:garbage")
+        assert bad.recv(10) == b""
+    log = daemon.log()
+    assert log.count("unknown map name") <= 101
+    assert "more than 100 unknown map names" in log
+    assert log.count("closing socketmap connection from") <= 10
+    stats = json.loads(daemon.cli("cache", "stats", "--json").stdout)["stats"]
+    assert stats["unknown_map_lookups"] >= 3000

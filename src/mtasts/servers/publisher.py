@@ -10,12 +10,14 @@ a chain that does not match (§7.1).
 from __future__ import annotations
 
 import asyncio
+import collections
+import ipaddress
 import logging
 import os
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -24,6 +26,7 @@ from mtasts.config import Config
 from mtasts.core.hostname import MxPattern
 from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
+from mtasts.servers.ratelimit import RateLimitedLog
 
 log = logging.getLogger("mtasts.publisher")
 
@@ -38,6 +41,14 @@ WATCH_INTERVAL = 30.0
 # the first complete request each get this long; past [publish] max_connections new ones are closed.
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
+# TLS costs memory per connection (CPython's TLS transport alone buffers 256 KiB: 290 KiB a
+# handshake measured, bench/flood.py) before the
+# client has said anything. Connections still in their handshake are bounded in total and
+# per client (an IPv4 address or an IPv6 /64); past either bound a new TCP connection is
+# closed before any TLS state exists, so a flood of silent clients costs a few bytes each
+# and the policy stays reachable for everyone else.
+MAX_HANDSHAKES = 64
+MAX_HANDSHAKES_PER_CLIENT = 8
 # systemd socket activation (sd_listen_fds(3)): passed descriptors start at 3.
 SD_LISTEN_FDS_START = 3
 
@@ -81,6 +92,32 @@ class _GuardedServer(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
+
+
+def client_of(peer) -> str:
+    """The unit a per-client bound counts: the IPv4 address, or the IPv6 /64."""
+    host = peer[0] if isinstance(peer, tuple) and peer else "?"
+    if ":" in host:
+        try:
+            return str(ipaddress.ip_network(f"{host.split('%')[0]}/64", strict=False))
+        except ValueError:
+            return host
+    return host
+
+
+class _TlsGate(asyncio.Protocol):
+    """The first protocol of every TCP connection: admits it to a TLS handshake within the
+    bounds, or closes it at once. TLS starts only after admission (loop.start_tls)."""
+
+    def __init__(self, publisher: "PolicyPublisher") -> None:
+        self._publisher = publisher
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        transport.pause_reading()  # the ClientHello is for the TLS layer start_tls sets up
+        self._publisher.admit(transport)
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
+        pass
 
 
 @dataclass(frozen=True)
@@ -153,9 +190,15 @@ class PolicyPublisher:
         self._mtimes: Dict[str, float] = {}
         self._server: Optional[_GuardedServer] = None
         self._watcher: Optional["asyncio.Task[None]"] = None
+        self._handshakes: Dict[str, int] = {}  # client -> connections in their TLS handshake
+        self._handshake_tasks: Set["asyncio.Task[None]"] = set()
+        # Handshakes in progress, oldest first: task -> (client, TCP transport).
+        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, Any]]" = collections.OrderedDict()
+        self.refused_handshakes = 0
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
+        self._refusals = RateLimitedLog(log)
         self._load(config)
 
     # -- policies and certificates -----------------------------------------------------
@@ -194,6 +237,70 @@ class PolicyPublisher:
                 log.info("certificate or key file changed: reloading the publisher")
                 self._load(self.config)
 
+    # -- TLS admission ------------------------------------------------------------------
+
+    @property
+    def handshaking(self) -> int:
+        return len(self._in_handshake)
+
+    def admit(self, transport) -> None:
+        """Start a TLS handshake for a new TCP connection, within the bounds: past either
+        (the client's own, or the total) the oldest handshake still running, of that client
+        or of anyone, is given up. A real client finishes in milliseconds, a silent flood
+        never does, so a flood from one or from many addresses cannot lock others out, and
+        a client that shares an address with a flood still gets through."""
+        client = client_of(transport.get_extra_info("peername"))
+        if self._handshakes.get(client, 0) >= MAX_HANDSHAKES_PER_CLIENT:
+            self._give_up(next(t for t, (c, _tr) in self._in_handshake.items() if c == client))
+        elif len(self._in_handshake) >= MAX_HANDSHAKES:
+            self._give_up(next(iter(self._in_handshake)))
+        self._handshakes[client] = self._handshakes.get(client, 0) + 1
+        task = asyncio.ensure_future(self._handshake(transport, client))
+        self._in_handshake[task] = (client, transport)
+        self._handshake_tasks.add(task)
+        task.add_done_callback(self._handshake_done)
+
+    def _give_up(self, task) -> None:
+        client, transport = self._in_handshake[task]
+        self.refused_handshakes += 1
+        self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
+                               len(self._in_handshake), self._handshakes.get(client, 0), client)
+        self._release(task)
+        transport.abort()
+
+    def _release(self, task) -> None:
+        """The handshake of *task* no longer counts (done, failed or given up); once only."""
+        entry = self._in_handshake.pop(task, None)
+        if entry is None:
+            return
+        client = entry[0]
+        count = self._handshakes.get(client, 1) - 1
+        if count:
+            self._handshakes[client] = count
+        else:
+            self._handshakes.pop(client, None)
+
+    def _handshake_done(self, task) -> None:
+        self._handshake_tasks.discard(task)
+        self._release(task)
+
+    async def _handshake(self, transport, client: str) -> None:
+        assert self._server is not None
+        if transport.is_closing():
+            return  # given up before it started (a burst of accepts): no TLS state at all
+        handler = self._server()
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport, handler, self.base_context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+            log.debug("publisher: TLS handshake with %s failed: %r", client, exc)
+            transport.abort()
+            return
+        self._release(asyncio.current_task())
+        if tls is None:  # the client left meanwhile
+            return
+        handler.connection_made(tls)
+
     # -- HTTP ------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -223,20 +330,21 @@ class PolicyPublisher:
             max_field_size=MAX_FIELD,
         )
         self._server.max_connections = self.config.publish_max_connections
-        options = dict(ssl=self.base_context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT, backlog=1024)
+        gate = lambda: _TlsGate(self)  # noqa: E731
+        options = dict(backlog=1024)
         self._listeners = []
         if self.config.publish_listen == (("systemd", 0),):
             sockets = systemd_sockets()
             if not sockets:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
             for sock in sockets:
-                self._listeners.append(await loop.create_server(self._server, sock=sock, **options))
+                self._listeners.append(await loop.create_server(gate, sock=sock, **options))
                 log.info("publisher listening on %s (from systemd) for %d domains", sock.getsockname(), len(self._bodies))
         else:
             for host, port in self.config.publish_listen:
                 try:
                     self._listeners.append(
-                        await loop.create_server(self._server, host, port, reuse_address=True, **options)
+                        await loop.create_server(gate, host, port, reuse_address=True, **options)
                     )
                 except OSError as exc:
                     await self.close()
@@ -251,6 +359,9 @@ class PolicyPublisher:
             self._watcher = None
         for listener in getattr(self, "_listeners", []):
             listener.close()
+        for task in list(self._handshake_tasks):
+            task.cancel()
+        await asyncio.gather(*self._handshake_tasks, return_exceptions=True)
         if getattr(self, "_server", None) is not None:
             await self._server.shutdown(1.0)
         self._listeners = []

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import logging
-import os
-import socket
-import stat
 from typing import Deque, List, Optional, Union
 
 from mtasts.core.netstring import NetstringDecoder, encode
 from mtasts.core.socketmap import Status, format_reply, parse_request
 from mtasts.errors import ConfigError, NetstringError, RequestError
 from mtasts.resolver import PolicyResolver
+from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.servers.unixsocket import OwnedUnixSocket
 
 log = logging.getLogger("mtasts.socketmap")
 
 # Stop reading from a connection with this many unanswered requests (pipelining bound).
 MAX_PENDING = 256
+# Stop reading from a connection whose unsent replies exceed this many bytes, until the
+# client reads them: Postfix has one request in flight per connection, so only a client
+# that pipelines and never reads gets here, and it must not grow our memory.
+MAX_UNSENT = 64 * 1024
 
 _Pending = Union[bytes, "asyncio.Future[bytes]"]
 
@@ -37,11 +39,13 @@ class SocketmapProtocol(asyncio.Protocol):
         self._decoder = NetstringDecoder()
         self._pending: Deque[_Pending] = collections.deque()
         self._transport: Optional[asyncio.Transport] = None
-        self._paused = False
+        self._paused = False  # for too many unanswered requests
+        self._writing_paused = False  # for too many unsent bytes
         self._peer = "?"
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self._transport = transport
+        transport.set_write_buffer_limits(high=MAX_UNSENT)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
         self._server.connections.add(self)
@@ -58,8 +62,8 @@ class SocketmapProtocol(asyncio.Protocol):
         try:
             payloads = self._decoder.feed(data)
         except NetstringError as exc:
-            log.warning("closing socketmap connection from %s: %s", self._peer, exc)
             self._server.protocol_errors += 1
+            self._server.error_log.warning("closing socketmap connection from %s: %s", self._peer, exc)
             self._abort()
             return
         resolver = self._resolver
@@ -71,7 +75,14 @@ class SocketmapProtocol(asyncio.Protocol):
                 # A netstring Postfix would never send; answer it anyway, never hang up.
                 reply: Optional[bytes] = format_reply(Status.PERM, str(exc))
             else:
-                reply = resolver.answer_nowait(request.map_name, request.key)
+                try:
+                    reply = resolver.answer_nowait(request.map_name, request.key)
+                except Exception:
+                    # Our bug: this one lookup gets TEMP (Postfix retries), the connection and
+                    # the requests pipelined behind it carry on.
+                    resolver.counters.internal_errors += 1
+                    log.exception("internal error answering %r", request.key[:100])
+                    reply = format_reply(Status.TEMP, "mtasts internal error, see its log")
             if reply is None:
                 future = asyncio.ensure_future(resolver.answer(request.map_name, request.key))
                 future.add_done_callback(self._flush_callback)
@@ -82,7 +93,19 @@ class SocketmapProtocol(asyncio.Protocol):
                 self._transport.write(encode(reply))  # nothing queued ahead: answer at once
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport is not None:
             self._paused = True
+            if not self._writing_paused:
+                self._transport.pause_reading()
+
+    def pause_writing(self) -> None:
+        # asyncio: the transport holds more than MAX_UNSENT unsent bytes.
+        self._writing_paused = True
+        if self._transport is not None and not self._paused:
             self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._transport is not None and not self._paused:
+            self._transport.resume_reading()
 
     def _flush_callback(self, _future) -> None:
         self._flush()
@@ -108,7 +131,8 @@ class SocketmapProtocol(asyncio.Protocol):
             transport.write(b"".join(out) if len(out) > 1 else out[0])
         if self._paused and len(pending) <= MAX_PENDING // 2:
             self._paused = False
-            transport.resume_reading()
+            if not self._writing_paused:
+                transport.resume_reading()
 
     def _abort(self) -> None:
         if self._transport is not None:
@@ -122,7 +146,9 @@ class SocketmapServer:
         self.socket_mode = socket_mode
         self.connections: set = set()
         self.protocol_errors = 0
+        self.error_log = RateLimitedLog(log)
         self._servers: List[asyncio.AbstractServer] = []
+        self._unix: List[OwnedUnixSocket] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,9 +156,10 @@ class SocketmapServer:
             factory = lambda: SocketmapProtocol(self)  # noqa: E731
             try:
                 if listener.kind == "unix":
-                    prepare_unix_path(listener.path)
-                    server = await loop.create_unix_server(factory, listener.path)
-                    os.chmod(listener.path, self.socket_mode)
+                    owned = OwnedUnixSocket(listener.path, self.socket_mode)
+                    sock = owned.bind()
+                    self._unix.append(owned)
+                    server = await loop.create_unix_server(factory, sock=sock)
                 else:
                     server = await loop.create_server(
                         factory, listener.host, listener.port, reuse_address=True, backlog=1024
@@ -148,34 +175,8 @@ class SocketmapServer:
             server.close()
         for server in self._servers:
             await server.wait_closed()
-        for listener in self.listeners:
-            if listener.kind == "unix" and os.path.exists(listener.path):
-                try:
-                    os.unlink(listener.path)
-                except OSError:
-                    pass
+        for owned in self._unix:
+            owned.remove()  # only the sockets this process bound, never another daemon's
         self._servers = []
+        self._unix = []
 
-
-def prepare_unix_path(path: str) -> None:
-    """Remove a stale socket file; refuse to steal a live one or to delete a non-socket."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        os.unlink(path)  # stale: nobody listens
-        return
-    except OSError:
-        os.unlink(path)
-        return
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")
