@@ -91,12 +91,12 @@ def _has_not_after():
     return "not_after" in inspect.signature(trustme.CA.issue_cert).parameters
 
 
-def https(ca, sni, request: bytes, *, max_version=None):
+def https(ca, sni, request: bytes, *, max_version=None, source=None):
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     if max_version:
         ctx.maximum_version = max_version
-    with socket.create_connection((PUBLISHER_IP, 443), timeout=10) as raw:
+    with socket.create_connection((PUBLISHER_IP, 443), timeout=10, source_address=(source, 0) if source else None) as raw:
         with ctx.wrap_socket(raw, server_hostname=sni) as s:
             s.sendall(request)
             data = b""
@@ -111,9 +111,9 @@ def https(ca, sni, request: bytes, *, max_version=None):
     return int(lines[0].split()[1]), headers, body
 
 
-def get(ca, host, path="/.well-known/mta-sts.txt", method="GET", sni=None):
+def get(ca, host, path="/.well-known/mta-sts.txt", method="GET", sni=None, source=None):
     req = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-    return https(ca, sni or host, req)
+    return https(ca, sni or host, req, source=source)
 
 
 @pytest.fixture
@@ -226,13 +226,18 @@ def test_certificate_problems_reported(publisher, tmp_path):
 def test_keeps_serving_many_connections(publisher):
     import concurrent.futures
 
-    def one(_):
-        return get(publisher.ca, f"mta-sts.{publisher.domain}")[0]
+    def one(i):
+        # Senders from 16 addresses; the silent ones all come from 127.0.0.1.
+        return get(publisher.ca, f"mta-sts.{publisher.domain}", source=f"127.8.5.{i % 16 + 1}")[0]
 
     idle = [socket.create_connection((PUBLISHER_IP, 443)) for _ in range(1000)]  # 1000 clients that say nothing
     try:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             assert set(pool.map(one, range(100))) == {200}
+        # A sender behind the silent clients' own address gets through once their
+        # handshakes have gone stale.
+        time.sleep(1.1)
+        assert get(publisher.ca, f"mta-sts.{publisher.domain}", source="127.0.0.1")[0] == 200
     finally:
         for s in idle:
             s.close()
@@ -506,3 +511,51 @@ def test_half_open_tls_flood_is_bounded_and_others_are_still_served(tmp_path, po
         for s in flood:
             s.close()
         pub.stop()
+
+
+def test_a_certificate_that_expires_while_serving_is_no_longer_served(tmp_path, policy_host, world, monkeypatch):
+    """RFC 8461 §7.1: no handshake with an expired certificate, also when it expired after start."""
+    import asyncio
+    import datetime
+
+    from mtasts.config import load_config
+    from mtasts.servers import publisher as publisher_module
+
+    if not _has_not_after():
+        pytest.skip("this trustme cannot issue short-lived certificates")
+    monkeypatch.setattr(publisher_module, "WATCH_INTERVAL", 0.1)
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("expiring")
+    cert, key = tmp_path / "short.pem", tmp_path / "short.key"
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)
+    issued = pub.ca.issue_cert(f"mta-sts.{d}", not_after=soon)
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    pub.write({d: {"mx": [f"mx.{d}"], "cert": str(cert), "key": str(key)}}, listen=["127.8.6.5:443"])
+
+    def unverified(host):
+        # The client does not check expiry itself: only the server's refusal shows.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        try:
+            with socket.create_connection(("127.8.6.5", 443), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname=host) as s:
+                    s.sendall(f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                    return s.recv(12)
+        except (ssl.SSLError, ConnectionError):
+            return "handshake failed"
+
+    async def scenario():
+        server = publisher_module.PolicyPublisher(load_config(str(pub.config)))
+        await server.start()
+        try:
+            loop = asyncio.get_running_loop()
+            before = await loop.run_in_executor(None, unverified, f"mta-sts.{d}")
+            await asyncio.sleep(max(0.0, soon.timestamp() - time.time()) + 1.5)
+            after = await loop.run_in_executor(None, unverified, f"mta-sts.{d}")
+            return before, after
+        finally:
+            await server.close()
+
+    before, after = asyncio.run(scenario())
+    assert before == b"HTTP/1.1 200" and after == "handshake failed"

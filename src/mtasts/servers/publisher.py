@@ -49,6 +49,8 @@ FIRST_REQUEST_TIMEOUT = 10.0
 # and the policy stays reachable for everyone else.
 MAX_HANDSHAKES = 64
 MAX_HANDSHAKES_PER_CLIENT = 8
+# A handshake running this long is a silent client's: it may be given up for a new one.
+STALE_HANDSHAKE = 1.0
 # systemd socket activation (sd_listen_fds(3)): passed descriptors start at 3.
 SD_LISTEN_FDS_START = 3
 
@@ -111,13 +113,17 @@ class _TlsGate(asyncio.Protocol):
 
     def __init__(self, publisher: "PolicyPublisher") -> None:
         self._publisher = publisher
+        self.early = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
-        transport.pause_reading()  # the ClientHello is for the TLS layer start_tls sets up
-        self._publisher.admit(transport)
+        # No pause_reading() here: before Python 3.10 the transport starts reading after
+        # connection_made whatever it was told. start_tls() runs first anyway: the loop
+        # polls the socket only after the step that starts it, and then reads for the TLS
+        # layer it has set up.
+        self._publisher.admit(transport, self)
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
+    def data_received(self, data: bytes) -> None:
+        self.early = True  # bytes start_tls did not see: this handshake cannot succeed
 
 
 @dataclass(frozen=True)
@@ -187,13 +193,15 @@ class PolicyPublisher:
         self.config = config
         self._bodies: Dict[str, bytes] = {}
         self._contexts: Dict[str, ssl.SSLContext] = {}
+        self._expiries: Dict[str, float] = {}
         self._mtimes: Dict[str, float] = {}
         self._server: Optional[_GuardedServer] = None
         self._watcher: Optional["asyncio.Task[None]"] = None
         self._handshakes: Dict[str, int] = {}  # client -> connections in their TLS handshake
         self._handshake_tasks: Set["asyncio.Task[None]"] = set()
-        # Handshakes in progress, oldest first: task -> (client, TCP transport).
-        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, Any]]" = collections.OrderedDict()
+        # Handshakes in progress, oldest first: task -> (client, TCP transport, monotonic start).
+        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, Any, float]]" = (
+            collections.OrderedDict())
         self.refused_handshakes = 0
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -204,19 +212,25 @@ class PolicyPublisher:
     # -- policies and certificates -----------------------------------------------------
 
     def _load(self, config: Config) -> None:
-        bodies, contexts, mtimes = {}, {}, {}
+        bodies, contexts, mtimes, expiries = {}, {}, {}, {}
         now = time.time()
         for name, d in config.publish_domains.items():
             bodies[d.policy_host] = policy_text(d)
             try:
                 contexts[d.policy_host] = domain_context(d, now)
+                expiries[d.policy_host] = read_certificate(d.cert).not_after
             except ValueError as exc:
                 log.error("%s: not serving %s over TLS: %s", name, d.policy_host, exc)
             for path in (d.cert, d.key):
                 if path:
                     mtimes[path] = _mtime(path)
         self._bodies, self._contexts, self._mtimes = bodies, contexts, mtimes
+        self._expiries = expiries
         self.config = config
+
+    def expired_while_serving(self, now: float) -> List[str]:
+        """Policy hosts whose certificate expired since it was loaded (§7.1: stop serving it)."""
+        return sorted(host for host, not_after in self._expiries.items() if now >= not_after)
 
     def reload(self, config: Config) -> None:
         """Serve *config*'s policies and certificates from now on (SIGHUP)."""
@@ -236,6 +250,9 @@ class PolicyPublisher:
             if any(_mtime(p) != m for p, m in self._mtimes.items()):
                 log.info("certificate or key file changed: reloading the publisher")
                 self._load(self.config)
+            elif self.expired_while_serving(time.time()):
+                # Reloading drops the expired context: its handshakes are aborted from now on.
+                self._load(self.config)
 
     # -- TLS admission ------------------------------------------------------------------
 
@@ -243,25 +260,36 @@ class PolicyPublisher:
     def handshaking(self) -> int:
         return len(self._in_handshake)
 
-    def admit(self, transport) -> None:
-        """Start a TLS handshake for a new TCP connection, within the bounds: past either
-        (the client's own, or the total) the oldest handshake still running, of that client
-        or of anyone, is given up. A real client finishes in milliseconds, a silent flood
-        never does, so a flood from one or from many addresses cannot lock others out, and
-        a client that shares an address with a flood still gets through."""
+    def admit(self, transport, gate: Optional[_TlsGate] = None) -> None:
+        """Start a TLS handshake for a new TCP connection, within the bounds. Past either (the
+        client's own, or the total), the oldest handshake still running (of that client, or
+        of all) is given up if it has run for STALE_HANDSHAKE seconds, else the new connection
+        is closed. A real client finishes in milliseconds and is never given up; a silent
+        flood never finishes, so its slots go stale and new clients, from other addresses or
+        from the flood's own, get them."""
         client = client_of(transport.get_extra_info("peername"))
+        now = time.monotonic()
+        victim = None
         if self._handshakes.get(client, 0) >= MAX_HANDSHAKES_PER_CLIENT:
-            self._give_up(next(t for t, (c, _tr) in self._in_handshake.items() if c == client))
+            victim = next(t for t, (c, _tr, _at) in self._in_handshake.items() if c == client)
         elif len(self._in_handshake) >= MAX_HANDSHAKES:
-            self._give_up(next(iter(self._in_handshake)))
+            victim = next(iter(self._in_handshake))
+        if victim is not None:
+            if now - self._in_handshake[victim][2] < STALE_HANDSHAKE:
+                self.refused_handshakes += 1
+                self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): closing a new"
+                                       " connection", len(self._in_handshake), self._handshakes.get(client, 0), client)
+                transport.abort()
+                return
+            self._give_up(victim)
         self._handshakes[client] = self._handshakes.get(client, 0) + 1
-        task = asyncio.ensure_future(self._handshake(transport, client))
-        self._in_handshake[task] = (client, transport)
+        task = asyncio.ensure_future(self._handshake(transport, client, gate))
+        self._in_handshake[task] = (client, transport, now)
         self._handshake_tasks.add(task)
         task.add_done_callback(self._handshake_done)
 
     def _give_up(self, task) -> None:
-        client, transport = self._in_handshake[task]
+        client, transport, _started = self._in_handshake[task]
         self.refused_handshakes += 1
         self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
                                len(self._in_handshake), self._handshakes.get(client, 0), client)
@@ -284,10 +312,14 @@ class PolicyPublisher:
         self._handshake_tasks.discard(task)
         self._release(task)
 
-    async def _handshake(self, transport, client: str) -> None:
+    async def _handshake(self, transport, client: str, gate: Optional[_TlsGate] = None) -> None:
         assert self._server is not None
         if transport.is_closing():
             return  # given up before it started (a burst of accepts): no TLS state at all
+        if gate is not None and gate.early:
+            log.debug("publisher: %s sent data before the TLS layer was up: closing", client)
+            transport.abort()
+            return
         handler = self._server()
         try:
             tls = await asyncio.get_running_loop().start_tls(
