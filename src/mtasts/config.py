@@ -176,7 +176,8 @@ def _redis_url(value: Any) -> str:
     return value
 
 
-def _host_port(value: Any) -> Optional[Tuple[str, int]]:
+def _metrics_listen(value: Any) -> Optional[Tuple[str, int]]:
+    """``[metrics] listen``: "HOST:PORT", or "" for none."""
     if value == "":
         return None
     if not isinstance(value, str):
@@ -253,7 +254,7 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
         "refresh_concurrency": (_count, "a positive whole number", "refresh_concurrency"),
     },
     "metrics": {
-        "listen": (_host_port, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none", "metrics_listen"),
+        "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none", "metrics_listen"),
     },
     "dane": {
         "mode": (_choice("prefer", "off"), "\"prefer\" or \"off\"", "dane_mode"),
@@ -364,7 +365,8 @@ def _parse_maps(table: Any, source: str):
     return maps, maps.get("default")
 
 
-def _host_port(spec: Any) -> Tuple[str, int]:
+def _publish_listen_item(spec: Any) -> Tuple[str, int]:
+    """One ``[publish] listen`` item: "HOST:PORT", "[IPv6]:PORT", or "systemd"."""
     if not isinstance(spec, str):
         raise ValueError
     if spec == "systemd":  # socket activation: the sockets come from systemd (LISTEN_FDS)
@@ -389,7 +391,7 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
             try:
                 if not isinstance(value, list):
                     raise ValueError
-                values["publish_listen"] = tuple(_host_port(v) for v in value)
+                values["publish_listen"] = tuple(_publish_listen_item(v) for v in value)
                 if ("systemd", 0) in values["publish_listen"] and len(value) > 1:
                     raise ValueError
             except ValueError:

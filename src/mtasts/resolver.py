@@ -378,12 +378,16 @@ class PolicyResolver:
                 self.cache.purge_all()
             else:
                 self.cache.purge(domain)
-        elif kind == "update" and self.cache.peek(domain) is not None:
-            # Only what this host already holds is replaced; the rest it finds in Redis
+        elif kind == "update":
+            # Only what this host already holds is updated; the rest it finds in Redis
             # when (if ever) it sends there, instead of storing every domain of the fleet.
-            entry = await self.shared.get(domain)
-            if entry is not None:
-                self.cache.put(entry)
+            local = self.cache.peek(domain)
+            if local is None:
+                return
+            # Another host's failure never replaces a valid policy here (freshness.merged).
+            keep = freshness.merged(local, await self.shared.get(domain), self._clock())
+            if keep is not None:
+                self.cache.put(keep)
 
     async def purge(self, domain: str) -> bool:
         """Forget *domain* here and, with a shared tier, on every host of the fleet."""
@@ -482,8 +486,9 @@ class PolicyResolver:
             except RecordError as exc:
                 log.debug("%s: TXT re-check: %s; keeping the cached policy", domain, exc)
         changed = record is not None and record.policy_id != cached.policy_id
-        if kind is Background.TXT_CHECK and not changed:
+        if kind is Background.TXT_CHECK and (not changed or not freshness.fetch_due(entry, self._clock())):
             # Same id, or no usable record: a missing TXT never removes a cached policy (§3.3).
+            # A changed id whose fetch failed waits for its back-off (§3.3), then the REFRESH.
             self.cache.put(freshness.txt_confirmed(self.cache.get(domain) or entry, self._clock()))
             return
         try:

@@ -99,3 +99,67 @@ def test_negative_hold_then_discover():
 @pytest.mark.parametrize("mode,warn", [("enforce", True), ("testing", True), ("none", False)])
 def test_e77_warning_unless_none(mode, warn):
     assert freshness.needs_warning(entry(mode=mode)) is warn
+
+
+# -- the fleet: merging another host's entry (RFC 8461 §3.3) ---------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mtasts.core.dane import DaneResult, DaneState  # noqa: E402
+
+
+def test_a_failure_from_another_host_never_replaces_a_valid_policy():
+    mine = entry()
+    theirs = held(None, "example.com", Hold.DNS_FAILURE, T0 + 100, 60, "dns timeout")
+    assert freshness.merged(mine, theirs, T0 + 100) is None  # keep mine
+    assert freshness.merged(mine, None, T0 + 100) is None  # an empty Redis changes nothing
+
+
+def test_a_newer_valid_policy_replaces_an_older_one_and_not_the_reverse():
+    old = entry()
+    new = learned(None, "example.com", pol(), "B", T0 + 500, 0.0)
+    assert freshness.merged(old, new, T0 + 600) is new
+    assert freshness.merged(new, old, T0 + 600) is None
+
+
+def test_an_expired_policy_gives_way_to_another_hosts_hold():
+    expired = entry(max_age=100)
+    hold = held(None, "example.com", Hold.NO_RECORD, T0 + 200, 300)
+    assert freshness.merged(expired, hold, T0 + 200) is hold
+
+
+def test_the_newer_dane_result_travels_with_the_kept_entry():
+    mine = entry()
+    theirs = held(None, "example.com", Hold.DNS_FAILURE, T0 + 100, 60)
+    theirs = freshness.replace(theirs, dane=DaneResult(DaneState.ALL, T0 + 100, T0 + 400))
+    kept = freshness.merged(mine, theirs, T0 + 100)
+    assert kept is not None and kept.cached is mine.cached and kept.dane.state is DaneState.ALL
+
+
+_entries = st.one_of(
+    st.none(),
+    st.builds(lambda age, fetched: learned(None, "example.com", pol(max_age=age), "X", T0 + fetched, 0.0),
+              st.integers(1, 10_000), st.floats(0, 5_000)),
+    st.builds(lambda at, ttl, hold: held(None, "example.com", hold, T0 + at, ttl),
+              st.floats(0, 5_000), st.floats(1, 3_600), st.sampled_from(list(Hold))),
+)
+
+
+@given(_entries, _entries, st.floats(0, 10_000))
+def test_merging_never_loses_a_valid_policy_nor_revives_an_expired_one(local, incoming, at):
+    now = T0 + at
+    result = freshness.merged(local, incoming, now)
+    kept = local if result is None else result
+    if local is not None and local.valid_policy(now) is not None:
+        assert kept.valid_policy(now) is not None
+        assert kept.valid_policy(now).fetched_at >= local.valid_policy(now).fetched_at
+    if kept is not None and kept.valid_policy(now) is not None:
+        assert kept.valid_policy(now) in {e.valid_policy(now) for e in (local, incoming) if e is not None}
+
+
+def test_a_changed_id_is_not_fetched_during_the_back_off():
+    e = refresh_failed(entry(), T0 + 60, "HTTP 500")
+    assert not freshness.fetch_due(e, T0 + 120)
+    assert freshness.fetch_due(e, T0 + 60 + 300)
+    assert freshness.fetch_due(entry(), T0 + 120)  # no failure: fetch at once

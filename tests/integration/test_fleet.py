@@ -194,3 +194,34 @@ def test_refresh_on_one_host_updates_the_others(world, fleet):
     fetches = world.fetches(d)
     assert b.query(d) == f"OK secure match=mx7.{d} servername=hostname" != old
     assert world.fetches(d) == fetches == 2  # A's first fetch and A's refresh; none by B
+
+
+def test_a_host_with_dead_dns_does_not_wipe_the_fleets_valid_policy(world, fleet, redis_server, tmp_path, dns_server):
+    # A and B hold a valid enforce policy. Redis restarts empty (no persistence); host C,
+    # whose DNS is dead, looks the domain up, fails, and shares its failure. RFC 8461 §3.3:
+    # A and B keep applying their valid policy.
+    import redis
+
+    a, b, d, answer = learned_by_both(world, fleet)
+    assert answer.startswith("OK secure match=")
+    redis.Redis(port=redis_server.port).flushall()
+    (tmp_path / "c").mkdir()
+    c = Daemon(tmp_path / "c", dns_server, str(tmp_path / "ca.pem"))
+    c.config.write_text(c.config.read_text().replace(
+        f'nameservers = ["{dns_server.address}"]', 'nameservers = ["127.0.0.1:9"]').replace(
+        "failure_ttl = 1\n", "failure_ttl = 60\n").replace("[cache]\n", (
+            f'[cache]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
+            'prefix = "t:"\ntimeout = 0.2\n'), 1))
+    c.start()
+    try:
+        assert c.query(d) == "NOTFOUND "  # its DNS timed out: no policy known to C
+        assert f"t:e:{d}" in redis_server.keys()  # C's failure entry is shared
+        time.sleep(0.5)  # A and B hear C's update
+        assert a.query(d) == answer and b.query(d) == answer
+        import json
+
+        for host in (a, b):
+            shown = json.loads(host.cli("cache", "show", d, "--json").stdout)["entry"]
+            assert (shown["state"], shown["policy_id"], shown["valid"]) == ("policy", "1", True)
+    finally:
+        c.stop()

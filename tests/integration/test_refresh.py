@@ -151,3 +151,31 @@ def test_negative_ttl_from_soa_clamped(world, tmp_path):
     finally:
         world.dns.negative_ttl = 300
     assert entry.hold_until - entry.txt_checked_at == 1800.0
+
+
+def test_a_changed_id_whose_fetch_fails_backs_off_instead_of_refetching_every_txt_check(world, tmp_path, caplog):
+    # RFC 8461 §3.3: back off per policy id. A TXT check every txt_recheck (60 s) that sees
+    # the new id again must not fetch it again before the back-off (5 min, doubling) is over.
+    d = world.new_domain()
+    world.publish(d)
+
+    async def scenario(resolver, clock):
+        await resolver.answer("postfix", d)
+        world.set_id(d, "2")
+        world.host.sites[f"mta-sts.{d}"].status = 500
+        fetches = world.fetches(d)
+        answers = set()
+        for _minute in range(10):  # ten minutes of lookups, one a minute
+            clock.now += 61
+            answers.add(resolver.answer_nowait("postfix", d))
+            await settle(resolver)
+        return world.fetches(d) - fetches, answers, resolver.cache.get(d)
+
+    with caplog.at_level(logging.INFO, logger="mtasts"):
+        fetched, answers, entry = run(world, tmp_path, scenario)
+    # At minute 1 (fails, retry in 300 s), then at minute 6 (fails, retry in 600 s): two.
+    assert fetched == 2
+    assert len(answers) == 1 and next(iter(answers)).startswith(b"OK secure")  # the cached policy meanwhile
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and d in r.getMessage()]
+    assert len(warned) == 2 and "policy id changed to 2" in warned[0].getMessage()
+    assert entry.failures == 2 and entry.cached.policy_id == "1"

@@ -140,6 +140,14 @@ def retry_delay(failures: int) -> float:
     return min(RETRY_MAX, RETRY_MIN * (2 ** max(0, failures - 1)))
 
 
+def fetch_due(entry: CacheEntry, now: float) -> bool:
+    """Whether a changed policy id may be fetched now: not while a failed fetch's back-off
+    runs (RFC 8461 §3.3, per-id back-off). The entry does not record which id failed, so a
+    new id that appears during the back-off of a failed refresh waits for it too (at most
+    RETRY_MAX)."""
+    return entry.failures == 0 or now >= entry.refresh_at
+
+
 def learned(
     entry: Optional[CacheEntry],
     domain: str,
@@ -205,3 +213,30 @@ def held(
 def needs_warning(entry: CacheEntry) -> bool:
     """RFC 8461 §10.2: alert on refresh failures, unless the cached mode is ``none``."""
     return entry.cached is not None and entry.cached.policy.mode is not Mode.NONE
+
+
+def merged(local: Optional[CacheEntry], incoming: Optional[CacheEntry], now: float) -> Optional[CacheEntry]:
+    """What a host keeps when another host's entry for the same domain arrives (the fleet).
+
+    RFC 8461 §3.3: a valid cached policy is applied until it expires; no failure replaces
+    it. So a valid policy wins over anything without one, a more recently fetched valid
+    policy wins over an older one, and without a valid policy on either side the newer
+    hold wins. The newer DANE result travels with the kept entry. None: keep *local*.
+    """
+    if incoming is None:
+        return None
+    if local is None:
+        return incoming
+    mine, theirs = local.valid_policy(now), incoming.valid_policy(now)
+    if mine is not None and (theirs is None or theirs.fetched_at <= mine.fetched_at):
+        keep = local
+    elif theirs is not None:
+        keep = incoming
+    elif incoming.hold_until > local.hold_until:
+        keep = incoming
+    else:
+        keep = local
+    other = incoming if keep is local else local
+    if other.dane is not None and (keep.dane is None or other.dane.checked_at > keep.dane.checked_at):
+        keep = replace(keep, dane=other.dane)
+    return None if keep is local else keep
