@@ -129,3 +129,11 @@ def test_postfix_section_and_explicit_profile_settings(tmp_path):
     c = load_config(write(tmp_path, '[postfix]\npostconf = "/opt/postfix/sbin/postconf"\nconfig_directory = "/etc/postfix-out"\n'))
     assert (c.postconf, c.postfix_config_directory, c.postfix_version) == (
         "/opt/postfix/sbin/postconf", "/etc/postfix-out", "")
+
+
+def test_a_wrong_policy_mode_names_the_choices_without_python_enum_text(tmp_path):
+    path = write(tmp_path, '[publish.domains."example.com"]\nmode = "enforced"\nmx = ["mx.example.com"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (f'{path}: [publish.domains."example.com"] mode: expected "enforce", "testing" or'
+                              " \"none\", got 'enforced'")

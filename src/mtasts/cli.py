@@ -337,7 +337,8 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
-        print(f"({len(rows) - 1} entries, from the {response['via']})")
+        count = len(rows) - 1
+        print(f"({count} {'entry' if count == 1 else 'entries'}, from the {response['via']})")
     elif action in ("show", "refresh"):
         entry = response.get("entry")
         if entry is None:

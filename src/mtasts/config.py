@@ -419,6 +419,14 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
     return values
 
 
+def _policy_mode(value: Any) -> Mode:
+    # Not Mode(value): its "'enforced' is not a valid Mode" would reach the user.
+    for mode in Mode:
+        if value == mode.value:
+            return mode
+    raise ValueError
+
+
 def _parse_domain(name: str, table: Any, source: str) -> PublishedDomain:
     where = f'{source}: [publish.domains."{name}"]'
     from mtasts.core.hostname import is_domain
@@ -447,7 +455,7 @@ def _parse_domain(name: str, table: Any, source: str) -> PublishedDomain:
             return tuple(item_parser(v) for v in value)
         return parse
 
-    mode = get("mode", lambda v: Mode(v), '"enforce", "testing" or "none"', Mode.ENFORCE)
+    mode = get("mode", _policy_mode, '"enforce", "testing" or "none"', Mode.ENFORCE)
     mx = get("mx", strings(validate_mx), "a list of MX host names or '*.' patterns", ())
     if not mx and mode is not Mode.NONE:
         raise ConfigError(f"{where} mx: expected at least one MX host for mode {mode.value}")

@@ -107,7 +107,9 @@ def snippet(server: str, d: PublishedDomain, directory: str) -> str:
 <VirtualHost *:443>
     ServerName {d.policy_host}
     SSLEngine on
-    SSLProtocol -all +TLSv1.2 +TLSv1.3
+    # TLS 1.2 and newer (RFC 8461 §3.3). Not "+TLSv1.3": EL7's httpd 2.4.6 refuses to start
+    # on a protocol name it does not know; "all" means 1.2 there and 1.2 + 1.3 elsewhere.
+    SSLProtocol all -SSLv3 -TLSv1 -TLSv1.1
     SSLCertificateFile {cert}
     SSLCertificateKeyFile {key}
     DocumentRoot {os.path.join(directory, d.domain)}
