@@ -137,3 +137,12 @@ def test_a_wrong_policy_mode_names_the_choices_without_python_enum_text(tmp_path
         load_config(path)
     assert str(err.value) == (f'{path}: [publish.domains."example.com"] mode: expected "enforce", "testing" or'
                               " \"none\", got 'enforced'")
+
+
+def test_socketmap_and_publish_listeners_accept_both_forms(tmp_path):
+    c = load_config(write(tmp_path, '[socketmap]\nlisten = ["127.0.0.1:8461", "inet:[::1]:8461"]\n'
+                                    '[publish]\nlisten = ["inet:127.0.0.1:443", "[::1]:443"]\n'))
+    assert [str(x) for x in c.listen] == ["inet:127.0.0.1:8461", "inet:[::1]:8461"]
+    assert c.publish_listen == (("127.0.0.1", 443), ("::1", 443))
+    with pytest.raises(ConfigError, match=r"\[socketmap\] listen: expected a list of 'inet:HOST:PORT' \(or 'HOST:PORT'\)"):
+        load_config(write(tmp_path, '[socketmap]\nlisten = ["::1:8461"]\n'))

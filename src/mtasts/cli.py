@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import sys
 import time
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--only", choices=("resolver", "publisher"), help="run just one of the two")
 
     query = sub.add_parser("query", parents=[common], help="discover a domain's policy live (no cache)")
-    query.add_argument("domain")
+    query.add_argument("domain", help="a recipient domain or a next hop as Postfix sends it ([relay]:587, ...)")
     query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -50,22 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = sub.add_parser("check", parents=[common], help="check a domain's live MTA-STS publication")
-    check.add_argument("domain")
-    check.add_argument("--json", action="store_true")
+    check.add_argument("domain", help="the domain whose publication to check")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
 
     publish = sub.add_parser("publish", help="the local domains' policies and DNS records")
     publish_sub = publish.add_subparsers(dest="action", metavar="ACTION")
     publish_sub.required = True
     p = publish_sub.add_parser("records", parents=[common], help="the DNS records to publish")
-    p.add_argument("domain", nargs="?")
-    p.add_argument("--format", choices=("zone", "json"), default="zone")
+    p.add_argument("domain", nargs="?", help="one of [publish.domains] (default: all)")
+    p.add_argument("--format", choices=("zone", "json"), default="zone", help="zone file lines or JSON (default zone)")
     p = publish_sub.add_parser("policy", parents=[common], help="print a domain's policy file")
-    p.add_argument("domain")
+    p.add_argument("domain", help="one of [publish.domains]")
     p = publish_sub.add_parser("write", parents=[common], help="write DIR/<domain>/mta-sts.txt for another web server")
-    p.add_argument("dir")
+    p.add_argument("dir", help="the web server's directory for the policy files")
     p = publish_sub.add_parser("snippet", parents=[common], help="an Apache or nginx vhost serving the written policy")
-    p.add_argument("server", choices=("apache", "nginx"))
-    p.add_argument("domain")
+    p.add_argument("server", choices=("apache", "nginx"), help="the web server")
+    p.add_argument("domain", help="one of [publish.domains]")
     p.add_argument("--dir", default="/var/www/mta-sts", help="where 'publish write' put the files (default /var/www/mta-sts)")
 
     cache = sub.add_parser("cache", help="inspect and change the policy cache")
@@ -73,15 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     cache_sub.required = True
     for name, text in (("list", "every cached domain"), ("stats", "cache and lookup counters")):
         p = cache_sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("show", "one domain's entry"), ("refresh", "discover a domain again now")):
         p = cache_sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("domain")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("domain", help="a cached domain")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
     purge = cache_sub.add_parser("purge", parents=[common], help="forget one domain, or --all")
-    purge.add_argument("domain", nargs="?")
+    purge.add_argument("domain", nargs="?", help="the domain to forget")
     purge.add_argument("--all", action="store_true", help="forget every cached domain")
-    purge.add_argument("--json", action="store_true")
+    purge.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -151,7 +152,10 @@ async def query(config: Config, args: argparse.Namespace) -> int:
     report["postfix"] = info.describe()
     policy = None
     if domain is None:
-        report["error"] = "no MTA-STS lookup for this key (parent probe, IP literal or not a domain)"
+        # Not "no policy" (exit 1): the argument itself is unusable.
+        print(f"mtasts: {args.domain!r}: no MTA-STS lookup for this key (a parent-domain probe, an IP literal,"
+              " or not a domain); Postfix gets NOTFOUND for it", file=sys.stderr)
+        return EXIT_USAGE
     else:
         dns_client = DnsClient(config.nameservers, config.dns_timeout)
         started = time.perf_counter()
@@ -285,8 +289,16 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
         response = control_request(config.control_path, request)
         via = "daemon"
     except DaemonNotRunning:
+        # Say which store is read: another user than the daemon's gets another state
+        # directory, and an empty store there is no proof that the daemon's is empty.
+        if config.cache_backend != "memory" and not os.path.exists(config.cache_path):
+            print(f"mtasts: no daemon answered at {config.control_path}, and there is no cache at {config.cache_path}"
+                  " (is the daemon running, as another user, or with another --config?)", file=sys.stderr)
+            return EXIT_FAIL
+        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache_path}",
+              file=sys.stderr)
         response = asyncio.run(_offline(config, request))
-        via = "store"
+        via = f"store {config.cache_path}"
     except PermissionError:
         print(f"mtasts: no permission to use the control socket {config.control_path}", file=sys.stderr)
         return EXIT_USAGE
@@ -297,8 +309,9 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         response.pop("ok", None)
         print(json.dumps(response, indent=2))
-        return EXIT_OK
-    _print_cache(action, response)
+    else:
+        _print_cache(action, response)
+    # "not cached" is the same answer in both forms: exit 1, as query without a policy.
     if action == "show" and response.get("entry") is None:
         return EXIT_FAIL
     return EXIT_OK

@@ -38,16 +38,22 @@ class Listener:
 
     @classmethod
     def parse(cls, spec: str) -> "Listener":
+        """``inet:HOST:PORT``, ``unix:/PATH``, or plain ``HOST:PORT`` (as [publish] listen
+        and [metrics] listen take it)."""
         kind, _, rest = spec.partition(":")
         if kind == "unix" and rest.startswith("/"):
             return cls("unix", path=rest)
+        if kind not in ("inet", "unix"):
+            kind, rest = "inet", spec
         if kind == "inet":
             host, colon, port = rest.rpartition(":")
-            if host.startswith("[") and host.endswith("]"):
+            bracketed = host.startswith("[") and host.endswith("]")
+            if bracketed:
                 host = host[1:-1]
-            if colon and host and port.isdigit() and 0 < int(port) < 65536:
+            # An IPv6 address needs its brackets; anything else with a colon is no host.
+            if colon and host and (bracketed or ":" not in host) and port.isdigit() and 0 < int(port) < 65536:
                 return cls("inet", host=host, port=int(port))
-        raise ValueError("'inet:HOST:PORT' or 'unix:/absolute/path'")
+        raise ValueError("'inet:HOST:PORT', 'HOST:PORT' or 'unix:/absolute/path'")
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -229,7 +235,8 @@ def _bad_item(v: Any):
 
 _SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
     "socketmap": {
-        "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' or 'unix:/absolute/path'", "listen"),
+        "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'",
+                   "listen"),
         "socket_mode": (_mode, "an octal mode string such as \"0660\"", "socket_mode"),
     },
     "resolver": {
@@ -371,6 +378,8 @@ def _publish_listen_item(spec: Any) -> Tuple[str, int]:
         raise ValueError
     if spec == "systemd":  # socket activation: the sockets come from systemd (LISTEN_FDS)
         return ("systemd", 0)
+    if spec.startswith("inet:"):  # the [socketmap] listen form
+        spec = spec[len("inet:"):]
     host, colon, port = spec.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -396,7 +405,7 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
                     raise ValueError
             except ValueError:
                 raise ConfigError(
-                    f"{source}: [publish] listen: expected a list of 'HOST:PORT' or '[IPv6]:PORT', or [\"systemd\"], got {value!r}"
+                    f"{source}: [publish] listen: expected a list of 'HOST:PORT', '[IPv6]:PORT' (or 'inet:HOST:PORT'), or [\"systemd\"], got {value!r}"
                 ) from None
         elif key == "ttl":
             try:

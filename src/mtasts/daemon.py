@@ -125,7 +125,8 @@ class Daemon:
         if self.run_resolver:
             await self._start_resolver()
         else:
-            log.info("mtasts %s ready: publisher only, %d domains", __version__, len(self.config.publish_domains))
+            assert self.publisher is not None
+            log.info("mtasts %s ready: publisher only, %s", __version__, self.publisher.serving())
 
     def _fit_to_postfix(self, config: Config) -> Config:
         """The configuration with its answers fitted to the Postfix that reads them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import signal
 
 import pytest
@@ -64,12 +65,36 @@ def test_cache_commands_work_on_the_store_when_stopped(world, daemon):
     world.publish(d)
     daemon.query(d)
     daemon.stop(signal.SIGTERM)
-    shown = json.loads(daemon.cli("cache", "show", d, "--json").stdout)
-    assert shown["via"] == "store" and shown["entry"]["valid"] is True
+    out = daemon.cli("cache", "show", d, "--json")
+    shown = json.loads(out.stdout)
+    assert shown["via"] == f"store {daemon.cache}" and shown["entry"]["valid"] is True
+    control = pathlib.Path(daemon.cache).parent / "control.sock"
+    assert out.stderr == f"mtasts: no daemon answered at {control}: reading the store {daemon.cache}\n"
+    listed = daemon.cli("cache", "list")
+    assert listed.stdout.splitlines()[-1] == f"(1 entry, from the store {daemon.cache})"
     assert daemon.cli("cache", "purge", d).returncode == 0
-    assert json.loads(daemon.cli("cache", "show", d, "--json").stdout)["entry"] is None
+    gone = daemon.cli("cache", "show", d, "--json")
+    assert json.loads(gone.stdout)["entry"] is None and gone.returncode == 1  # as in text form
+    assert daemon.cli("cache", "show", d).returncode == 1
     refreshed = json.loads(daemon.cli("cache", "refresh", d, "--json").stdout)
-    assert refreshed["via"] == "store" and refreshed["entry"]["valid"] is True
+    assert refreshed["via"] == f"store {daemon.cache}" and refreshed["entry"]["valid"] is True
+
+
+def test_cache_commands_with_no_daemon_and_no_store_say_where_they_looked(make_daemon, tmp_path):
+    d = make_daemon(start=False)
+    out = d.cli("cache", "list")
+    control = pathlib.Path(d.cache).parent / "control.sock"
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr == (f"mtasts: no daemon answered at {control}, and there is no cache at {d.cache}"
+                          " (is the daemon running, as another user, or with another --config?)\n")
+    assert not pathlib.Path(d.cache).exists()  # nothing created
+
+
+def test_query_of_a_key_that_is_no_domain_is_a_usage_error(daemon):
+    out = daemon.cli("query", ".example.com")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == ("mtasts: '.example.com': no MTA-STS lookup for this key (a parent-domain probe, an IP"
+                          " literal, or not a domain); Postfix gets NOTFOUND for it\n")
 
 
 def test_query_command(world, daemon):

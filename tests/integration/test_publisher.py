@@ -559,3 +559,20 @@ def test_a_certificate_that_expires_while_serving_is_no_longer_served(tmp_path, 
 
     before, after = asyncio.run(scenario())
     assert before == b"HTTP/1.1 200" and after == "handshake failed"
+
+
+def test_the_start_message_counts_only_what_is_served(tmp_path, policy_host, world):
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    good, bad = world.new_domain("good"), world.new_domain("nocert")
+    cert, key = pub.cert_for(good)
+    pub.write({good: {"mx": [f"mx.{good}"], "cert": cert, "key": key},
+               bad: {"mx": [f"mx.{bad}"], "cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")}},
+              listen=["127.8.6.6:443"])
+    pub.start()
+    try:
+        log = pub.log.read_text()
+        assert f"not serving mta-sts.{bad} over TLS" in log
+        assert "publisher listening on 127.8.6.6:443 for 1 domain (1 of 2 not served: no usable certificate" in log
+        assert "ready: publisher only, 1 domain (1 of 2 not served" in log
+    finally:
+        pub.stop()

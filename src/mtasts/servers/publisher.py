@@ -228,6 +228,14 @@ class PolicyPublisher:
         self._expiries = expiries
         self.config = config
 
+    def serving(self) -> str:
+        """What is actually served, for the log: a domain without a usable certificate is not."""
+        total, usable = len(self._bodies), len(self._contexts)
+        what = f"{usable} {'domain' if usable == 1 else 'domains'}"
+        if usable < total:
+            what += f" ({total - usable} of {total} not served: no usable certificate, see the errors above)"
+        return what
+
     def expired_while_serving(self, now: float) -> List[str]:
         """Policy hosts whose certificate expired since it was loaded (§7.1: stop serving it)."""
         return sorted(host for host, not_after in self._expiries.items() if now >= not_after)
@@ -235,7 +243,7 @@ class PolicyPublisher:
     def reload(self, config: Config) -> None:
         """Serve *config*'s policies and certificates from now on (SIGHUP)."""
         self._load(config)
-        log.info("publisher reloaded: %d domains", len(self._bodies))
+        log.info("publisher reloaded: %s", self.serving())
 
     def _select_certificate(self, sslobj, server_name, _context):
         context = self._contexts.get((server_name or "").lower())
@@ -371,7 +379,7 @@ class PolicyPublisher:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
             for sock in sockets:
                 self._listeners.append(await loop.create_server(gate, sock=sock, **options))
-                log.info("publisher listening on %s (from systemd) for %d domains", sock.getsockname(), len(self._bodies))
+                log.info("publisher listening on %s (from systemd) for %s", sock.getsockname(), self.serving())
         else:
             for host, port in self.config.publish_listen:
                 try:
@@ -381,7 +389,7 @@ class PolicyPublisher:
                 except OSError as exc:
                     await self.close()
                     raise ConfigError(f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-                log.info("publisher listening on %s:%d for %d domains", host, port, len(self._bodies))
+                log.info("publisher listening on %s:%d for %s", host, port, self.serving())
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def close(self) -> None:
