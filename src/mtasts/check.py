@@ -54,7 +54,9 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
         except RecordError as exc:
             add(FAIL, "txt", f"_mta-sts.{domain}: {exc}")
     elif txt.temporary:
-        add(FAIL, "txt", f"_mta-sts.{domain}: lookup failed ({txt.outcome.value} {txt.detail})")
+        # Nothing else can be judged while DNS does not answer: one finding, at once.
+        add(FAIL, "dns", dns_failure(f"_mta-sts.{domain} TXT", txt.outcome, dns_client))
+        return found
     else:
         add(FAIL, "txt", f"_mta-sts.{domain}: no TXT record ({txt.outcome.value}); publish the record 'mtasts publish records' prints")
 
@@ -91,6 +93,8 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
 
     # RFC 8461 §4.1: every MX must match a pattern; §10.4: wildcards cover hosts you may not control.
     mx_hosts = await _mx_hosts(dns_client, domain, add)
+    if mx_hosts is None:
+        return found
     if policy is not None and policy.mode is not Mode.NONE:
         for pattern in policy.mx:
             if pattern.wildcard:
@@ -120,6 +124,8 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
                 add(FAIL, "tlsrpt", f"_smtp._tls.{domain}: no mailto: or https: rua ({', '.join(tlsrpt.rua)})")
         except RecordError as exc:
             add(FAIL, "tlsrpt", f"_smtp._tls.{domain}: {exc}")
+    elif rpt.temporary:
+        add(FAIL, "dns", dns_failure(f"_smtp._tls.{domain} TXT", rpt.outcome, dns_client))
     else:
         add(WARN, "tlsrpt", f"_smtp._tls.{domain}: no TLSRPT record ({rpt.outcome.value}); you will get no failure reports")
 
@@ -133,19 +139,30 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     return found
 
 
-async def _mx_hosts(dns_client: DnsClient, domain: str, add) -> List[str]:
-    outcome, rdata, detail = await dns_client.query(domain, "MX")
+async def _mx_hosts(dns_client: DnsClient, domain: str, add) -> Optional[List[str]]:
+    """The MX hosts to check; None when the domain cannot be checked further."""
+    outcome, rdata, _detail = await dns_client.query(domain, "MX")
     if outcome is Outcome.RECORDS:
         hosts = [str(r.exchange).rstrip(".").lower() for r in sorted(rdata, key=lambda r: r.preference)]
         if hosts == [""]:
             add(INFO, "mx", f"{domain} has a null MX: it accepts no mail")
             return []
         return hosts
-    if outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
+    if outcome is Outcome.NODATA:
         add(INFO, "mx", f"{domain} has no MX records: senders use the domain itself (implicit MX)")
         return [domain]
-    add(FAIL, "mx", f"MX lookup for {domain} failed ({outcome.value} {detail})")
-    return []
+    if outcome is Outcome.NXDOMAIN:
+        add(FAIL, "mx", f"{domain} does not exist (NXDOMAIN): no mail can be delivered to it")
+        return None
+    add(FAIL, "dns", dns_failure(f"{domain} MX", outcome, dns_client))
+    return None
+
+
+def dns_failure(what: str, outcome: Outcome, dns_client: DnsClient) -> str:
+    servers = ", ".join(dns_client.nameserver_addresses) or "the system resolver"
+    why = "no answer in time" if outcome is Outcome.TIMEOUT else "the nameserver failed or refused"
+    return (f"DNS lookup of {what} failed at {servers}: {why} ({outcome.value}); nothing more can be checked"
+            " until DNS answers")
 
 
 def summary(findings: List[Finding]) -> str:

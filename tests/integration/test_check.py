@@ -152,3 +152,31 @@ def test_human_output(world, mx_hosts, make_daemon):
     daemon = make_daemon(start=False)
     out = daemon.cli("check", d)
     assert out.returncode == 0 and "PASS  txt" in out.stdout and out.stdout.strip().endswith("result: pass")
+
+
+def test_dead_dns_is_one_failure_with_the_nameserver_in_bounded_time(make_daemon, dns_server):
+    import time
+
+    d = make_daemon(start=False)
+    d.config.write_text(d.config.read_text().replace(f'nameservers = ["{dns_server.address}"]',
+                                                     'nameservers = ["127.0.0.1:9"]'))
+    started = time.monotonic()
+    out = d.cli("check", "example.com", "--json")
+    elapsed = time.monotonic() - started
+    report = json.loads(out.stdout)
+    assert out.returncode == 2 and report["result"] == "fail"
+    assert report["findings"] == [{
+        "status": "fail", "check": "dns",
+        "message": "DNS lookup of _mta-sts.example.com TXT failed at 127.0.0.1: no answer in time (timeout);"
+                   " nothing more can be checked until DNS answers"}]
+    assert elapsed < 2.0 + 3.0  # one [resolver] timeout (2 s here), not one per lookup
+    text = d.cli("check", "example.com")
+    assert "OSError" not in text.stdout and "Traceback" not in text.stderr
+
+
+def test_a_domain_that_does_not_exist_is_not_an_implicit_mx(world, checker):
+    d = world.new_domain("nx")  # nothing published: NXDOMAIN for every name
+    report = checker(d)
+    messages = [f["message"] for f in report["findings"]]
+    assert f"{d} does not exist (NXDOMAIN): no mail can be delivered to it" in messages
+    assert not any("implicit MX" in m for m in messages)
