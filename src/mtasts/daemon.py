@@ -56,7 +56,13 @@ def with_state_dir(config: Config) -> Config:
                 f"{config.source}: [cache] path: cannot create or write {directory}: {exc.strerror or exc}"
             ) from None
     fallback = user_state_dir()
-    os.makedirs(fallback, mode=0o700, exist_ok=True)
+    try:
+        os.makedirs(fallback, mode=0o700, exist_ok=True)
+    except OSError as exc:  # a user without a home directory (nobody, a service account)
+        raise ConfigError(
+            f"{config.source}: [cache] path: {directory} is not writable for this user and {fallback} cannot be"
+            f" created ({exc.strerror or exc}); set [cache] path to a directory this user can write"
+        ) from None
     path = os.path.join(fallback, os.path.basename(config.cache_path))
     log.info("%s is not writable for this user; using %s", directory, fallback)
     return dataclasses.replace(config, cache_path=path)

@@ -174,7 +174,7 @@ class PolicyResolver:
         domain = policy_domain(key)
         if domain is None:
             return self.counters.answered(self._map_label(map_name), NOTFOUND)
-        entry = self.cache.get(domain)
+        entry = self.cache.get(domain)  # the one read that counts as a lookup's hit or miss
         now = self._clock()
         decision = freshness.decide(entry, now, self.config.txt_recheck)
         if decision.discover:
@@ -300,7 +300,7 @@ class PolicyResolver:
 
     async def _discover(self, domain: str) -> Tuple[CacheEntry, Optional[Policy]]:
         self.counters.discoveries += 1
-        entry = self.cache.get(domain)
+        entry = self.cache.peek(domain)
         now = self._clock()
         cached = entry.valid_policy(now) if entry else None
         if cached is not None:  # learned meanwhile by a background task
@@ -447,14 +447,14 @@ class PolicyResolver:
 
     def refresh_now(self, domain: str) -> "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]":
         """Forced refresh (``mtasts cache refresh``): a discovery that ignores the cache."""
-        entry = self.cache.get(domain)
+        entry = self.cache.peek(domain)
         if entry is not None and entry.valid_policy(self._clock()) is not None:
             return asyncio.ensure_future(self._refresh_and_report(domain))
         return self.discover(domain)
 
     async def _refresh_and_report(self, domain: str):
         await self._upkeep(domain, Background.REFRESH, wait_for_slot=False)
-        entry = self.cache.get(domain)
+        entry = self.cache.peek(domain)
         cached = entry.valid_policy(self._clock()) if entry else None
         return entry, cached.policy if cached else None
 
@@ -473,7 +473,7 @@ class PolicyResolver:
             log.exception("%s: background %s failed", domain, kind.name.lower())
 
     async def _check(self, domain: str, kind: Background) -> None:
-        entry = self.cache.get(domain)
+        entry = self.cache.peek(domain)
         if entry is None or entry.valid_policy(self._clock()) is None:
             return  # purged or expired meanwhile: the next lookup discovers it
         cached = entry.cached
@@ -489,12 +489,12 @@ class PolicyResolver:
         if kind is Background.TXT_CHECK and (not changed or not freshness.fetch_due(entry, self._clock())):
             # Same id, or no usable record: a missing TXT never removes a cached policy (§3.3).
             # A changed id whose fetch failed waits for its back-off (§3.3), then the REFRESH.
-            self.cache.put(freshness.txt_confirmed(self.cache.get(domain) or entry, self._clock()))
+            self.cache.put(freshness.txt_confirmed(self.cache.peek(domain) or entry, self._clock()))
             return
         try:
             result = await self._fetch(domain)
         except FetchError as exc:
-            current = self.cache.get(domain) or entry
+            current = self.cache.peek(domain) or entry
             failed = freshness.refresh_failed(current, self._clock(), str(exc))
             self.cache.put(failed)
             self.counters.refresh_failed += 1
@@ -511,7 +511,7 @@ class PolicyResolver:
                     time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cached.expires_at)),
                 )
             return
-        self._learn(self.cache.get(domain) or entry, domain, record, result)
+        self._learn(self.cache.peek(domain) or entry, domain, record, result)
 
     async def _sweep_forever(self) -> None:
         interval = min(SWEEP_INTERVAL, self.config.txt_recheck)

@@ -179,3 +179,22 @@ def test_a_changed_id_whose_fetch_fails_backs_off_instead_of_refetching_every_tx
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and d in r.getMessage()]
     assert len(warned) == 2 and "policy id changed to 2" in warned[0].getMessage()
     assert entry.failures == 2 and entry.cached.policy_id == "1"
+
+
+def test_each_lookup_counts_once_as_a_hit_or_a_miss(world, tmp_path):
+    # `cache stats`: internal reads (discovery, TXT checks, DANE) are not lookups.
+    d = world.new_domain()
+    world.publish(d)
+
+    async def scenario(resolver, clock):
+        assert resolver.answer_nowait("postfix", d) is None  # as the socketmap asks: a miss...
+        assert (await resolver.answer("postfix", d)).startswith(b"OK secure")  # ...then discovery
+        first = (resolver.cache.memory_hits, resolver.cache.misses)
+        clock.now += 61  # due for a TXT check: the background read is no lookup either
+        assert resolver.answer_nowait("postfix", d).startswith(b"OK secure")
+        await settle(resolver)
+        return first, (resolver.cache.memory_hits, resolver.cache.misses)
+
+    first, second = run(world, tmp_path, scenario)
+    assert first == (0, 1)
+    assert second == (1, 1)

@@ -278,3 +278,15 @@ def test_junk_map_names_and_malformed_connections_are_bounded_in_memory_and_log(
     assert log.count("closing socketmap connection from") <= 10
     stats = json.loads(daemon.cli("cache", "stats", "--json").stdout)["stats"]
     assert stats["unknown_map_lookups"] >= 3000
+
+
+def test_a_second_serve_with_the_same_configuration_says_so_in_one_line(daemon):
+    second = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--config", str(daemon.config)],
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    errors = [line for line in lines if " ERROR " in line]
+    assert len(errors) == 1, second.stderr
+    assert "another process is listening on" in errors[0] and "control.sock" in errors[0]
+    assert "Traceback" not in second.stderr and "Unclosed" not in second.stderr
+    assert daemon.query(".x.example") == "NOTFOUND "  # the first one carries on

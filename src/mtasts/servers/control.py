@@ -154,7 +154,7 @@ class ControlServer:
         if domain is None:
             return {"ok": False, "error": f"{request.get('domain')!r} is not a domain that can have a policy"}
         if command == "show":
-            entry = cache.get(domain)
+            entry = cache.peek(domain)  # an admin looking is no lookup: not counted
             return {"ok": True, "entry": entry_to_json(entry, now) if entry else None}
         if command == "purge":
             return {"ok": True, "purged": 1 if await self.resolver.purge(domain) else 0}
