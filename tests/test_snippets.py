@@ -89,7 +89,17 @@ def test_apache_snippet_passes_apaches_own_syntax_check(tmp_path, site_files):
 def test_nginx_snippet_passes_nginxs_own_check(tmp_path, site_files):
     import subprocess
 
-    (tmp_path / "site.conf").write_text(snippet("nginx", site_files, str(tmp_path / "www")))
+    import socket
+
+    text = snippet("nginx", site_files, str(tmp_path / "www"))
+    assert "    listen 443 ssl;\n    listen [::]:443 ssl;\n" in text
+    # nginx -t binds what it listens on: a free loopback port instead of 443 (root-only, and
+    # taken by the policy host in the integration tests).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = text.replace("    listen 443 ssl;\n    listen [::]:443 ssl;\n", f"    listen 127.0.0.1:{port} ssl;\n")
+    (tmp_path / "site.conf").write_text(text)
     (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
                                          f"http {{ access_log off; include {tmp_path}/site.conf; }}\n")
     # -e: nginx opens its error log before it reads the configuration (as an ordinary user
