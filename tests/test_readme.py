@@ -49,3 +49,20 @@ def test_every_cli_command_is_documented():
     sub = [a for a in parser._actions if a.dest == "command"][0]
     for name in sub.choices:
         assert re.search(rf"mtasts {name}\b", README), name
+
+
+def test_every_cli_argument_has_help_text():
+    import argparse
+
+    from mtasts.cli import _parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, path + [name])
+            elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield " ".join(path), action
+
+    missing = [f"{where}: {action.dest}" for where, action in walk(_parser(), ["mtasts"]) if not action.help]
+    assert missing == []

@@ -61,6 +61,9 @@ def test_services_notify_and_run_unprivileged():
     resolver = directives([u for u in UNITS if u.name == "mtasts.service"][0])["Service"]
     publisher = directives([u for u in UNITS if u.name == "mtasts-publish.service"][0])["Service"]
     assert "--only resolver" in resolver["ExecStart"] and "--only publisher" in publisher["ExecStart"]
+    # No --config: a pip/venv install without /etc/mtasts/mtasts.toml runs on the defaults
+    # (an explicit --config of a missing file is an error).
+    assert "--config" not in resolver["ExecStart"] and "--config" not in publisher["ExecStart"]
 
 
 def analyze(tmp_path, units):
