@@ -73,6 +73,15 @@ def world(dns_server, policy_host):
     return World(dns_server, policy_host)
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory in KiB (/proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

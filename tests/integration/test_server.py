@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import netstring, read_netstring
+from tests.integration.conftest import netstring, read_netstring, rss_kib
 
 pytestmark = pytest.mark.integration
 
@@ -218,14 +218,6 @@ def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
     config = Config(source="x.toml", cache_path=str(blocker / "cache.sqlite3"), cache_path_explicit=True)
     with pytest.raises(ConfigError, match=r"x.toml: \[cache\] path: cannot create or write"):
         daemon_module.with_state_dir(config)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def test_a_client_that_never_reads_cannot_grow_the_daemon(world, daemon):
