@@ -10,13 +10,14 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 from mtasts import __version__
 from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir
 from mtasts.errors import ConfigError, StoreError
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
+from mtasts.core.postfixcaps import PostfixInfo
 from mtasts.postconf import describe_answers, fit_to_postfix, learn_postfix
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.control import ControlServer
@@ -121,6 +122,8 @@ class Daemon:
         self.control: Optional[ControlServer] = None
         self.metrics: Optional[Any] = None
         self.shared: Optional[Any] = None
+        self._reloads: Set["asyncio.Task[None]"] = set()
+        self._reload_lock: Optional[asyncio.Lock] = None
 
     async def start(self) -> None:
         if self.run_publisher:
@@ -134,9 +137,10 @@ class Daemon:
             assert self.publisher is not None
             log.info("mtasts %s ready: publisher only, %s", __version__, self.publisher.serving())
 
-    def _fit_to_postfix(self, config: Config) -> Config:
-        """The configuration with its answers fitted to the Postfix that reads them."""
-        info = learn_postfix(config)
+    def _fit_to_postfix(self, config: Config, info: Optional[PostfixInfo] = None) -> Config:
+        """The configuration with its answers fitted to the Postfix that reads them (*info*:
+        already learned, else learned now)."""
+        info = info if info is not None else learn_postfix(config)
         fitted = fit_to_postfix(config, info)
         log.info("%s (from %s): %s", info.describe(), info.source, describe_answers(fitted))
         return fitted
@@ -203,6 +207,9 @@ class Daemon:
         }
 
     async def close(self) -> None:
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
         for part in (self.metrics, self.publisher, self.socketmap, self.control, self.resolver, self.fetcher,
                      self.shared):
             if part is not None:
@@ -211,10 +218,22 @@ class Daemon:
             self.cache.close()
 
     def reload(self) -> None:
-        """SIGHUP: the file is read once; the publisher takes its domains and certificates, the
+        """SIGHUP, from the signal handler: the reload runs as a task, one at a time."""
+        task = asyncio.ensure_future(self._reload_once())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_once(self) -> None:
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
+        """The file is read once; the publisher takes its domains and certificates, the
         resolver its map profiles, log level, timeouts, cache timings and DANE settings, with
         connections and cache kept; listeners, nameservers, the cache location and Redis need a
-        restart (the log says which changed)."""
+        restart (the log says which changed). postconf runs in a thread: lookups go on."""
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
@@ -227,7 +246,9 @@ class Daemon:
         fixed = ("listen", "socket_mode", "nameservers", "ca_file", "cache_backend", "cache_path", "memory_entries",
                  "control_socket", "redis_url", "redis_prefix", "redis_timeout", "metrics_listen")
         ignored = [k for k in fixed if getattr(new, k) != getattr(self.config, k) and not (k == "cache_path" and not new.cache_path_explicit)]
-        applied = self._fit_to_postfix(dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed}))
+        kept = dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed})
+        info = await asyncio.get_running_loop().run_in_executor(None, learn_postfix, kept)
+        applied = self._fit_to_postfix(kept, info)
         self.config = applied
         self.resolver.reconfigure(applied)
         assert self.fetcher is not None

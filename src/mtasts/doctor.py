@@ -88,13 +88,14 @@ class Doctor:
 
     def run(self) -> Optional[int]:
         """Run every check; None when Postfix could not be asked (exit 3)."""
-        info = learn_postfix(self.config, quiet=True)
         try:
             postconf_path, values = run_postconf(self.config, DOCTOR_PARAMETERS)
         except PostfixError as exc:
             self.add("postfix", FAIL, f"cannot ask Postfix: {exc}")
-            self._answers(info)
+            self._answers(learn_postfix(self.config, quiet=True))
             return None
+        # One postconf run serves both: [postfix] version in the file still wins, as in the daemon.
+        info = learn_postfix(self.config, quiet=True, postconf_run=(postconf_path, values))
         self.add("postfix", OK if info.version else WARN, f"{info.describe()} (from {info.source})")
         self._answers(info)
         self._policy_maps(postconf_path, values)

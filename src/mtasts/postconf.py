@@ -65,14 +65,17 @@ def run_postconf(config: Config, names: Sequence[str], *flags: str) -> Tuple[str
     return path, values
 
 
-def learn_postfix(config: Config, quiet: bool = False) -> PostfixInfo:
-    """What the configuration says of Postfix, else what postconf says, else unknown
-    (logged as a WARNING unless *quiet*: the CLI reports it instead)."""
+def learn_postfix(
+    config: Config, quiet: bool = False, postconf_run: Optional[Tuple[str, Dict[str, str]]] = None
+) -> PostfixInfo:
+    """What the configuration says of Postfix, else what postconf says (*postconf_run*: a
+    run already made, as (path, values)), else unknown (logged as a WARNING unless *quiet*:
+    the CLI reports it instead)."""
     if config.postfix_version:
         return PostfixInfo(parse_version(config.postfix_version), config.postfix_dnssec, config.postfix_tlsrpt,
                            source=f"[postfix] in {config.source}")
     try:
-        path, values = run_postconf(config, ANSWER_PARAMETERS)
+        path, values = postconf_run if postconf_run is not None else run_postconf(config, ANSWER_PARAMETERS)
     except PostfixError as exc:
         if quiet:
             return PostfixInfo(source=str(exc))

@@ -202,7 +202,6 @@ class PolicyPublisher:
         # Handshakes in progress, oldest first: task -> (client, TCP transport, monotonic start).
         self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, Any, float]]" = (
             collections.OrderedDict())
-        self.refused_handshakes = 0
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
@@ -284,7 +283,6 @@ class PolicyPublisher:
             victim = next(iter(self._in_handshake))
         if victim is not None:
             if now - self._in_handshake[victim][2] < STALE_HANDSHAKE:
-                self.refused_handshakes += 1
                 self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): closing a new"
                                        " connection", len(self._in_handshake), self._handshakes.get(client, 0), client)
                 transport.abort()
@@ -298,7 +296,6 @@ class PolicyPublisher:
 
     def _give_up(self, task) -> None:
         client, transport, _started = self._in_handshake[task]
-        self.refused_handshakes += 1
         self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
                                len(self._in_handshake), self._handshakes.get(client, 0), client)
         self._release(task)
