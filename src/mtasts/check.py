@@ -17,8 +17,8 @@ from mtasts.core.nexthop import policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.publication import policy_id, policy_text
 from mtasts.core.tlsrpt import select_tlsrpt
-from mtasts.core.txtrecord import select_record
-from mtasts.errors import FetchError, RecordError
+from mtasts.discovery import discover
+from mtasts.errors import RecordError
 from mtasts.net.dns import DnsClient, Outcome
 from mtasts.net.fetch import PolicyFetcher, make_ssl_context, policy_url
 from mtasts.net.smtp import probe_starttls
@@ -36,45 +36,49 @@ class Finding:
 
 
 async def check_domain(config: Config, name: str) -> List[Finding]:
-    found: List[Finding] = []
-    add = lambda status, check, message: found.append(Finding(status, check, message))  # noqa: E731
+    findings: List[Finding] = []
+    add = lambda status, check, message: findings.append(Finding(status, check, message))  # noqa: E731
     domain = policy_domain(name)
     if domain is None:
         add(FAIL, "domain", f"{name!r} is not a domain that can publish MTA-STS")
-        return found
+        return findings
     dns_client = DnsClient(config.nameservers, config.dns_timeout)
-
-    # RFC 8461 §3.1: exactly one v=STSv1 TXT record with a valid id.
-    txt = await dns_client.txt("_mta-sts." + domain)
-    record = None
-    if txt.outcome is Outcome.RECORDS:
-        try:
-            record = select_record(txt.texts)
-            add(PASS, "txt", f"_mta-sts.{domain}: id={record.policy_id}")
-        except RecordError as exc:
-            add(FAIL, "txt", f"_mta-sts.{domain}: {exc}")
-    elif txt.temporary:
-        # Nothing else can be judged while DNS does not answer: one finding, at once.
-        add(FAIL, "dns", dns_failure(f"_mta-sts.{domain} TXT", txt.outcome, dns_client))
-        return found
-    else:
-        add(FAIL, "txt", f"_mta-sts.{domain}: no TXT record ({txt.outcome.value}); publish the record 'mtasts publish records' prints")
-
-    # RFC 8461 §3.3: the policy over HTTPS.
-    policy: Optional[Policy] = None
-    body = b""
     fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
     await fetcher.start()
     try:
-        result = await fetcher.fetch(domain)
-        policy, body = result.policy, result.body
+        # The TXT record and the policy are judged each on its own: fetched even without a record.
+        found = await discover(dns_client, fetcher, domain, always_fetch=True)
+    finally:
+        await fetcher.close()
+
+    # RFC 8461 §3.1: exactly one v=STSv1 TXT record with a valid id.
+    lookup = found.lookup
+    record = lookup.record
+    if record is not None:
+        add(PASS, "txt", f"{lookup.name}: id={record.policy_id}")
+    elif lookup.txt.temporary:
+        # Nothing else can be judged while DNS does not answer: one finding, at once.
+        add(FAIL, "dns", dns_failure(f"{lookup.name} TXT", lookup.txt.outcome, dns_client))
+        return findings
+    elif lookup.txt.outcome is Outcome.RECORDS:
+        add(FAIL, "txt", f"{lookup.name}: {lookup.error}")
+    else:
+        add(FAIL, "txt", f"{lookup.name}: no TXT record ({lookup.txt.outcome.value}); publish the record"
+                         " 'mtasts publish records' prints")
+
+    # RFC 8461 §3.3: the policy over HTTPS.
+    policy: Optional[Policy] = found.policy
+    body = b""
+    assert found.fetch is not None
+    if found.fetch.result is not None:
+        body = found.fetch.result.body
+        assert policy is not None
         add(PASS, "policy", f"{policy_url(domain)}: mode {policy.mode.value}, {len(policy.mx)} mx, max_age {policy.max_age}")
         if policy.max_age < SHORT_MAX_AGE and policy.mode is not Mode.NONE:
             add(WARN, "policy", f"max_age {policy.max_age} is under a day; RFC 8461 §10.2 recommends weeks")
-    except FetchError as exc:
-        add(FAIL, "policy", f"{exc.detail} [{exc.result_type}]")
-    finally:
-        await fetcher.close()
+    else:
+        assert found.fetch.error is not None
+        add(FAIL, "policy", f"{found.fetch.error.detail} [{found.fetch.error.result_type}]")
 
     local = config.publish_domains.get(domain)
     if local is not None:
@@ -94,7 +98,7 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     # RFC 8461 §4.1: every MX must match a pattern; §10.4: wildcards cover hosts you may not control.
     mx_hosts = await _mx_hosts(dns_client, domain, add)
     if mx_hosts is None:
-        return found
+        return findings
     if policy is not None and policy.mode is not Mode.NONE:
         for pattern in policy.mx:
             if pattern.wildcard:
@@ -136,7 +140,7 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
             add(INFO, "dane", f"{host}: {len(rdata)} TLSA record(s) (DANE applies where the zone is DNSSEC-signed)")
         else:
             add(INFO, "dane", f"{host}: no TLSA records")
-    return found
+    return findings
 
 
 async def _mx_hosts(dns_client: DnsClient, domain: str, add) -> Optional[List[str]]:

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mtasts import __version__
 from mtasts.config import Config, load_config
-from mtasts.errors import ConfigError, FetchError, MtastsError, RecordError
+from mtasts.errors import ConfigError, MtastsError
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -133,103 +133,94 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 async def query(config: Config, args: argparse.Namespace) -> int:
+    from mtasts.core.dane import dane_applies, final_reply
     from mtasts.core.nexthop import next_hop
-    from mtasts.core.dane import dane_applies, dane_reply
     from mtasts.core.postfixcaps import fit_profiles
-    from mtasts.postconf import learn_postfix
     from mtasts.core.reply import tls_policy_reply
-    from mtasts.core.txtrecord import select_record
-    from mtasts.net.dns import DnsClient, Outcome
+    from mtasts.discovery import discover
+    from mtasts.net.dane import DaneChecker
+    from mtasts.net.dns import DnsClient
     from mtasts.net.fetch import PolicyFetcher, policy_url
+    from mtasts.postconf import learn_postfix
+    from mtasts.views import dane_to_json
 
     hop = next_hop(args.domain)
-    domain = hop.domain if hop is not None else None
-    report: Dict[str, Any] = {"key": args.domain, "domain": domain}
-    # The answer the daemon would give: profiles fitted to the Postfix that reads them.
-    info = learn_postfix(config, quiet=True)
-    maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
-    profile = maps.get(args.map) or default
-    report["postfix"] = info.describe()
-    policy = None
-    if domain is None:
+    if hop is None:
         # Not "no policy" (exit 1): the argument itself is unusable.
         print(f"mtasts: {args.domain!r}: no MTA-STS lookup for this key (a parent-domain probe, an IP literal,"
               " or not a domain); Postfix gets NOTFOUND for it", file=sys.stderr)
         return EXIT_USAGE
-    else:
-        dns_client = DnsClient(config.nameservers, config.dns_timeout)
-        started = time.perf_counter()
-        txt = await dns_client.txt("_mta-sts." + domain)
-        report["txt"] = {
-            "name": "_mta-sts." + domain,
-            "outcome": txt.outcome.value,
-            "records": [t.decode("ascii", "replace") for t in txt.texts],
-            "ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-        if txt.outcome is Outcome.RECORDS:
-            try:
-                record = select_record(txt.texts)
-                report["txt"]["id"] = record.policy_id
-            except RecordError as exc:
-                report["txt"]["error"] = str(exc)
-                record = None
-            if record is not None:
-                fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
-                await fetcher.start()
-                started = time.perf_counter()
-                fetch: Dict[str, Any] = {"url": policy_url(domain)}
-                try:
-                    result = await fetcher.fetch(domain)
-                    policy = result.policy
-                    fetch["policy"] = result.body.decode("utf-8", "replace")
-                    fetch["mode"] = policy.mode.value
-                    fetch["mx"] = [p.text for p in policy.mx]
-                    fetch["max_age"] = policy.max_age
-                except FetchError as exc:
-                    fetch["error"] = str(exc)
-                    fetch["result_type"] = exc.result_type
-                finally:
-                    await fetcher.close()
-                fetch["ms"] = round((time.perf_counter() - started) * 1000, 1)
-                report["fetch"] = fetch
-    answer = tls_policy_reply(domain or "", policy, profile)
-    if hop is not None and dane_applies(answer, config.dane_mode, profile.dane):  # the daemon's rule
-        from mtasts.dane import DaneChecker
-        from mtasts.servers.control import dane_to_json
-
-        result = await DaneChecker(dns_client, config).check(hop, time.time())
-        report["dane"] = dane_to_json(result, time.time())
-        answer = dane_reply(result) or answer
-    report["answer"] = answer.decode()
+    domain = hop.domain
+    # The answer the daemon would give: profiles fitted to the Postfix that reads them.
+    info = learn_postfix(config, quiet=True)
+    maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
+    profile = maps.get(args.map) or default
+    report: Dict[str, Any] = {"key": args.domain, "domain": domain, "postfix": info.describe()}
+    dns_client = DnsClient(config.nameservers, config.dns_timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    await fetcher.start()
+    try:
+        found = await discover(dns_client, fetcher, domain)
+    finally:
+        await fetcher.close()
+    lookup = found.lookup
+    report["txt"] = {
+        "name": lookup.name,
+        "outcome": lookup.txt.outcome.value,
+        "records": [t.decode("ascii", "replace") for t in lookup.txt.texts],
+        "ms": round(lookup.seconds * 1000, 1),
+    }
+    if lookup.record is not None:
+        report["txt"]["id"] = lookup.record.policy_id
+    elif lookup.txt.texts:
+        report["txt"]["error"] = lookup.error
+    if found.fetch is not None:
+        fetch: Dict[str, Any] = {"url": policy_url(domain)}
+        if found.fetch.result is not None:
+            policy = found.fetch.result.policy
+            fetch["policy"] = found.fetch.result.body.decode("utf-8", "replace")
+            fetch["mode"] = policy.mode.value
+            fetch["mx"] = [p.text for p in policy.mx]
+            fetch["max_age"] = policy.max_age
+        else:
+            assert found.fetch.error is not None
+            fetch["error"] = str(found.fetch.error)
+            fetch["result_type"] = found.fetch.error.result_type
+        fetch["ms"] = round(found.fetch.seconds * 1000, 1)
+        report["fetch"] = fetch
+    answer = tls_policy_reply(domain, found.policy, profile)
+    dane = None
+    if dane_applies(answer, config.dane_mode, profile.dane):  # checked as the daemon does
+        checker = DaneChecker(dns_client, config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
+        dane = await checker.check(hop, time.time())
+        report["dane"] = dane_to_json(dane, time.time())
+    report["answer"] = final_reply(answer, config.dane_mode, profile.dane, dane).decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_query(report)
-    return EXIT_OK if policy is not None else EXIT_FAIL
+    return EXIT_OK if found.policy is not None else EXIT_FAIL
 
 
 def _print_query(report: Dict[str, Any]) -> None:
     print(f"key:     {report['key']}")
-    if report.get("domain") is None:
-        print(f"result:  {report['error']}")
-    else:
-        txt = report["txt"]
-        print(f"domain:  {report['domain']}")
-        print(f"TXT:     {txt['name']}: {txt['outcome']} ({txt['ms']} ms)")
-        for record in txt["records"]:
-            print(f"         {record}")
-        if "error" in txt:
-            print(f"         unusable: {txt['error']}")
-        fetch = report.get("fetch")
-        if fetch:
-            print(f"fetch:   {fetch['url']} ({fetch['ms']} ms)")
-            if "error" in fetch:
-                print(f"         failed: {fetch['error']} [{fetch['result_type']}]")
-            else:
-                for line in fetch["policy"].splitlines():
-                    print(f"         | {line}")
-        if report.get("dane"):
-            _print_dane(report["dane"])
+    txt = report["txt"]
+    print(f"domain:  {report['domain']}")
+    print(f"TXT:     {txt['name']}: {txt['outcome']} ({txt['ms']} ms)")
+    for record in txt["records"]:
+        print(f"         {record}")
+    if "error" in txt:
+        print(f"         unusable: {txt['error']}")
+    fetch = report.get("fetch")
+    if fetch:
+        print(f"fetch:   {fetch['url']} ({fetch['ms']} ms)")
+        if "error" in fetch:
+            print(f"         failed: {fetch['error']} [{fetch['result_type']}]")
+        else:
+            for line in fetch["policy"].splitlines():
+                print(f"         | {line}")
+    if report.get("dane"):
+        _print_dane(report["dane"])
     print(f"postfix: {report['postfix']}")
     print(f"answer:  {report['answer']}")
 

@@ -69,7 +69,8 @@ def with_state_dir(config: Config) -> Config:
     return dataclasses.replace(config, cache_path=path)
 
 
-def open_cache(config: Config) -> PolicyCache:
+def open_cache(config: Config, shared=None) -> PolicyCache:
+    """The cache tiers: memory, the SQLite store, and with *shared* (``open_shared``) the fleet's."""
     # "redis" keeps the local SQLite store too: a Redis restart loses nothing a host needs.
     store = None
     if config.cache_backend != "memory":
@@ -79,6 +80,10 @@ def open_cache(config: Config) -> PolicyCache:
             # Refusing to start would defer all mail (Postfix gets "connection refused"):
             # answer from memory, relearning policies, and say loudly what to fix.
             log.error("%s; running with the memory cache only (policies are not kept across restarts)", exc)
+    if shared is not None:
+        from mtasts.store.fleet import FleetCache
+
+        return FleetCache(config.memory_entries, store, shared)
     return PolicyCache(config.memory_entries, store)
 
 
@@ -150,10 +155,10 @@ class Daemon:
         dns_client = DnsClient(config.nameservers, config.dns_timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
         # No count or scan of the store here: start-up time must not grow with it (1M entries).
-        self.cache = open_cache(config)
-        await self.fetcher.start()
         self.shared = open_shared(config)
-        self.resolver = PolicyResolver(config, self.cache, dns_client, self.fetcher, shared=self.shared)
+        self.cache = open_cache(config, self.shared)
+        await self.fetcher.start()
+        self.resolver = PolicyResolver(config, self.cache, dns_client, self.fetcher)
         await self.resolver.start()
         self.control = ControlServer(
             self.resolver,

@@ -196,11 +196,11 @@ class Doctor:
         if not dane:
             self.add("dnssec", OK, "no DANE answers: no validating resolver needed")
             return
-        from mtasts.dane import DaneChecker, non_loopback
+        from mtasts.net.dane import non_loopback, resolver_validates
         from mtasts.net.dns import DnsClient
 
         client = DnsClient(self.config.nameservers, self.config.dns_timeout)
-        answer = asyncio.run(DaneChecker(client, self.config).resolver_validates(self.config.dane_probe))
+        answer = asyncio.run(resolver_validates(client, self.config.dane_probe))
         servers = ", ".join(client.nameservers) or "the system resolver"
         if answer.validated:
             self.add("dnssec", OK, f"{servers} validates DNSSEC (AD bit for {self.config.dane_probe!r})")

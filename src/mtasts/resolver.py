@@ -13,28 +13,25 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from cachetools import LRUCache
 
 from mtasts.config import Config
 from mtasts.core import freshness
-from mtasts.core.dane import DaneResult, dane_applies, dane_reply
+from mtasts.core.dane import DaneResult, dane_applies, final_reply
 from mtasts.core.freshness import Background, CacheEntry, Hold
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.reply import MapProfile, cached_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
-from mtasts.core.txtrecord import PolicyRecord, select_record
-from mtasts.dane import DaneChecker, non_loopback
-from mtasts.errors import FetchError, RecordError
+from mtasts.core.txtrecord import PolicyRecord
+from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
 from mtasts.metrics import LatencyHistogram
-from mtasts.net.dns import DnsClient, Outcome
-from mtasts.net.fetch import FetchResult, PolicyFetcher
+from mtasts.net.dane import DaneChecker, non_loopback, resolver_validates
+from mtasts.net.dns import DnsLookups, Outcome
+from mtasts.net.fetch import FetchResult, PolicySource
 from mtasts.store.tiered import PolicyCache
-
-if TYPE_CHECKING:
-    from mtasts.store.shared import SharedCache
 
 log = logging.getLogger("mtasts.resolver")
 
@@ -42,8 +39,6 @@ log = logging.getLogger("mtasts.resolver")
 SWEEP_INTERVAL = 30.0
 # Entries without a valid policy or hold are forgotten after a week.
 PRUNE_AFTER = 7 * 86400.0
-# How long a host waits for another host's discovery of the same domain (fleet single flight).
-FLEET_WAIT = 3.0
 # Unknown map names remembered (each logged once); beyond, one WARNING and a counter only.
 MAX_UNKNOWN_MAPS = 100
 # DANE results of relay-shaped keys ([host]:port, host:port): few, kept in memory only.
@@ -78,16 +73,13 @@ class PolicyResolver:
         self,
         config: Config,
         cache: PolicyCache,
-        dns_client: DnsClient,
-        fetcher: PolicyFetcher,
+        dns_client: DnsLookups,
+        fetcher: PolicySource,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
-        shared: Optional["SharedCache"] = None,
     ) -> None:
         self.config = config
         self.cache = cache
-        self.shared = shared
-        self._sharing: Set["asyncio.Task[None]"] = set()
         self._dns = dns_client
         self._fetcher = fetcher
         self._clock = clock
@@ -95,7 +87,7 @@ class PolicyResolver:
         self._inflight: Dict[str, "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]"] = {}
         self._dane_inflight: Dict[NextHop, "asyncio.Future[DaneResult]"] = {}
         self._relay_dane: "LRUCache[NextHop, DaneResult]" = LRUCache(RELAY_DANE_ENTRIES)
-        self._dane = DaneChecker(dns_client, config)
+        self._dane = DaneChecker(dns_client, config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
         self._background: Dict[str, "asyncio.Task[None]"] = {}
         self._semaphore: Optional[asyncio.Semaphore] = None
         self._sweeper: Optional["asyncio.Task[None]"] = None
@@ -110,8 +102,7 @@ class PolicyResolver:
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         if self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())
-        if self.shared is not None:
-            self.shared.start(self._fleet_event)
+        self.cache.start()
 
     async def _probe_validation(self) -> None:
         """Say at start-up when DANE cannot work: the resolver does not validate (no AD bit)."""
@@ -120,7 +111,7 @@ class PolicyResolver:
             log.warning("DANE: nameserver %s is not on loopback: its AD bit crosses the network"
                         " unauthenticated (use a local validating resolver such as unbound)", ", ".join(remote))
         probe = self.config.dane_probe
-        answer = await self._dane.resolver_validates(probe)
+        answer = await resolver_validates(self._dns, probe)
         if answer.validated:
             log.info("DANE: the resolver validates DNSSEC (AD bit for %r)", probe)
         else:
@@ -133,10 +124,10 @@ class PolicyResolver:
     async def close(self) -> None:
         tasks = list(self._background.values()) + list(self._inflight.values()) + list(self._dane_inflight.values())
         tasks += [t for t in (self._sweeper, self._probe) if t is not None]
-        tasks += list(self._sharing)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.cache.stop()
 
     def dane_answers(self) -> bool:
         """Whether any map profile may answer dane/dane-only (else no DANE lookups at all)."""
@@ -147,7 +138,8 @@ class PolicyResolver:
         """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
         self.config = config
         self._dns.set_timeout(config.dns_timeout)
-        self._dane.config = config
+        self._dane.failure_ttl, self._dane.min_ttl, self._dane.max_ttl = (
+            config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
         self._unknown_maps.clear()
         if self._probe is None and self._semaphore is not None and self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())  # DANE answers turned on
@@ -189,7 +181,7 @@ class PolicyResolver:
                 return None  # the first time, answer() waits for the DANE check
             if not dane.fresh(now):
                 self.dane_check(hop or NextHop(domain))  # answer from the last result meanwhile
-            reply = dane_reply(dane) or reply
+            reply = final_reply(reply, self.config.dane_mode, profile.dane, dane)
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
@@ -230,14 +222,14 @@ class PolicyResolver:
         while fresh, else (or when asked) re-checked."""
         # discover() hands back the policy of entry.cached, or None for a hold.
         reply = cached_reply(entry.domain, entry.cached if policy is not None else None, profile)
+        dane: Optional[DaneResult] = None
         if dane_applies(reply, self.config.dane_mode, profile.dane):
             hop = hop or NextHop(entry.domain)
             known = entry.dane if hop.default else self._relay_dane.get(hop)
             dane = None if recheck_dane else known
             if dane is None or not dane.fresh(self._clock()):
                 dane = await self.dane_check(hop)
-            reply = dane_reply(dane) or reply
-        return reply
+        return final_reply(reply, self.config.dane_mode, profile.dane, dane)
 
     # -- DANE -----------------------------------------------------------------------
 
@@ -274,9 +266,7 @@ class PolicyResolver:
         else:
             current = self.cache.peek(hop.domain)
             if current is not None:
-                updated = replace(current, dane=result)
-                self.cache.put(updated)
-                self._share(updated)
+                self.cache.put(replace(current, dane=result))
         if previous is None or previous.state is not result.state:
             hosts = "; ".join(f"{h.host} {h.state.value}" for h in result.hosts)
             where = hop.domain if hop.default else (f"[{hop.domain}]" if not hop.mx else hop.domain) + f":{hop.port}"
@@ -301,122 +291,59 @@ class PolicyResolver:
     async def _discover(self, domain: str) -> Tuple[CacheEntry, Optional[Policy]]:
         self.counters.discoveries += 1
         entry = self.cache.peek(domain)
-        now = self._clock()
-        cached = entry.valid_policy(now) if entry else None
+        cached = entry.valid_policy(self._clock()) if entry else None
         if cached is not None:  # learned meanwhile by a background task
             return entry, cached.policy
-        if self.shared is not None:
-            found = await self._from_fleet(domain)
-            if found is not None:
-                return found
-        txt = await self._dns.txt("_mta-sts." + domain)
-        now = self._clock()
-        if txt.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
-            return self._hold(entry, domain, Hold.NO_RECORD, self._negative_ttl(txt.ttl), txt.outcome.value)
-        if txt.temporary:
-            log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value, txt.detail)
-            return self._hold(entry, domain, Hold.DNS_FAILURE, self.config.failure_ttl, f"dns {txt.outcome.value}")
-        try:
-            record = select_record(txt.texts)
-        except RecordError as exc:
-            if not any(t.startswith(b"v=STSv1") for t in txt.texts):
-                return self._hold(entry, domain, Hold.NO_RECORD, self._negative_ttl(txt.ttl), str(exc))
-            log.info("%s: unusable _mta-sts TXT record: %s", domain, exc)
-            return self._hold(entry, domain, Hold.INVALID_RECORD, self.config.failure_ttl, str(exc))
-        try:
-            result = await self._fetch(domain)
-        except FetchError as exc:
-            failures = (entry.failures if entry else 0) + 1
-            ttl = freshness.retry_delay(failures)  # §3.3: back off per policy id
-            log.info("%s: policy fetch failed (%s); no policy for %d s", domain, exc, ttl)
-            return self._hold(entry, domain, Hold.FETCH_FAILURE, ttl, str(exc))
-        new = self._learn(entry, domain, record, result)
-        return new, result.policy
+        known = await self.cache.recall(domain, self._answerable)  # another host's (a fleet)
+        if known is not None:
+            return known, freshness.decide(known, self._clock(), self.config.txt_recheck).policy
+        found = await discover(self._dns, self._fetcher, domain)
+        self._count(found.fetch)
+        if found.hold is None:
+            assert found.fetch is not None and found.fetch.result is not None
+            return self._learn(entry, domain, found.lookup.record, found.fetch.result), found.policy
+        return self._hold(entry, domain, found), None
 
-    def _hold(self, entry, domain, hold, ttl, error) -> Tuple[CacheEntry, None]:
+    def _answerable(self, entry: CacheEntry) -> bool:
+        """Whether *entry* (from elsewhere) answers lookups now: a valid policy or a running hold."""
+        return not freshness.decide(entry, self._clock(), self.config.txt_recheck).discover
+
+    def _hold(self, entry: Optional[CacheEntry], domain: str, found: Discovery) -> CacheEntry:
+        hold = found.hold
+        assert hold is not None
+        failures = (entry.failures if entry else 0) + 1
+        ttl = freshness.hold_ttl(hold, found.lookup.txt.ttl, failures,
+                                 (self.config.negative_ttl_min, self.config.negative_ttl_max), self.config.failure_ttl)
+        if hold is Hold.DNS_FAILURE:
+            txt = found.lookup.txt
+            log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value, txt.detail)
+        elif hold is Hold.INVALID_RECORD:
+            log.info("%s: unusable _mta-sts TXT record: %s", domain, found.error)
+        elif hold is Hold.FETCH_FAILURE:
+            log.info("%s: policy fetch failed (%s); no policy for %d s", domain, found.error, ttl)  # §3.3 back-off
         if hold is not Hold.NO_RECORD and entry is not None and entry.cached is not None:
             hold = Hold.EXPIRED if hold is Hold.FETCH_FAILURE else hold
-        new = freshness.held(entry, domain, hold, self._clock(), ttl, error)
+        new = freshness.held(entry, domain, hold, self._clock(), ttl, found.error)
         self.cache.put(new)
-        self._share(new)
-        return new, None
-
-    # -- the fleet (shared Redis tier) ---------------------------------------------------
-
-    async def _from_fleet(self, domain: str) -> Optional[Tuple[CacheEntry, Optional[Policy]]]:
-        """What another host already knows about *domain*, or knows it is finding out."""
-        assert self.shared is not None
-        found = self._usable(await self.shared.get(domain))
-        if found is None and not await self.shared.lock(domain):
-            # Another host is discovering it: wait briefly for its result, else do it ourselves.
-            found = self._usable(await self.shared.wait_for(domain, FLEET_WAIT))
-        if found is not None:
-            self.cache.put(found[0])
-        return found
-
-    def _usable(self, entry: Optional[CacheEntry]) -> Optional[Tuple[CacheEntry, Optional[Policy]]]:
-        """A shared entry this host may answer from: a valid policy, or a hold still running."""
-        decision = freshness.decide(entry, self._clock(), self.config.txt_recheck)
-        if decision.discover:
-            return None
-        assert entry is not None
-        return entry, decision.policy
-
-    def _share(self, entry: CacheEntry) -> None:
-        """Publish what this host learned to the fleet, without waiting for Redis."""
-        if self.shared is None:
-            return
-        task = asyncio.ensure_future(self.shared.put(entry, self._clock()))
-        self._sharing.add(task)
-        task.add_done_callback(self._sharing.discard)
-
-    async def _fleet_event(self, kind: str, domain: str) -> None:
-        """Another host learned, refreshed or purged *domain* (``*``: everything)."""
-        assert self.shared is not None
-        if kind == "purge":
-            if domain == "*":
-                self.cache.purge_all()
-            else:
-                self.cache.purge(domain)
-        elif kind == "update":
-            # Only what this host already holds is updated; the rest it finds in Redis
-            # when (if ever) it sends there, instead of storing every domain of the fleet.
-            local = self.cache.peek(domain)
-            if local is None:
-                return
-            # Another host's failure never replaces a valid policy here (freshness.merged).
-            keep = freshness.merged(local, await self.shared.get(domain), self._clock())
-            if keep is not None:
-                self.cache.put(keep)
+        return new
 
     async def purge(self, domain: str) -> bool:
         """Forget *domain* here and, with a shared tier, on every host of the fleet."""
-        purged = self.cache.purge(domain)
-        if self.shared is not None:
-            await self.shared.delete(domain)
-        return purged
+        return await self.cache.forget(domain)
 
     async def purge_all(self) -> int:
-        count = self.cache.purge_all()
-        if self.shared is not None:
-            await self.shared.delete_all()
-        return count
+        return await self.cache.forget_all()
 
-    def _negative_ttl(self, ttl: int) -> float:
-        return min(max(float(ttl), self.config.negative_ttl_min), self.config.negative_ttl_max)
-
-    async def _fetch(self, domain: str) -> FetchResult:
-        started = time.monotonic()
-        try:
-            result = await self._fetcher.fetch(domain)
-        except FetchError as exc:
+    def _count(self, fetch: Optional[PolicyFetch]) -> None:
+        if fetch is None:
+            return
+        self.counters.fetch_latency.observe(fetch.seconds)
+        if fetch.error is None:
+            self.counters.fetch_ok += 1
+        else:
             self.counters.fetch_failed += 1
-            self.counters.by_failure[exc.kind] = self.counters.by_failure.get(exc.kind, 0) + 1
-            raise
-        finally:
-            self.counters.fetch_latency.observe(time.monotonic() - started)
-        self.counters.fetch_ok += 1
-        return result
+            kind = fetch.error.kind
+            self.counters.by_failure[kind] = self.counters.by_failure.get(kind, 0) + 1
 
     def _learn(
         self, entry: Optional[CacheEntry], domain: str, record: Optional[PolicyRecord], result: FetchResult
@@ -425,7 +352,6 @@ class PolicyResolver:
         policy_id = record.policy_id if record else (old.policy_id if old else "")
         new = freshness.learned(entry, domain, result.policy, policy_id, self._clock(), self._jitter())
         self.cache.put(new)
-        self._share(new)
         policy = result.policy
         summary = f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'}, max_age {policy.max_age}"
         if old is None:
@@ -478,40 +404,37 @@ class PolicyResolver:
             return  # purged or expired meanwhile: the next lookup discovers it
         cached = entry.cached
         assert cached is not None
-        txt = await self._dns.txt("_mta-sts." + domain)
-        record: Optional[PolicyRecord] = None
-        if txt.outcome is Outcome.RECORDS:
-            try:
-                record = select_record(txt.texts)
-            except RecordError as exc:
-                log.debug("%s: TXT re-check: %s; keeping the cached policy", domain, exc)
+        lookup = await read_record(self._dns, domain)
+        record = lookup.record
+        if record is None and lookup.txt.outcome is Outcome.RECORDS:
+            log.debug("%s: TXT re-check: %s; keeping the cached policy", domain, lookup.error)
         changed = record is not None and record.policy_id != cached.policy_id
         if kind is Background.TXT_CHECK and (not changed or not freshness.fetch_due(entry, self._clock())):
             # Same id, or no usable record: a missing TXT never removes a cached policy (§3.3).
             # A changed id whose fetch failed waits for its back-off (§3.3), then the REFRESH.
-            self.cache.put(freshness.txt_confirmed(self.cache.peek(domain) or entry, self._clock()))
+            self.cache.put(freshness.txt_confirmed(self.cache.peek(domain) or entry, self._clock()), share=False)
             return
-        try:
-            result = await self._fetch(domain)
-        except FetchError as exc:
-            current = self.cache.peek(domain) or entry
-            failed = freshness.refresh_failed(current, self._clock(), str(exc))
-            self.cache.put(failed)
-            self.counters.refresh_failed += 1
-            if cached.policy.mode is Mode.ENFORCE:
-                self.counters.refresh_failed_enforced += 1
-            why = f"policy id changed to {record.policy_id}" if changed and record else "proactive refresh"
-            if freshness.needs_warning(failed):
-                log.warning(
-                    "%s: refresh of the %s policy failed (%s): %s; keeping the cached policy until %s",
-                    domain,
-                    cached.policy.mode.value,
-                    why,
-                    exc,
-                    time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cached.expires_at)),
-                )
+        fetch = await fetch_policy(self._fetcher, domain)
+        self._count(fetch)
+        if fetch.result is not None:
+            self._learn(self.cache.peek(domain) or entry, domain, record, fetch.result)
             return
-        self._learn(self.cache.peek(domain) or entry, domain, record, result)
+        current = self.cache.peek(domain) or entry
+        failed = freshness.refresh_failed(current, self._clock(), str(fetch.error))
+        self.cache.put(failed, share=False)
+        self.counters.refresh_failed += 1
+        if cached.policy.mode is Mode.ENFORCE:
+            self.counters.refresh_failed_enforced += 1
+        why = f"policy id changed to {record.policy_id}" if changed and record else "proactive refresh"
+        if freshness.needs_warning(failed):
+            log.warning(
+                "%s: refresh of the %s policy failed (%s): %s; keeping the cached policy until %s",
+                domain,
+                cached.policy.mode.value,
+                why,
+                fetch.error,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cached.expires_at)),
+            )
 
     async def _sweep_forever(self) -> None:
         interval = min(SWEEP_INTERVAL, self.config.txt_recheck)

@@ -266,12 +266,12 @@ def test_temporary_failure_after_usable_tlsa_answers_dane(dnssec):
     from mtasts.config import Config, Nameserver
     from mtasts.core.dane import DaneResult, DaneState
     from mtasts.core.nexthop import NextHop
-    from mtasts.dane import DaneChecker
+    from mtasts.net.dane import DaneChecker
     from mtasts.net.dns import DnsClient
 
     async def check(previous):
         client = DnsClient([Nameserver(RESOLVER_ADDRESS)], 3.0)
-        return await DaneChecker(client, Config()).check(NextHop("lame.test"), 1000.0, previous)
+        return await DaneChecker(client, failure_ttl=60.0, min_ttl=60.0, max_ttl=3600.0).check(NextHop("lame.test"), 1000.0, previous)
 
     never = asyncio.run(check(None))
     assert never.state is DaneState.UNKNOWN and never.expires_at == 1000.0 + Config().failure_ttl

@@ -1,6 +1,6 @@
 """DANE for SMTP (RFC 7672): whether a next hop's MX hosts have usable TLSA records.
 
-Pure decisions over what the DNS said; the lookups live in ``mtasts.dane``. RFC 8461
+Pure decisions over what the DNS said; the lookups live in ``mtasts.net.dane``. RFC 8461
 §2: an MTA-STS answer must never override DANE, so where DANE applies Postfix is told
 ``dane``/``dane-only`` and does the TLSA work itself (postfix-interface.md §5).
 
@@ -167,6 +167,15 @@ def dane_reply(result: Optional[DaneResult]) -> Optional[bytes]:
     if result is None:
         return None
     return _REPLIES.get(result.state)
+
+
+def final_reply(sts_reply: bytes, mode: str, profile_dane: bool, dane: Optional[DaneResult]) -> bytes:
+    """The one rule that combines the two: where DANE applies and its result dictates an
+    answer, that answer; else the MTA-STS answer. RFC 8461 §2: MTA-STS never overrides
+    DANE (RFC 7672), so a domain with usable TLSA records gets ``dane``/``dane-only``."""
+    if not dane_applies(sts_reply, mode, profile_dane):
+        return sts_reply
+    return dane_reply(dane) or sts_reply
 
 
 def bounded_ttl(ttls: Sequence[int], low: float, high: float) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Tuple
 
 from mtasts.core.dane import DaneResult
 from mtasts.core.policy import Mode, Policy
@@ -138,6 +138,18 @@ def refresh_time(fetched_at: float, max_age: int, jitter: float) -> float:
 
 def retry_delay(failures: int) -> float:
     return min(RETRY_MAX, RETRY_MIN * (2 ** max(0, failures - 1)))
+
+
+def hold_ttl(hold: Hold, txt_ttl: int, failures: int, negative: "Tuple[float, float]", failure_ttl: float) -> float:
+    """How long discovery's "no policy" holds. No record: the TXT answer's (negative) TTL
+    within ``[cache] negative_ttl_min/max``; a failed fetch: the per-id back-off (§3.3),
+    *failures* counting this one; a DNS failure or an unusable record: ``failure_ttl``."""
+    if hold is Hold.NO_RECORD:
+        low, high = negative
+        return min(max(float(txt_ttl), low), high)
+    if hold is Hold.FETCH_FAILURE:
+        return retry_delay(failures)
+    return failure_ttl
 
 
 def fetch_due(entry: CacheEntry, now: float) -> bool:

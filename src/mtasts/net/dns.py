@@ -11,7 +11,7 @@ import asyncio
 import enum
 import socket
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
 import dns.asyncresolver
 import dns.exception
@@ -61,6 +61,24 @@ class SecureAnswer:
     @property
     def temporary(self) -> bool:
         return self.outcome in (Outcome.SERVFAIL, Outcome.TIMEOUT)
+
+
+class DnsLookups(Protocol):
+    """What discovery, DANE and the resolver ask of DNS; ``DnsClient`` is the real one."""
+
+    @property
+    def nameservers(self) -> List[str]: ...
+
+    @property
+    def nameserver_addresses(self) -> List[str]: ...
+
+    def set_timeout(self, timeout: float) -> None: ...
+
+    async def txt(self, name: str) -> TxtAnswer: ...
+
+    async def query(self, name: str, rdtype: str) -> Tuple[Outcome, List[Any], str]: ...
+
+    async def secure(self, name: str, rdtype: str) -> "SecureAnswer": ...
 
 
 class DnsClient:

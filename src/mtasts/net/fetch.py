@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 import aiohttp
 
@@ -61,6 +61,13 @@ def is_text_plain(content_type: Optional[str]) -> bool:
     if not content_type:
         return False
     return content_type.split(";", 1)[0].strip().lower() == "text/plain"
+
+
+class PolicySource(Protocol):
+    """Where discovery gets a policy from; ``PolicyFetcher`` is the real one (HTTPS)."""
+
+    async def fetch(self, domain: str) -> FetchResult:
+        """The policy of *domain*; FetchError (with its TLSRPT result type) otherwise."""
 
 
 class PolicyFetcher:

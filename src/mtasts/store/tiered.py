@@ -13,7 +13,7 @@ one WARNING when it works again.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from cachetools import LRUCache
 
@@ -82,7 +82,9 @@ class PolicyCache:
             entry = self._read(domain)
         return entry
 
-    def put(self, entry: CacheEntry) -> None:
+    def put(self, entry: CacheEntry, share: bool = True) -> None:
+        """Keep *entry*; *share* is for the fleet tier (``store.fleet``): False for this
+        host's own bookkeeping (a TXT re-check, a failed refresh's back-off)."""
         self._memory[entry.domain] = entry
         if self.store is not None:
             try:
@@ -101,6 +103,25 @@ class PolicyCache:
             except StoreError as exc:
                 self._failed(f"delete of {domain}", exc)
         return in_memory or in_store
+
+    # -- what a wider tier may add (store.fleet); alone, this host is all there is -----
+
+    def start(self) -> None:
+        pass
+
+    async def recall(self, domain: str, usable: Callable[[CacheEntry], bool]) -> Optional[CacheEntry]:
+        """An entry for *domain* learned elsewhere that *usable* accepts, kept here too."""
+        return None
+
+    async def forget(self, domain: str) -> bool:
+        """Purge *domain* from every tier (``cache purge``)."""
+        return self.purge(domain)
+
+    async def forget_all(self) -> int:
+        return self.purge_all()
+
+    async def stop(self) -> None:
+        pass
 
     def purge_all(self) -> int:
         count = len(self._memory)

@@ -3,6 +3,7 @@
 The decisions are in ``mtasts.core.dane``; this module asks the DNS: the MX RRset, each
 host's A/AAAA, each host's ``_25._tcp`` TLSA, every answer with its AD bit. The AD bit
 is trusted from the configured resolver only, as Postfix trusts its own (README, DANE).
+Like the other edges it takes plain values (the TTL bounds), not the configuration.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import ipaddress
 from typing import List, Optional, Tuple
 
-from mtasts.config import Config
 from mtasts.core.dane import (
     DaneResult,
     DaneState,
@@ -27,21 +27,24 @@ from mtasts.core.dane import (
     tlsa_names,
 )
 from mtasts.core.nexthop import NextHop
-from mtasts.net.dns import DnsClient, Outcome, SecureAnswer
+from mtasts.net.dns import DnsLookups, Outcome, SecureAnswer
 
-log = logging.getLogger("mtasts.dane")
+log = logging.getLogger("mtasts.net.dane")
 
 # Postfix tries at most smtp_mx_address_limit (5) addresses; a few more hosts cost little.
 MAX_MX_HOSTS = 16
 
 
 class DaneChecker:
-    """Reads its bounds from ``config`` ([dane] min_ttl/max_ttl, [cache] failure_ttl) at each
-    check, so a SIGHUP only has to hand it the new configuration."""
+    """*failure_ttl*: how long a temporary failure holds; *min_ttl*/*max_ttl*: the bounds
+    of a result's lifetime (``[cache] failure_ttl``, ``[dane] min_ttl``/``max_ttl``).
+    A SIGHUP sets the attributes anew; each check reads them."""
 
-    def __init__(self, dns_client: DnsClient, config: Config) -> None:
+    def __init__(self, dns_client: DnsLookups, failure_ttl: float, min_ttl: float, max_ttl: float) -> None:
         self._dns = dns_client
-        self.config = config
+        self.failure_ttl = failure_ttl
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
 
     async def check(self, hop: NextHop, now: float, previous: Optional[DaneResult] = None) -> DaneResult:
         """The DANE state of next hop *hop* as Postfix would see it: MX hosts at port 25 for a
@@ -54,7 +57,7 @@ class DaneChecker:
         mx = await self._dns.secure(domain, "MX")
         if mx.temporary:
             state = after_mx_failure(previous)
-            return DaneResult(state, now, now + self.config.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
+            return DaneResult(state, now, now + self.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
         if mx.outcome is Outcome.RECORDS:
             exchanges = sorted((r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in mx.records)
             if is_null_mx([name for _pref, name in exchanges]):
@@ -73,7 +76,7 @@ class DaneChecker:
 
     def _result(self, state: DaneState, now: float, hosts: Tuple[HostDane, ...], ttls: List[int]) -> DaneResult:
         retry = state in (DaneState.TEMPFAIL, DaneState.UNKNOWN)
-        expires = now + (self.config.failure_ttl if retry else self._ttl(ttls))
+        expires = now + (self.failure_ttl if retry else self._ttl(ttls))
         return DaneResult(state, now, expires, hosts)
 
     async def _host(self, host: str, port: int) -> Tuple[HostDane, List[int]]:
@@ -103,11 +106,12 @@ class DaneChecker:
         return HostDane(host, state, tuple(str(t) for t in records), name if records else ""), ttls
 
     def _ttl(self, ttls: List[int]) -> float:
-        return bounded_ttl(ttls, self.config.dane_min_ttl, self.config.dane_max_ttl)
+        return bounded_ttl(ttls, self.min_ttl, self.max_ttl)
 
-    async def resolver_validates(self, probe: str) -> SecureAnswer:
-        """Look up *probe* (a name known to be signed); its AD bit tells if the resolver validates."""
-        return await self._dns.secure(probe, "SOA")
+
+async def resolver_validates(dns: DnsLookups, probe: str) -> SecureAnswer:
+    """Look up *probe* (a name known to be signed); its AD bit tells if the resolver validates."""
+    return await dns.secure(probe, "SOA")
 
 
 def non_loopback(nameservers: List[str]) -> List[str]:

@@ -1,0 +1,115 @@
+"""The fleet tier: this host's ``PolicyCache`` in front of a cache shared by the fleet.
+
+The resolver sees one cache with the same calls as alone (get/peek/put/purge, and
+recall/forget for what may live elsewhere); this tier adds what a fleet means:
+
+* ``put`` shares what this host learned, without waiting for the shared cache;
+* ``recall`` finds what another host learned, or waits briefly while another host is
+  discovering the same domain (one discovery per domain for the whole fleet);
+* another host's updates reach the entries this host holds through
+  ``freshness.merged``, the rule in the pure core: a newer valid policy replaces an
+  older one, a failure never replaces a valid policy (RFC 8461 §3.3);
+* a purge on one host purges everywhere.
+
+The shared cache is a ``SharedTier``: Redis/Valkey (``store.shared.SharedCache``) in the
+daemon, an in-memory fake in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Optional, Protocol, Set
+
+from mtasts.core import freshness
+from mtasts.core.freshness import CacheEntry
+from mtasts.store.sqlite import SqliteStore
+from mtasts.store.tiered import PolicyCache
+
+log = logging.getLogger("mtasts.store")
+
+# How long a host waits for another host's discovery of the same domain.
+FLEET_WAIT = 3.0
+
+
+class SharedTier(Protocol):
+    """The shared cache's calls; each is bounded and answers "nothing" when it fails."""
+
+    def start(self, on_event: Callable[[str, str], Awaitable[None]]) -> None: ...
+
+    async def get(self, domain: str) -> Optional[CacheEntry]: ...
+
+    async def put(self, entry: CacheEntry, now: float) -> None: ...
+
+    async def delete(self, domain: str) -> None: ...
+
+    async def delete_all(self) -> None: ...
+
+    async def lock(self, domain: str) -> bool: ...
+
+    async def wait_for(self, domain: str, timeout: float) -> Optional[CacheEntry]: ...
+
+    async def close(self) -> None: ...
+
+
+class FleetCache(PolicyCache):
+    def __init__(self, memory_entries: int, store: Optional[SqliteStore], shared: SharedTier,
+                 clock: Callable[[], float] = time.time, wait: float = FLEET_WAIT) -> None:
+        super().__init__(memory_entries, store)
+        self.shared = shared
+        self._clock = clock
+        self._wait = wait
+        self._sharing: Set["asyncio.Task[None]"] = set()
+
+    def start(self) -> None:
+        self.shared.start(self._event)
+
+    async def stop(self) -> None:
+        for task in list(self._sharing):
+            task.cancel()
+        await asyncio.gather(*self._sharing, return_exceptions=True)
+
+    def put(self, entry: CacheEntry, share: bool = True) -> None:
+        super().put(entry)
+        if share:
+            task = asyncio.ensure_future(self.shared.put(entry, self._clock()))
+            self._sharing.add(task)
+            task.add_done_callback(self._sharing.discard)
+
+    async def recall(self, domain: str, usable: Callable[[CacheEntry], bool]) -> Optional[CacheEntry]:
+        found = await self.shared.get(domain)
+        if (found is None or not usable(found)) and not await self.shared.lock(domain):
+            # Another host is discovering it: wait briefly for its result, else do it ourselves.
+            found = await self.shared.wait_for(domain, self._wait)
+        if found is None or not usable(found):
+            return None
+        super().put(found)
+        return found
+
+    async def forget(self, domain: str) -> bool:
+        purged = self.purge(domain)
+        await self.shared.delete(domain)
+        return purged
+
+    async def forget_all(self) -> int:
+        count = self.purge_all()
+        await self.shared.delete_all()
+        return count
+
+    async def _event(self, kind: str, domain: str) -> None:
+        """Another host learned, refreshed or purged *domain* (``*``: everything)."""
+        if kind == "purge":
+            if domain == "*":
+                self.purge_all()
+            else:
+                self.purge(domain)
+        elif kind == "update":
+            # Only what this host already holds is updated; the rest it finds in the shared
+            # cache when (if ever) it sends there, instead of storing every domain of the fleet.
+            local = self.peek(domain)
+            if local is None:
+                return
+            keep = freshness.merged(local, await self.shared.get(domain), self._clock())
+            if keep is not None:
+                super().put(keep)

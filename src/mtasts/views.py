@@ -1,0 +1,49 @@
+"""JSON views of cache entries and DANE results, as ``cache show``/``cache list``/``query``
+print them, from the daemon (``servers.control``) or from the store with no daemon."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict
+
+from mtasts.core.dane import DaneResult, result_to_json
+from mtasts.core.freshness import CacheEntry
+
+
+def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
+    """The cache entry as ``cache show``/``cache list`` print it (also used offline)."""
+    cached = entry.cached
+    valid = entry.valid_policy(now) is not None
+    data: Dict[str, Any] = {
+        "domain": entry.domain,
+        "state": "policy" if valid else (entry.hold.value if entry.hold else "expired"),
+        "policy_id": cached.policy_id if cached else None,
+        "mode": cached.policy.mode.value if cached else None,
+        "mx": [p.text for p in cached.policy.mx] if cached else [],
+        "max_age": cached.policy.max_age if cached else None,
+        "fetched_at": _iso(cached.fetched_at) if cached else None,
+        "expires_at": _iso(cached.expires_at) if cached else None,
+        "valid": valid,
+        "hold_until": _iso(entry.hold_until) if entry.hold and entry.hold_until > now else None,
+        "txt_checked_at": _iso(entry.txt_checked_at) if entry.txt_checked_at else None,
+        "refresh_at": _iso(entry.refresh_at) if valid else None,
+        "failures": entry.failures,
+        "last_error": entry.last_error or None,
+    }
+    if cached:
+        data["policy"] = cached.body.decode("utf-8", "replace")
+    if entry.dane is not None:
+        data["dane"] = dane_to_json(entry.dane, now)
+    return data
+
+
+def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
+    """A DANE result for people: the stored form, with readable times and freshness."""
+    data = result_to_json(result)
+    data.update(checked_at=_iso(result.checked_at), expires_at=_iso(result.expires_at),
+                fresh=result.fresh(now), detail=result.detail or None)
+    return data
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
