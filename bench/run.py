@@ -67,8 +67,8 @@ def domains(prefix: str, n: int):
 
 def serve_world(spec_path: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.integration.dnsserver import TestDns
-    from tests.integration.policyhost import POLICY_HOST_IP, PolicyHost, Site
+    from tests.support.dnsserver import TestDns
+    from tests.support.policyhost import POLICY_HOST_IP, PolicyHost, Site
 
     spec = json.loads(pathlib.Path(spec_path).read_text())
     dns = TestDns(DNS_IP, 53)

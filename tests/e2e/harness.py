@@ -3,6 +3,7 @@ private Postfix instance (own config directory and queue, smtp(8) not chrooted).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
+
+from tests.support.launcher import launch, mtasts_command
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -83,6 +86,22 @@ class Sender:
         path.chmod(0o755)
         return str(path)
 
+    @contextlib.contextmanager
+    def running(self, records, policies, mxs, then=None, remove_dir=False):
+        """World, daemon and Postfix up for the block (*then(self)* after the world, before
+        the daemon), all stopped after it; *remove_dir*: the test directory too."""
+        try:
+            self.start_world(records, policies, mxs)
+            if then is not None:
+                then(self)
+            self.start_daemon()
+            self.start_postfix()
+            yield self
+        finally:
+            self.close()
+            if remove_dir and not os.environ.get("MTASTS_E2E_KEEP"):
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
     def start_world(self, records, policies, mxs):
         """DNS records for the plain test DNS server, policies by policy host name, MX receivers."""
         spec = self.tmp / "world.json"
@@ -104,15 +123,9 @@ class Sender:
         cfg.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
                        f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
                        f'{postfix}{self.daemon_extra}')
-        log = open(self.tmp / "mtasts.log", "ab")
-        offset = log.tell()
+        self.daemon, log = launch(["ip", "netns", "exec", self.ns, *mtasts_command("serve", "-c", str(cfg))],
+                                  self.tmp / "mtasts.log", cwd=str(ROOT))
         self.files.append(log)
-        self.daemon = ns_popen(self.ns, sys.executable, "-m", "mtasts", "serve", "-c", str(cfg),
-                               stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-        deadline = time.monotonic() + 15
-        while " ready: " not in (self.tmp / "mtasts.log").read_text()[offset:]:
-            assert time.monotonic() < deadline and self.daemon.poll() is None, (self.tmp / "mtasts.log").read_text()
-            time.sleep(0.05)
 
     def stop_daemon(self):
         self.daemon.terminate()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import subprocess
 import tempfile
 
@@ -60,15 +59,8 @@ def sender(netns):
     # attributes because the profile says so, as a 3.10 with TLSRPT on would get them.
     s = Sender(netns, tmp, daemon_extra="[maps.postfix]\ntlsrpt = true\n", postfix_root=str(ROOT310),
                main_cf_extra="smtp_tls_enforce_sts_mx_patterns = yes\n")
-    try:
-        s.start_world(*world_spec())
-        s.start_daemon()
-        s.start_postfix()
+    with s.running(*world_spec(), remove_dir=True):
         yield s
-    finally:
-        s.close()
-        if not os.environ.get("MTASTS_E2E_KEEP"):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_the_daemon_read_postfix_3_10(sender):

@@ -26,8 +26,9 @@ import tempfile
 import pytest
 
 from tests.e2e.harness import ROOT, Sender, ns_popen, ns_run
-from tests.integration.dnssec import available
-from tests.integration.policyhost import POLICY_HOST_IP
+from tests.support.dnssec import available
+from tests.support.policies import policy_text
+from tests.support.policyhost import POLICY_HOST_IP
 
 pytestmark = [
     pytest.mark.integration,
@@ -44,7 +45,7 @@ MX = {  # name -> address; mx2 has the better (lower) preference
 
 
 def policy(domain):
-    return f"version: STSv1\r\nmode: enforce\r\nmx: mx1.{domain}\r\nmx: mx2.{domain}\r\nmax_age: 86400\r\n"
+    return policy_text(mx=("mx1.{d}", "mx2.{d}"), max_age=86400, domain=domain).decode()
 
 
 def spki_sha256(pem: str) -> str:
@@ -73,9 +74,9 @@ def sender(request, netns):
     s = Sender(netns, sender_dir, dns_ip=PLAIN_DNS, daemon_extra='[dane]\nprobe = "dane.test"\n',
                main_cf_extra=level)
     s.dnssec = request.param == "dnssec"
-    try:
-        policies = {f"mta-sts.{d}": policy(d) for d in ("dane.test", "webpki.test")}
-        s.start_world([], policies, [{"ip": ip, "name": name, "cert_name": name} for name, ip in MX.items()])
+    policies = {f"mta-sts.{d}": policy(d) for d in ("dane.test", "webpki.test")}
+
+    def start_dnssec(s):
         real = spki_sha256((sender_dir / "inbox" / "certs" / "mx1.dane.test.pem").read_text())
         wrong = hashlib.sha256(b"not mx2's key").hexdigest()
         spec = sender_dir / "dnssec.json"
@@ -85,17 +86,14 @@ def sender(request, netns):
             "zones": [zone("dane.test", {"mx1": real, "mx2": wrong}), zone("webpki.test", {})],
         }))
         (sender_dir / "dnssec").mkdir()
-        dnssec = ns_popen(netns, sys.executable, "-m", "tests.integration.dnssec", str(spec), cwd=str(ROOT),
+        dnssec = ns_popen(netns, sys.executable, "-m", "tests.support.dnssec", str(spec), cwd=str(ROOT),
                           stdout=subprocess.PIPE, text=True)
         s.procs.insert(0, dnssec)
         assert dnssec.stdout.readline().strip() == "ready"
-        s.start_daemon()
-        s.start_postfix()
+
+    mxs = [{"ip": ip, "name": name, "cert_name": name} for name, ip in MX.items()]
+    with s.running([], policies, mxs, then=start_dnssec, remove_dir=True):
         yield s
-    finally:
-        s.close()
-        if not os.environ.get("MTASTS_E2E_KEEP"):
-            shutil.rmtree(sender_dir, ignore_errors=True)
 
 
 def test_mtasts_answers_what_this_postfix_can_use(sender):

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.e2e.harness import Sender, ns_run
+from tests.support.policies import policy_text
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -22,7 +23,7 @@ pytestmark = [
 
 
 def policy(mode, *mx):
-    return "version: STSv1\r\nmode: %s\r\n%smax_age: 86400\r\n" % (mode, "".join(f"mx: {m}\r\n" for m in mx))
+    return policy_text(mode=mode, mx=mx, max_age=86400).decode()
 
 
 # domain -> (policy or None, MX host, MX address, certificate name the MX presents)
@@ -61,13 +62,8 @@ def sender(netns, sender_dir):
         main_cf_extra="transport_maps = inline:{ tlsrpt-old.test=smtp-tlsrpt: }\n",
         transports="smtp-tlsrpt unix - - n - - smtp -o smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8461:tlsrpt",
     )
-    try:
-        s.start_world(*world_spec())
-        s.start_daemon()
-        s.start_postfix()
+    with s.running(*world_spec()):
         yield s
-    finally:
-        s.close()
 
 
 def test_enforce_valid_certificate_delivered_over_verified_tls(sender):

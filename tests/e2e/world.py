@@ -19,9 +19,9 @@ import sys
 
 import trustme
 
-from tests.e2e.receiver import SmtpReceiver
-from tests.integration.dnsserver import TestDns
-from tests.integration.policyhost import POLICY_HOST_IP, PolicyHost, Site
+from tests.support.receiver import SmtpReceiver
+from tests.support.dnsserver import TestDns
+from tests.support.policyhost import POLICY_HOST_IP, PolicyHost, Site
 
 
 def main(spec_path: str) -> None:

@@ -7,23 +7,19 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from typing import List, Optional
 
 import pytest
 
-from tests.integration.dnsserver import TestDns
-from tests.integration.policyhost import POLICY_HOST_IP, PolicyHost, Site
+from tests.support.dnsserver import TestDns
+from tests.support.launcher import free_port, launch, mtasts_command
+from tests.support.policies import policy_text
+from tests.support.policyhost import PolicyHost, Site
+from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = pytest.mark.integration
 
 _counter = itertools.count(1)
-
-
-def policy_text(mode="enforce", mx=("mx1.{d}", "*.backup.{d}"), max_age=604800, domain="example.com"):
-    lines = ["version: STSv1", f"mode: {mode}"] + [f"mx: {m.format(d=domain)}" for m in mx] + [f"max_age: {max_age}"]
-    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 @pytest.fixture(scope="session")
@@ -73,43 +69,6 @@ def world(dns_server, policy_host):
     return World(dns_server, policy_host)
 
 
-def rss_kib(pid: int) -> int:
-    """A process's resident memory in KiB (/proc/PID/status)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def netstring(payload: bytes) -> bytes:
-    return b"%d:%s," % (len(payload), payload)
-
-
-def read_netstring(sock: socket.socket) -> bytes:
-    head = b""
-    while not head.endswith(b":"):
-        c = sock.recv(1)
-        if not c:
-            raise ConnectionError("closed")
-        head += c
-    length = int(head[:-1])
-    data = b""
-    while len(data) < length + 1:
-        chunk = sock.recv(length + 1 - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    assert data[-1:] == b","
-    return data[:-1]
-
-
 # The Postfix these daemons answer, unless a test names another: one that can use every
 # answer but the TLSRPT attributes, so the answers do not depend on this machine's Postfix.
 TEST_POSTFIX = '[postfix]\nversion = "3.7.11"\ndnssec = true\n'
@@ -155,21 +114,8 @@ tlsrpt = true
         self._conns: List[socket.socket] = []
 
     def start(self) -> "Daemon":
-        self._log = open(self.logfile, "ab")
-        offset = self.logfile.stat().st_size
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mtasts", "serve", "--config", str(self.config)],
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
-            if " ready: " in self.log()[offset:]:
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon did not become ready:\n{self.log()}")
+        self.proc, self._log = launch(mtasts_command("serve", "--config", str(self.config)), self.logfile)
+        return self
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -192,7 +138,7 @@ tlsrpt = true
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "mtasts", *args, "--config", str(self.config)],
+            mtasts_command(*args, "--config", str(self.config)),
             capture_output=True, text=True, timeout=60,
         )
 
@@ -237,13 +183,3 @@ def make_daemon(tmp_path, dns_server, policy_host):
 @pytest.fixture
 def daemon(make_daemon):
     return make_daemon()
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

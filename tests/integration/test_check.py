@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.integration.conftest import policy_text
-from tests.integration.mxhost import MX_IP, NO_TLS_IP, MxHosts
+from tests.support.policies import policy_text
+from tests.support.mxhost import MX_IP, NO_TLS_IP, MxHosts
 
 pytestmark = pytest.mark.integration
 

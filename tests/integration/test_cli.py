@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from tests.integration.conftest import policy_text, wait_for
+from tests.support.launcher import wait_for
+from tests.support.policies import policy_text
 
 pytestmark = pytest.mark.integration
 
@@ -129,8 +130,6 @@ def test_control_socket_is_private(daemon):
 
 
 def test_sighup_reloads_profiles_and_refuses_bad_config(world, daemon):
-    import time
-
     d = world.new_domain()
     world.publish(d, policy_text(mode="testing", domain=d))
     assert daemon.query(d) == "NOTFOUND "
@@ -159,7 +158,7 @@ def test_sighup_applies_timeouts_and_keeps_connections_and_cache(world, daemon):
     world.publish(slow, hang=True)
     assert daemon.query(slow) == "NOTFOUND "
     assert "no complete answer within 0.5 s" in daemon.log()  # the new fetch timeout applies
-    from tests.integration.conftest import netstring, read_netstring
+    from tests.support.socketmap import netstring, read_netstring
 
     sock.sendall(netstring(f"postfix {cached}".encode()))  # a connection opened before the reload
     assert read_netstring(sock).decode().startswith("OK secure")

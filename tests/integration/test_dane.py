@@ -12,9 +12,10 @@ import types
 
 import pytest
 
-from tests.integration.conftest import Daemon, policy_text
-from tests.integration.dnssec import RESOLVER_ADDRESS, DnssecWorld, Zone, available, port_free
-from tests.integration.policyhost import Site
+from tests.integration.conftest import Daemon
+from tests.support.policies import policy_text
+from tests.support.dnssec import RESOLVER_ADDRESS, DnssecWorld, Zone, available, port_free
+from tests.support.policyhost import Site
 
 pytestmark = [
     pytest.mark.integration,

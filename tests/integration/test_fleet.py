@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from tests.integration.conftest import Daemon, free_port, netstring, policy_text, read_netstring
+from tests.integration.conftest import Daemon
+from tests.support.launcher import free_port
+from tests.support.policies import policy_text
+from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = [
     pytest.mark.integration,

@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import free_port, policy_text
+from tests.support.launcher import free_port
+from tests.support.policies import policy_text
 
 pytestmark = pytest.mark.integration
 prometheus = pytest.importorskip("prometheus_client")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import policy_text
+from tests.support.policies import policy_text
 
 pytestmark = [
     pytest.mark.integration,

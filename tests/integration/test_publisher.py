@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import rss_kib, wait_for
+from tests.support.launcher import launch, mtasts_command, rss_kib, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +55,14 @@ class Publisher:
         self.config.write_text(text + extra)
 
     def start(self, activated_socket=None):
-        self._log = open(self.log, "ab")
-        command = [sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(self.config)]
+        command = mtasts_command("serve", "--only", "publisher", "-c", str(self.config))
         if activated_socket is None:
-            self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+            self.proc, self._log = launch(command, self.log, ready="ready: publisher only")
         else:
             # As systemd does it: the socket as fd 3, LISTEN_PID = the daemon's own pid.
             fd = activated_socket.fileno()
             shell = f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec " + " ".join(command)
-            self.proc = subprocess.Popen(["bash", "-c", shell], pass_fds=(fd,), stdout=self._log, stderr=subprocess.STDOUT)
-        assert wait_for(lambda: "ready: publisher only" in self.log.read_text() or self.proc.poll() is not None, 15)
-        assert self.proc.poll() is None, self.log.read_text()
+            self.proc, self._log = launch(["bash", "-c", shell], self.log, ready="ready: publisher only", pass_fds=(fd,))
         return self
 
     def stop(self):

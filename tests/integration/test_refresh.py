@@ -15,7 +15,7 @@ from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
 from mtasts.resolver import PolicyResolver
 from mtasts.store.tiered import PolicyCache
-from tests.integration.conftest import policy_text
+from tests.support.policies import policy_text
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import signal
-import socket
 import time
 
 import pytest
 
-from tests.integration.conftest import netstring, policy_text, read_netstring, wait_for
+from tests.support.launcher import wait_for
+from tests.support.policies import policy_text
+from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = pytest.mark.integration
 

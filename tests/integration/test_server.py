@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.integration.conftest import netstring, read_netstring, rss_kib
+from tests.support.launcher import rss_kib
+from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +224,7 @@ def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
 def test_a_client_that_never_reads_cannot_grow_the_daemon(world, daemon):
     # Replies 20x the size of their requests: without write backpressure the daemon keeps
     # reading and buffers every reply (300 MB sent grew it by 670 MB).
-    from tests.integration.conftest import policy_text
+    from tests.support.policies import policy_text
 
     big = world.new_domain("big")
     world.publish(big, body=policy_text(domain=big, mx=tuple(f"mx{i}.{{d}}" for i in range(40))))

@@ -16,7 +16,8 @@ import pytest
 from mtasts.core import freshness
 from mtasts.core.policy import parse_policy
 from mtasts.store.sqlite import SqliteStore
-from tests.integration.conftest import netstring, policy_text, read_netstring
+from tests.support.policies import policy_text
+from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = pytest.mark.integration
 

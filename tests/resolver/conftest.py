@@ -16,9 +16,15 @@ from mtasts.resolver import PolicyResolver
 from mtasts.store.fleet import FleetCache
 from mtasts.store.tiered import PolicyCache
 from tests.support.fakes import Clock, FakeDns, FakePolicies, FakeShared
+from tests.support.policies import policy_text
 
 # No DANE answers unless a test asks: most rules are about MTA-STS alone.
 BASE = dict(cache_backend="memory", dane_mode="off")
+
+
+def policy_body(domain: str, mode: str = "enforce", mx=("mx.{d}",), max_age: int = 86400) -> bytes:
+    """The resolver tests' usual policy: one MX host, a one-day max_age."""
+    return policy_text(mode=mode, mx=mx, max_age=max_age, domain=domain)
 
 
 class Host:

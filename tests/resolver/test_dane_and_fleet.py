@@ -12,8 +12,8 @@ import asyncio
 from mtasts.core.freshness import Hold
 from mtasts.errors import FetchError
 from mtasts.net.dns import Outcome
-from tests.resolver.conftest import Host, running
-from tests.support.fakes import Clock, FakeDns, FakePolicies, SharedHub, policy_body
+from tests.resolver.conftest import Host, policy_body, running
+from tests.support.fakes import Clock, FakeDns, FakePolicies, SharedHub
 
 D = "example.test"
 MX = "mx.example.test"

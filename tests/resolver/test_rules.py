@@ -9,8 +9,8 @@ import logging
 from mtasts.core.freshness import RETRY_MAX, RETRY_MIN, Hold
 from mtasts.errors import FetchError
 from mtasts.net.dns import Outcome
-from tests.resolver.conftest import Host, running
-from tests.support.fakes import Clock, FakeDns, FakePolicies, policy_body
+from tests.resolver.conftest import Host, policy_body, running
+from tests.support.fakes import Clock, FakeDns, FakePolicies
 
 D = "example.test"
 SECURE = b"OK secure match=mx.example.test servername=hostname"

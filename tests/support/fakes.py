@@ -106,11 +106,6 @@ class FakeDns:
         return answer.outcome, list(answer.records), answer.detail
 
 
-def policy_body(mode: str = "enforce", mx: Tuple[str, ...] = ("mx.{d}",), max_age: int = 86400, domain: str = "") -> bytes:
-    lines = ["version: STSv1", f"mode: {mode}"] + [f"mx: {m.format(d=domain)}" for m in mx] + [f"max_age: {max_age}"]
-    return ("\r\n".join(lines) + "\r\n").encode()
-
-
 class FakePolicies:
     def __init__(self) -> None:
         self.served: Dict[str, Union[bytes, FetchError]] = {}

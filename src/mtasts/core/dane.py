@@ -2,7 +2,8 @@
 
 Pure decisions over what the DNS said; the lookups live in ``mtasts.net.dane``. RFC 8461
 §2: an MTA-STS answer must never override DANE, so where DANE applies Postfix is told
-``dane``/``dane-only`` and does the TLSA work itself (postfix-interface.md §5).
+``dane``/``dane-only`` and does the TLSA work itself (Postfix's TLS_README, "Mandatory server certificate
+verification" with DANE, and postconf(5) ``smtp_tls_security_level``).
 
 * The MX RRset must be DNSSEC-validated (AD bit from the trusted resolver), else the
   domain is not DANE (RFC 7672 §2.2.1), whatever TLSA records exist.

@@ -1,10 +1,10 @@
 """Cache decisions: what a lookup may answer from cache, and what must happen next.
 
 Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3, §5.1,
-§10.2; checklist section E):
+§10.2):
 
 * A policy is valid for ``max_age`` from its last successful fetch, never longer: an
-  expired policy is not revived without a successful fetch (E-74).
+  expired policy is not revived without a successful fetch (§3.3, §5.1).
 * While valid it is answered without waiting on the network. Every ``txt_recheck``
   seconds a lookup triggers a background TXT check; a changed id triggers a fetch.
 * A proactive refresh (fetch regardless of TXT) is due a day after the fetch, or at
@@ -13,7 +13,7 @@ Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3
   postpones the next attempt (exponential back-off, capped).
 * With no valid policy: "no MTA-STS here" is held for a while (negative TTL), and a
   failed discovery is held briefly, so the next lookups need no network.
-* ``max_age: 0`` (GAP E-75): the policy applies to the lookup that fetched it and is
+* ``max_age: 0`` (the RFC is silent): the policy applies to the lookup that fetched it and is
   expired at once, so the next lookup discovers it again.
 """
 

@@ -1,16 +1,16 @@
 """The MTA-STS policy body (RFC 8461 §3.2).
 
-Decisions where the RFC leaves a gap (checklist section C), all documented in the README:
+Decisions where RFC 8461 §3.2 leaves a gap, all documented in the README ("Policy parsing"):
 
-* Blank lines (or lines of only whitespace) are ignored (GAP C-62): they are common at
+* Blank lines (or lines of only whitespace) are ignored: they are common at
   the end of hand-written files and carry no meaning.
 * A line that is not ``name ":" *WSP value`` (leading whitespace, space before the
-  colon, no colon, a bad field name) makes the whole policy invalid (GAP C-47/48).
+  colon, no colon, a bad field name) makes the whole policy invalid (§3.2 ABNF: ``sts-policy-field``).
 * An ``mx`` value that is not ``["*."] Domain`` (lists, IP addresses, partial
-  wildcards) makes the whole policy invalid (GAP C-56/59): enforcing a policy with an
-  entry silently dropped could send mail nowhere. A trailing dot is accepted (C-57).
-* ``max_age`` above 31557600 is clamped to 31557600 (GAP C-52).
-* Extension values may be empty; control characters are never allowed (C-60).
+  wildcards) makes the whole policy invalid (§3.2 ``sts-policy-mx-value``): enforcing a policy with an
+  entry silently dropped could send mail nowhere. A trailing dot is accepted (an absolute name).
+* ``max_age`` above 31557600 is clamped to 31557600 (§3.2: "up to 31557600").
+* Extension values may be empty; control characters are never allowed (§3.2 ``sts-policy-ext-value``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What Postfix is told for a policy: the ``smtp_tls_policy_maps`` answer.
 
-See postconf(5) ``smtp_tls_policy_maps`` and shared/docs/postfix-interface.md §3.
+See postconf(5) ``smtp_tls_policy_maps`` and Postfix's TLS_README ("TLS policy table").
 """
 
 from __future__ import annotations
