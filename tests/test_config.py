@@ -116,7 +116,7 @@ def test_cli_reports_config_error(tmp_path, capsys):
     from mtasts.cli import main
 
     path = write(tmp_path, "[fetch]\ntimeout = 0\n")
-    assert main(["serve", "--config", path]) == 2
+    assert main(["serve", "--config", path]) == 78  # EX_CONFIG
     assert f"{path}: [fetch] timeout: expected a positive number" in capsys.readouterr().err
 
 

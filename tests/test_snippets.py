@@ -4,7 +4,7 @@ import pytest
 
 from mtasts.core.policy import Mode
 from mtasts.core.publication import PublishedDomain
-from mtasts.publish import snippet
+from mtasts.commands.publish import snippet
 
 DOMAIN = PublishedDomain(domain="example.com", mode=Mode.ENFORCE, mx=("mx.example.com",), max_age=604800,
                          tlsrpt_rua=(), cert="", key="", host_addresses=(), host_cname="")

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Dict, Optional, Set
 
 from mtasts import __version__
+from mtasts.commands import EXIT_CONFIG
 from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir
 from mtasts.errors import ConfigError, StoreError
 from mtasts.net.dns import DnsClient
@@ -176,7 +177,7 @@ class Daemon:
                  ", ".join(dns_client.nameservers) or "system")
 
     async def _start_metrics(self, host: str, port: int) -> None:
-        from mtasts.metrics import MetricsServer, ModeCounts
+        from mtasts.servers.metrics import MetricsServer, ModeCounts
 
         if importlib.util.find_spec("prometheus_client") is None:
             raise ConfigError(f"{self.config.source}: [metrics] listen: needs the prometheus-client package"
@@ -269,7 +270,7 @@ async def serve(config: Config, config_path: Optional[str], only: Optional[str] 
         daemon = Daemon(with_state_dir(config) if only != "publisher" else config, config_path, only)
     except ConfigError as exc:
         log.error("%s", exc)
-        return 2
+        return EXIT_CONFIG
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     try:
@@ -277,7 +278,7 @@ async def serve(config: Config, config_path: Optional[str], only: Optional[str] 
     except (ConfigError, StoreError) as exc:
         log.error("%s", exc)
         await daemon.close()
-        return 2
+        return EXIT_CONFIG
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)

@@ -9,8 +9,11 @@
     ├── PolicyError            the policy body is invalid (remote)
     ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
     │   └── FetchError         the HTTPS policy fetch failed, with a TLSRPT result type
-    ├── StoreError             the local cache store failed (local)
-    └── PostfixError           postconf is missing, failed or said nothing usable (local)
+    ├── AnswerError            an answer Postfix would not read (our own bug, caught in tests)
+    ├── StoreError             the local cache store failed (local; sqlite3 errors mapped here)
+    ├── PostfixError           postconf is missing, failed or said nothing usable (local)
+    ├── UsageError             a command-line argument the command cannot use
+    └── DaemonNotRunning       no daemon answers on the control socket
 
 Remote faults never defer mail: they mean "no policy" unless a valid policy is cached.
 """
@@ -69,9 +72,21 @@ class FetchError(DiscoveryError):
         self.result_type = result_type
 
 
+class AnswerError(MtastsError):
+    """An ``smtp_tls_policy_maps`` answer that Postfix's grammar would not read."""
+
+
 class StoreError(MtastsError):
     """The persistent cache store failed (local fault)."""
 
 
 class PostfixError(MtastsError):
     """postconf is missing, failed or said nothing usable."""
+
+
+class UsageError(MtastsError):
+    """The command line asks for something the command cannot do (``mtasts`` exits 64)."""
+
+
+class DaemonNotRunning(MtastsError):
+    """Nothing answers on the control socket (``mtasts`` exits 69 when there is no store either)."""

@@ -21,13 +21,13 @@ from mtasts.config import Config
 from mtasts.core import freshness
 from mtasts.core.dane import DaneResult, dane_applies, final_reply
 from mtasts.core.freshness import Background, CacheEntry, Hold
+from mtasts.core.latency import LatencyHistogram
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.reply import MapProfile, cached_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord
 from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
-from mtasts.metrics import LatencyHistogram
 from mtasts.net.dane import DaneChecker, non_loopback, resolver_validates
 from mtasts.net.dns import DnsLookups, Outcome
 from mtasts.net.fetch import FetchResult, PolicySource

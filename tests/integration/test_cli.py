@@ -85,7 +85,7 @@ def test_cache_commands_with_no_daemon_and_no_store_say_where_they_looked(make_d
     d = make_daemon(start=False)
     out = d.cli("cache", "list")
     control = pathlib.Path(d.cache).parent / "control.sock"
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 69 and out.stdout == ""  # EX_UNAVAILABLE: no daemon, no store
     assert out.stderr == (f"mtasts: no daemon answered at {control}, and there is no cache at {d.cache}"
                           " (is the daemon running, as another user, or with another --config?)\n")
     assert not pathlib.Path(d.cache).exists()  # nothing created
@@ -93,7 +93,7 @@ def test_cache_commands_with_no_daemon_and_no_store_say_where_they_looked(make_d
 
 def test_query_of_a_key_that_is_no_domain_is_a_usage_error(daemon):
     out = daemon.cli("query", ".example.com")
-    assert out.returncode == 2 and out.stdout == ""
+    assert out.returncode == 64 and out.stdout == ""  # EX_USAGE
     assert out.stderr == ("mtasts: '.example.com': no MTA-STS lookup for this key (a parent-domain probe, an IP"
                           " literal, or not a domain); Postfix gets NOTFOUND for it\n")
 
@@ -167,4 +167,4 @@ def test_sighup_applies_timeouts_and_keeps_connections_and_cache(world, daemon):
 
 def test_purge_needs_domain_or_all(daemon):
     out = daemon.cli("cache", "purge")
-    assert out.returncode == 2 and "DOMAIN or --all" in out.stderr
+    assert out.returncode == 64 and "DOMAIN or --all" in out.stderr

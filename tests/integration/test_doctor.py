@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from mtasts.doctor import chrooted_smtp_services, socketmaps
+from mtasts.commands.doctor import chrooted_smtp_services, socketmaps
 
 pytestmark = pytest.mark.integration
 

@@ -249,7 +249,8 @@ def test_write_and_snippets(publisher, tmp_path):
     assert f"ServerName mta-sts.{d}" in apache and f"Alias /.well-known/mta-sts.txt {tmp_path}/www/{d}/mta-sts.txt" in apache
     nginx = publisher.cli("publish", "snippet", "nginx", d).stdout
     assert f"server_name mta-sts.{d};" in nginx and "return 404;" in nginx
-    assert publisher.cli("publish", "policy", "not-published.example").returncode == 2
+    unknown = publisher.cli("publish", "policy", "not-published.example")
+    assert unknown.returncode == 64 and "not-published.example is not one of [publish.domains]" in unknown.stderr
 
 
 def test_m136_expired_certificate_aborts_handshake(publisher):
@@ -294,7 +295,7 @@ def test_systemd_listen_without_socket_is_an_error(tmp_path, policy_host):
     pub.write({"x.example": {"mode": "none"}}, listen=["systemd"])
     out = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(pub.config)],
                          capture_output=True, text=True, timeout=20)
-    assert out.returncode == 2 and "no socket was passed (LISTEN_FDS)" in out.stderr
+    assert out.returncode == 78 and "no socket was passed (LISTEN_FDS)" in out.stderr
 
 
 def test_slow_clients_are_dropped(publisher):

@@ -276,7 +276,7 @@ def test_junk_map_names_and_malformed_connections_are_bounded_in_memory_and_log(
 def test_a_second_serve_with_the_same_configuration_says_so_in_one_line(daemon):
     second = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--config", str(daemon.config)],
                             capture_output=True, text=True, timeout=30)
-    assert second.returncode == 2
+    assert second.returncode == 78
     lines = second.stderr.strip().splitlines()
     errors = [line for line in lines if " ERROR " in line]
     assert len(errors) == 1, second.stderr

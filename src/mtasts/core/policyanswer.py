@@ -13,14 +13,11 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from mtasts.core.netstring import MAX_REPLY_SIZE
+from mtasts.errors import AnswerError
 
 LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure")
 _SEPARATORS = " \t\r\n,"
 _WSP = " \t\r\n"
-
-
-class AnswerError(ValueError):
-    """An answer Postfix would refuse."""
 
 
 def split_answer(data: str) -> List[str]:

@@ -11,10 +11,10 @@ from typing import List
 
 from mtasts.config import Config
 from mtasts.core.publication import PublishedDomain, policy_id, policy_text, records, zone_lines
-from mtasts.errors import ConfigError
+from mtasts.commands import EXIT_OK
+from mtasts.errors import ConfigError, UsageError
 from mtasts.servers.publisher import check_domain_files
 
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def _domains(config: Config, name) -> List[PublishedDomain]:
@@ -25,7 +25,7 @@ def _domains(config: Config, name) -> List[PublishedDomain]:
     domain = name.lower().rstrip(".")
     if domain not in config.publish_domains:
         known = ", ".join(sorted(config.publish_domains))
-        raise ConfigError(f"{config.source}: {name} is not a published domain (configured: {known})")
+        raise UsageError(f"{name} is not one of [publish.domains] in {config.source} (configured: {known})")
     return [config.publish_domains[domain]]
 
 

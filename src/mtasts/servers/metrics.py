@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from mtasts.core.latency import LatencyHistogram
 from mtasts.errors import StoreError
 
 log = logging.getLogger("mtasts.metrics")
-
-# Fetch latency buckets (seconds): a healthy fetch is tens of ms, the timeout 15 s.
-FETCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
 # The first bytes of an answer name its kind (bounded label values, not whole answers).
 _ANSWER_KINDS = (
@@ -40,32 +37,6 @@ def answer_kind(reply: bytes) -> str:
     return "other"
 
 
-class LatencyHistogram:
-    """Cumulative-bucket histogram kept without prometheus_client (cheap to observe)."""
-
-    def __init__(self, buckets: Tuple[float, ...] = FETCH_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if seconds <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
-        self.total += seconds
-
-    def cumulative(self) -> List[Tuple[str, int]]:
-        out, running = [], 0
-        for bound, count in zip(self.buckets, self.counts):
-            running += count
-            out.append((repr(bound), running))
-        out.append(("+Inf", running + self.counts[-1]))
-        return out
-
-
 class ModeCounts:
     """Valid cached policies per mode, from *count* (the store's scan, run in a thread) at most
     every *max_age* seconds."""
@@ -81,7 +52,7 @@ class ModeCounts:
             loop = asyncio.get_running_loop()
             try:
                 self._value = await loop.run_in_executor(None, self._count, time.time())
-            except (sqlite3.Error, StoreError) as exc:
+            except StoreError as exc:  # the store maps sqlite3's errors
                 log.warning("metrics: cannot count cached policies: %s", exc)
             self._at = time.monotonic()
         return self._value

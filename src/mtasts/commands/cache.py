@@ -1,0 +1,147 @@
+"""``mtasts cache ...``: list, show, purge, refresh and count the cache.
+
+The commands talk to the running daemon over its control socket, so a purge or refresh
+takes effect at once; with the daemon stopped they work on its SQLite store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+from typing import Any, Dict, List
+
+from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME
+from mtasts.commands.query import print_dane
+from mtasts.config import Config
+from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError
+
+
+def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -> Dict[str, Any]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DaemonNotRunning(path) from None
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise MtastsError(f"the daemon at {path} sent no usable answer ({len(data)} bytes); see its log") from None
+
+
+def cache_command(config: Config, args: argparse.Namespace) -> int:
+    from mtasts.daemon import with_state_dir
+
+    action = args.action
+    request: Dict[str, Any] = {"command": "purge_all" if action == "purge" and args.all else action}
+    if getattr(args, "domain", None):
+        request["domain"] = args.domain
+    try:
+        config = with_state_dir(config)
+    except ConfigError:
+        pass
+    try:
+        response = control_request(config.control_path, request)
+        via = "daemon"
+    except DaemonNotRunning:
+        # Say which store is read: another user than the daemon's gets another state
+        # directory, and an empty store there is no proof that the daemon's is empty.
+        if config.cache_backend != "memory" and not os.path.exists(config.cache_path):
+            raise DaemonNotRunning(
+                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache_path}"
+                " (is the daemon running, as another user, or with another --config?)")
+        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache_path}",
+              file=sys.stderr)
+        response = asyncio.run(_offline(config, request))
+        via = f"store {config.cache_path}"
+    except PermissionError:
+        raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
+    if not response.get("ok"):
+        print(f"mtasts: {response.get('error')}", file=sys.stderr)
+        return EXIT_RUNTIME
+    response["via"] = via
+    if args.json:
+        response.pop("ok", None)
+        print(json.dumps(response, indent=2))
+    else:
+        _print_cache(action, response)
+    # "not cached" is the same answer in both forms: exit 1, as query without a policy.
+    if action == "show" and response.get("entry") is None:
+        return EXIT_NO
+    return EXIT_OK
+
+
+async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
+    """Run a control command against the store with no daemon (and no listener)."""
+    if config.cache_backend == "memory":
+        raise DaemonNotRunning(f"the daemon is not running ({config.control_path}) and the memory cache has no store")
+    from mtasts.daemon import open_cache
+    from mtasts.net.dns import DnsClient
+    from mtasts.net.fetch import PolicyFetcher
+    from mtasts.resolver import PolicyResolver
+    from mtasts.servers.control import ControlServer
+
+    cache = open_cache(config)
+    dns_client = DnsClient(config.nameservers, config.dns_timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    await fetcher.start()
+    resolver = PolicyResolver(config, cache, dns_client, fetcher)
+    await resolver.start()
+    try:
+        return await ControlServer(resolver, config.control_path).execute(request)
+    finally:
+        await resolver.close()
+        await fetcher.close()
+        cache.close()
+
+
+def _print_cache(action: str, response: Dict[str, Any]) -> None:
+    if action == "list":
+        rows: List[List[str]] = [["DOMAIN", "STATE", "MODE", "ID", "EXPIRES", "MX"]]
+        for e in response["entries"]:
+            rows.append([e["domain"], e["state"], e["mode"] or "-", e["policy_id"] or "-",
+                         e["expires_at"] or (e["hold_until"] or "-"), ",".join(e["mx"]) or "-"])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        count = len(rows) - 1
+        print(f"({count} {'entry' if count == 1 else 'entries'}, from the {response['via']})")
+    elif action in ("show", "refresh"):
+        entry = response.get("entry")
+        if entry is None:
+            print("not cached")
+            return
+        for key, value in entry.items():
+            if key in ("policy", "dane"):
+                continue
+            if isinstance(value, list):
+                value = ", ".join(value) or "-"
+            print(f"{key + ':':16}{'-' if value is None else value}")
+        if entry.get("policy"):
+            print("policy:")
+            for line in entry["policy"].splitlines():
+                print(f"  | {line}")
+        if entry.get("dane"):
+            print_dane(entry["dane"])
+        if "answer" in response:
+            print(f"{'answer:':16}{response['answer']}")
+    elif action == "purge":
+        print(f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})")
+    elif action == "stats":
+        for key, value in response["stats"].items():
+            print(f"{key + ':':26}{value}")
+        print(f"(from the {response['via']})")

@@ -1,0 +1,114 @@
+"""``mtasts query KEY``: discover a domain's policy live, as the daemon would, without the cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, Dict
+
+from mtasts.commands import EXIT_NO, EXIT_OK
+from mtasts.config import Config
+from mtasts.errors import UsageError
+
+
+async def query_command(config: Config, args: argparse.Namespace) -> int:
+    from mtasts.core.dane import dane_applies, final_reply
+    from mtasts.core.nexthop import next_hop
+    from mtasts.core.postfixcaps import fit_profiles
+    from mtasts.core.reply import tls_policy_reply
+    from mtasts.discovery import discover
+    from mtasts.net.dane import DaneChecker
+    from mtasts.net.dns import DnsClient
+    from mtasts.net.fetch import PolicyFetcher, policy_url
+    from mtasts.postconf import learn_postfix
+    from mtasts.views import dane_to_json
+
+    hop = next_hop(args.domain)
+    if hop is None:
+        # Not "no policy" (exit 1): the argument itself is unusable.
+        raise UsageError(f"{args.domain!r}: no MTA-STS lookup for this key (a parent-domain probe, an IP literal,"
+                         " or not a domain); Postfix gets NOTFOUND for it")
+    domain = hop.domain
+    # The answer the daemon would give: profiles fitted to the Postfix that reads them.
+    info = learn_postfix(config, quiet=True)
+    maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
+    profile = maps.get(args.map) or default
+    report: Dict[str, Any] = {"key": args.domain, "domain": domain, "postfix": info.describe()}
+    dns_client = DnsClient(config.nameservers, config.dns_timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    await fetcher.start()
+    try:
+        found = await discover(dns_client, fetcher, domain)
+    finally:
+        await fetcher.close()
+    lookup = found.lookup
+    report["txt"] = {
+        "name": lookup.name,
+        "outcome": lookup.txt.outcome.value,
+        "records": [t.decode("ascii", "replace") for t in lookup.txt.texts],
+        "ms": round(lookup.seconds * 1000, 1),
+    }
+    if lookup.record is not None:
+        report["txt"]["id"] = lookup.record.policy_id
+    elif lookup.txt.texts:
+        report["txt"]["error"] = lookup.error
+    if found.fetch is not None:
+        fetch: Dict[str, Any] = {"url": policy_url(domain)}
+        if found.fetch.result is not None:
+            policy = found.fetch.result.policy
+            fetch["policy"] = found.fetch.result.body.decode("utf-8", "replace")
+            fetch["mode"] = policy.mode.value
+            fetch["mx"] = [p.text for p in policy.mx]
+            fetch["max_age"] = policy.max_age
+        else:
+            assert found.fetch.error is not None
+            fetch["error"] = str(found.fetch.error)
+            fetch["result_type"] = found.fetch.error.result_type
+        fetch["ms"] = round(found.fetch.seconds * 1000, 1)
+        report["fetch"] = fetch
+    answer = tls_policy_reply(domain, found.policy, profile)
+    dane = None
+    if dane_applies(answer, config.dane_mode, profile.dane):  # checked as the daemon does
+        checker = DaneChecker(dns_client, config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
+        dane = await checker.check(hop, time.time())
+        report["dane"] = dane_to_json(dane, time.time())
+    report["answer"] = final_reply(answer, config.dane_mode, profile.dane, dane).decode()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_query(report)
+    return EXIT_OK if found.policy is not None else EXIT_NO
+
+
+def _print_query(report: Dict[str, Any]) -> None:
+    print(f"key:     {report['key']}")
+    txt = report["txt"]
+    print(f"domain:  {report['domain']}")
+    print(f"TXT:     {txt['name']}: {txt['outcome']} ({txt['ms']} ms)")
+    for record in txt["records"]:
+        print(f"         {record}")
+    if "error" in txt:
+        print(f"         unusable: {txt['error']}")
+    fetch = report.get("fetch")
+    if fetch:
+        print(f"fetch:   {fetch['url']} ({fetch['ms']} ms)")
+        if "error" in fetch:
+            print(f"         failed: {fetch['error']} [{fetch['result_type']}]")
+        else:
+            for line in fetch["policy"].splitlines():
+                print(f"         | {line}")
+    if report.get("dane"):
+        print_dane(report["dane"])
+    print(f"postfix: {report['postfix']}")
+    print(f"answer:  {report['answer']}")
+
+
+def print_dane(dane: Dict[str, Any]) -> None:
+    """DANE state and the TLSA records seen per MX host (query, cache show)."""
+    print(f"{'dane:':16}{dane['state']}" + (f" ({dane['detail']})" if dane.get("detail") else ""))
+    for host in dane["hosts"]:
+        at = f" (TLSA at {host['tlsa_name']})" if host.get("tlsa_name") else ""
+        print(f"  {host['host']}: {host['state']}{at}")
+        for record in host["tlsa"]:
+            print(f"    TLSA {record}")
