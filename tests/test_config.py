@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtasts.config import Config, Listener, Nameserver, load_config, parse_config
+from mtasts.config import UNSET, Config, Listener, Nameserver, load_config, parse_config
 from mtasts.errors import ConfigError
 
 
@@ -14,10 +14,10 @@ def write(tmp_path, text):
 
 def test_embedded_defaults_match_the_documented_ones():
     c = Config()
-    assert [str(x) for x in c.listen] == ["inet:127.0.0.1:8461"]
-    assert c.socket_mode == 0o660 and c.dns_timeout == 5.0 and c.fetch_timeout == 15.0
-    assert c.cache_backend == "sqlite" and c.cache_path == "/var/lib/mtasts/cache.sqlite3"
-    assert c.memory_entries == 100000 and c.txt_recheck == 60
+    assert [str(x) for x in c.socketmap.listen] == ["inet:127.0.0.1:8461"]
+    assert c.socketmap.socket_mode == 0o660 and c.resolver.timeout == 5.0 and c.fetch.timeout == 15.0
+    assert c.cache.backend == "sqlite" and c.cache.path == "/var/lib/mtasts/cache.sqlite3"
+    assert c.cache.memory_entries == 100000 and c.cache.txt_recheck == 60
     assert c.maps["postfix"].testing == "ignore" and c.maps["postfix"].sni is True
 
 
@@ -46,14 +46,14 @@ listen = "[::1]:9461"
 mode = "off"
 probe = "example.org."
 """))
-    assert c.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
-    assert c.listen[2] == Listener("inet", host="::1", port=8461)
-    assert c.nameservers == (Nameserver("127.0.0.1", 53), Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
-    assert c.socket_mode == 0o666 and c.dns_timeout == 2.0 and c.cache_backend == "memory"
+    assert c.socketmap.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
+    assert c.socketmap.listen[2] == Listener("inet", host="::1", port=8461)
+    assert c.resolver.nameservers == (Nameserver("127.0.0.1", 53), Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
+    assert c.socketmap.socket_mode == 0o666 and c.resolver.timeout == 2.0 and c.cache.backend == "memory"
     assert c.maps["postfix"].testing == "enforce" and not c.maps["postfix"].sni
     assert not c.maps["postfix"].tlsrpt and c.maps["postfix"].testing_level == "may"
     assert c.maps["reporting"].tlsrpt and c.maps["reporting"].testing_level == "encrypt"
-    assert c.metrics_listen == ("::1", 9461) and c.dane_mode == "off" and c.dane_probe == "example.org."
+    assert c.metrics.listen == ("::1", 9461) and c.dane.mode == "off" and c.dane.probe == "example.org."
 
 
 @pytest.mark.parametrize(
@@ -123,12 +123,14 @@ def test_cli_reports_config_error(tmp_path, capsys):
 def test_postfix_section_and_explicit_profile_settings(tmp_path):
     c = load_config(write(tmp_path, '[postfix]\nversion = "2.10.1"\ndnssec = false\n'
                                     '[maps.postfix]\nsni = false\n[maps.other]\ntesting = "enforce"\n'))
-    assert (c.postfix_version, c.postfix_dnssec, c.postfix_tlsrpt) == ("2.10.1", False, False)
+    # UNSET: the file did not say (tlsrpt: that Postfix then counts as without TLSRPT).
+    assert (c.postfix.version, c.postfix.dnssec, c.postfix.tlsrpt) == ("2.10.1", False, UNSET)
+    assert c.postfix.given == frozenset({"version", "dnssec"})
     assert c.maps["postfix"].explicit == frozenset({"sni"})
     assert c.maps["other"].explicit == frozenset({"testing"})
     c = load_config(write(tmp_path, '[postfix]\npostconf = "/opt/postfix/sbin/postconf"\nconfig_directory = "/etc/postfix-out"\n'))
-    assert (c.postconf, c.postfix_config_directory, c.postfix_version) == (
-        "/opt/postfix/sbin/postconf", "/etc/postfix-out", "")
+    assert (c.postfix.postconf, c.postfix.config_directory, c.postfix.version) == (
+        "/opt/postfix/sbin/postconf", "/etc/postfix-out", UNSET)  # no version: postconf says
 
 
 def test_a_wrong_policy_mode_names_the_choices_without_python_enum_text(tmp_path):
@@ -142,7 +144,7 @@ def test_a_wrong_policy_mode_names_the_choices_without_python_enum_text(tmp_path
 def test_socketmap_and_publish_listeners_accept_both_forms(tmp_path):
     c = load_config(write(tmp_path, '[socketmap]\nlisten = ["127.0.0.1:8461", "inet:[::1]:8461"]\n'
                                     '[publish]\nlisten = ["inet:127.0.0.1:443", "[::1]:443"]\n'))
-    assert [str(x) for x in c.listen] == ["inet:127.0.0.1:8461", "inet:[::1]:8461"]
-    assert c.publish_listen == (("127.0.0.1", 443), ("::1", 443))
+    assert [str(x) for x in c.socketmap.listen] == ["inet:127.0.0.1:8461", "inet:[::1]:8461"]
+    assert c.publish.listen == (("127.0.0.1", 443), ("::1", 443))
     with pytest.raises(ConfigError, match=r"\[socketmap\] listen: expected a list of 'inet:HOST:PORT' \(or 'HOST:PORT'\)"):
         load_config(write(tmp_path, '[socketmap]\nlisten = ["::1:8461"]\n'))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from mtasts.core.policy import Mode
 from mtasts.core.publication import PublishedDomain, validate_max_age, validate_mx, validate_rua
@@ -92,57 +92,147 @@ class Nameserver:
         return cls(host, port)
 
 
+class _Unset:
+    """The value of a key the file does not set (where that differs from any value)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Any = _Unset()
+
+
+# One frozen value object per TOML section, named and shaped as in the file; the
+# defaults are the embedded ones. ``given``: the keys the file set (not compared).
+
+
 @dataclass(frozen=True)
-class Config:
-    source: str = "<embedded defaults>"
+class SocketmapSection:
     listen: Tuple[Listener, ...] = (Listener("inet", host="127.0.0.1", port=8461),)
     socket_mode: int = 0o660
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class ResolverSection:
     nameservers: Tuple[Nameserver, ...] = ()
-    dns_timeout: float = 5.0
-    fetch_timeout: float = 15.0
+    timeout: float = 5.0
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class FetchSection:
+    timeout: float = 15.0
     ca_file: str = ""
-    cache_backend: str = "sqlite"
-    cache_path: str = DEFAULT_CACHE_PATH
-    cache_path_explicit: bool = False
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "mtasts:"
-    redis_timeout: float = 0.25
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class CacheSection:
+    backend: str = "sqlite"
+    path: str = DEFAULT_CACHE_PATH
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "mtasts:"
+    timeout: float = 0.25
     memory_entries: int = 100000
     txt_recheck: float = 60.0
     negative_ttl_min: float = 300.0
     negative_ttl_max: float = 3600.0
     failure_ttl: float = 60.0
     refresh_concurrency: int = 16
-    metrics_listen: Optional[Tuple[str, int]] = None
-    dane_mode: str = "prefer"
-    dane_probe: str = "."
-    dane_min_ttl: float = 60.0
-    dane_max_ttl: float = 3600.0
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: Optional[Tuple[str, int]] = None
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class DaneSection:
+    mode: str = "prefer"
+    probe: str = "."
+    min_ttl: float = 60.0
+    max_ttl: float = 3600.0
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class PostfixSection:
+    """The Postfix that reads the answers. UNSET version: ask ``postconf``."""
+
     postconf: str = ""
-    postfix_config_directory: str = ""
-    postfix_version: str = ""
-    postfix_dnssec: bool = False
-    postfix_tlsrpt: bool = False
-    control_socket: str = ""
-    log_level: str = "info"
+    config_directory: str = ""
+    version: str = UNSET
+    dnssec: bool = UNSET
+    tlsrpt: bool = UNSET
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class ControlSection:
+    socket: str = ""
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class LogSection:
+    level: str = "info"
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class PublishSection:
+    listen: Tuple[Tuple[str, int], ...] = (("0.0.0.0", 443), ("::", 443))
+    ttl: int = 3600
+    max_connections: int = 2000
+    domains: Dict[str, PublishedDomain] = field(default_factory=dict)
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = "<embedded defaults>"
+    socketmap: SocketmapSection = SocketmapSection()
+    resolver: ResolverSection = ResolverSection()
+    fetch: FetchSection = FetchSection()
+    cache: CacheSection = CacheSection()
+    metrics: MetricsSection = MetricsSection()
+    dane: DaneSection = DaneSection()
+    postfix: PostfixSection = PostfixSection()
+    control: ControlSection = ControlSection()
+    log: LogSection = LogSection()
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
     default_profile: MapProfile = MapProfile()
-    publish_listen: Tuple[Tuple[str, int], ...] = (("0.0.0.0", 443), ("::", 443))
-    publish_ttl: int = 3600
-    publish_max_connections: int = 2000
-    publish_domains: Dict[str, PublishedDomain] = field(default_factory=dict)
+    publish: PublishSection = PublishSection()
 
     def profile(self, map_name: str) -> Optional[MapProfile]:
         return self.maps.get(map_name)
 
     @property
     def control_path(self) -> str:
-        if self.control_socket:
-            return self.control_socket
-        return os.path.join(os.path.dirname(self.cache_path), "control.sock")
+        if self.control.socket:
+            return self.control.socket
+        return os.path.join(os.path.dirname(self.cache.path), "control.sock")
 
 
-# section -> key -> (parser, expectation text, Config field)
+def with_values(config: Config, section: str, **values: Any) -> Config:
+    """*config* with *values* changed in one *section* (``with_values(c, "cache", path=...)``)."""
+    return replace(config, **{section: replace(getattr(config, section), **values)})
+
+
+# section -> key -> (parser, expectation text); the key is the section object's field
 def _positive(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError
@@ -198,7 +288,9 @@ def _metrics_listen(value: Any) -> Optional[Tuple[str, int]]:
 def _postfix_version(value: Any) -> str:
     from mtasts.core.postfixcaps import parse_version
 
-    if value == "" or (isinstance(value, str) and parse_version(value) is not None):
+    if value == "":
+        return UNSET  # as if not set: ask postconf
+    if isinstance(value, str) and parse_version(value) is not None:
         return value
     raise ValueError
 
@@ -233,57 +325,54 @@ def _bad_item(v: Any):
     raise ValueError
 
 
-_SCHEMA: Dict[str, Dict[str, Tuple[Any, str, str]]] = {
+_SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
     "socketmap": {
-        "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'",
-                   "listen"),
-        "socket_mode": (_mode, "an octal mode string such as \"0660\"", "socket_mode"),
+        "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'"),
+        "socket_mode": (_mode, "an octal mode string such as \"0660\""),
     },
     "resolver": {
-        "nameservers": (_list_of(Nameserver.parse), "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'", "nameservers"),
-        "timeout": (_positive, "a positive number of seconds", "dns_timeout"),
+        "nameservers": (_list_of(Nameserver.parse), "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'"),
+        "timeout": (_positive, "a positive number of seconds"),
     },
     "fetch": {
-        "timeout": (_positive, "a positive number of seconds", "fetch_timeout"),
-        "ca_file": (_string, "a path to a PEM file, or \"\" for the system trust store", "ca_file"),
+        "timeout": (_positive, "a positive number of seconds"),
+        "ca_file": (_string, "a path to a PEM file, or \"\" for the system trust store"),
     },
     "cache": {
-        "backend": (_choice("sqlite", "memory", "redis"), "\"sqlite\", \"memory\" or \"redis\"", "cache_backend"),
-        "url": (_redis_url, "a redis://, rediss:// or unix:// URL", "redis_url"),
-        "prefix": (_string, "a string that starts every Redis key", "redis_prefix"),
-        "timeout": (_positive, "a positive number of seconds (each Redis call)", "redis_timeout"),
-        "path": (_string, "a path to the SQLite file", "cache_path"),
-        "memory_entries": (_count, "a positive whole number", "memory_entries"),
-        "txt_recheck": (_positive, "a positive number of seconds", "txt_recheck"),
-        "negative_ttl_min": (_positive, "a positive number of seconds", "negative_ttl_min"),
-        "negative_ttl_max": (_positive, "a positive number of seconds", "negative_ttl_max"),
-        "failure_ttl": (_positive, "a positive number of seconds", "failure_ttl"),
-        "refresh_concurrency": (_count, "a positive whole number", "refresh_concurrency"),
+        "backend": (_choice("sqlite", "memory", "redis"), "\"sqlite\", \"memory\" or \"redis\""),
+        "url": (_redis_url, "a redis://, rediss:// or unix:// URL"),
+        "prefix": (_string, "a string that starts every Redis key"),
+        "timeout": (_positive, "a positive number of seconds (each Redis call)"),
+        "path": (_string, "a path to the SQLite file"),
+        "memory_entries": (_count, "a positive whole number"),
+        "txt_recheck": (_positive, "a positive number of seconds"),
+        "negative_ttl_min": (_positive, "a positive number of seconds"),
+        "negative_ttl_max": (_positive, "a positive number of seconds"),
+        "failure_ttl": (_positive, "a positive number of seconds"),
+        "refresh_concurrency": (_count, "a positive whole number"),
     },
     "metrics": {
-        "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none", "metrics_listen"),
+        "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none"),
     },
     "dane": {
-        "mode": (_choice("prefer", "off"), "\"prefer\" or \"off\"", "dane_mode"),
-        "probe": (_probe_name, "a DNS name known to be DNSSEC-signed, such as \".\"", "dane_probe"),
-        "min_ttl": (_positive, "a positive number of seconds", "dane_min_ttl"),
-        "max_ttl": (_positive, "a positive number of seconds", "dane_max_ttl"),
+        "mode": (_choice("prefer", "off"), "\"prefer\" or \"off\""),
+        "probe": (_probe_name, "a DNS name known to be DNSSEC-signed, such as \".\""),
+        "min_ttl": (_positive, "a positive number of seconds"),
+        "max_ttl": (_positive, "a positive number of seconds"),
     },
     "postfix": {
-        "postconf": (_string, "a path to Postfix's postconf command, or \"\" to look on PATH and in /usr/sbin",
-                     "postconf"),
-        "config_directory": (_string, "Postfix's configuration directory (postconf -c), or \"\" for its default",
-                             "postfix_config_directory"),
+        "postconf": (_string, "a path to Postfix's postconf command, or \"\" to look on PATH and in /usr/sbin"),
+        "config_directory": (_string, "Postfix's configuration directory (postconf -c), or \"\" for its default"),
         "version": (_postfix_version, "the version of the Postfix that queries this daemon, such as \"3.7.11\","
-                    " or \"\" to ask postconf", "postfix_version"),
-        "dnssec": (_bool, "true or false (that Postfix has smtp_dns_support_level = dnssec)", "postfix_dnssec"),
-        "tlsrpt": (_bool, "true or false (that Postfix has smtp_tlsrpt_enable = yes)", "postfix_tlsrpt"),
+                    " or \"\" to ask postconf"),
+        "dnssec": (_bool, "true or false (that Postfix has smtp_dns_support_level = dnssec)"),
+        "tlsrpt": (_bool, "true or false (that Postfix has smtp_tlsrpt_enable = yes)"),
     },
     "control": {
-        "socket": (_string, "a path for the control socket, or \"\" for one beside the cache", "control_socket"),
+        "socket": (_string, "a path for the control socket, or \"\" for one beside the cache"),
     },
     "log": {
-        "level": (_choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS), "log_level"),
+        "level": (_choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS)),
     },
 }
 
@@ -293,6 +382,13 @@ _PROFILE_SCHEMA = {
     "tlsrpt": (_bool, "true or false (true needs Postfix >= 3.10)"),
     "testing_level": (_choice(*TESTING_LEVELS), " or ".join(f'"{x}"' for x in TESTING_LEVELS)),
     "dane": (_bool, "true or false (true needs Postfix >= 2.11 with smtp_dns_support_level = dnssec)"),
+}
+
+
+_SECTIONS = {
+    "socketmap": SocketmapSection, "resolver": ResolverSection, "fetch": FetchSection, "cache": CacheSection,
+    "metrics": MetricsSection, "dane": DaneSection, "postfix": PostfixSection, "control": ControlSection,
+    "log": LogSection,
 }
 
 
@@ -306,7 +402,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
                 values["default_profile"] = default
             continue
         if section == "publish":
-            values.update(_parse_publish(table, source))
+            values["publish"] = _parse_publish(table, source)
             continue
         schema = _SCHEMA.get(section)
         if schema is None:
@@ -314,40 +410,45 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
             raise ConfigError(f"{source}: unknown section [{section}]; known sections: {known}")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
+        fields: Dict[str, Any] = {}
         for key, value in table.items():
             if key not in schema:
                 raise ConfigError(
                     f"{source}: [{section}] {key}: unknown key; known keys: {', '.join(schema)}"
                 )
-            parser, expected, attr = schema[key]
+            parser, expected = schema[key]
             try:
-                values[attr] = parser(value)
+                fields[key] = parser(value)
             except ValueError:
                 raise ConfigError(
                     f"{source}: [{section}] {key}: expected {expected}, got {value!r}"
                 ) from None
-    if "cache_path" in values:
-        values["cache_path_explicit"] = True
-        if not os.path.isabs(values["cache_path"]):
-            raise ConfigError(f"{source}: [cache] path: expected an absolute path, got {values['cache_path']!r}")
-    if values.get("listen") == ():
-        raise ConfigError(f"{source}: [socketmap] listen: expected at least one listener")
+        values[section] = _SECTIONS[section](given=frozenset(fields), **fields)
     config = Config(**values)
-    if config.negative_ttl_min > config.negative_ttl_max:
+    _check(config, source)
+    return config
+
+
+def _check(config: Config, source: str) -> None:
+    """The rules between keys, once every key has its value."""
+    cache, dane, postfix = config.cache, config.dane, config.postfix
+    if "path" in cache.given and not os.path.isabs(cache.path):
+        raise ConfigError(f"{source}: [cache] path: expected an absolute path, got {cache.path!r}")
+    if config.socketmap.listen == ():
+        raise ConfigError(f"{source}: [socketmap] listen: expected at least one listener")
+    if cache.negative_ttl_min > cache.negative_ttl_max:
         raise ConfigError(
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
-            f"({config.negative_ttl_max}), got {config.negative_ttl_min}"
+            f"({cache.negative_ttl_max}), got {cache.negative_ttl_min}"
         )
     # dnssec/tlsrpt describe the Postfix named by version; alone they would be ignored.
-    postfix_keys = {k for k in ("postfix_dnssec", "postfix_tlsrpt") if values.get(k)}
-    if postfix_keys and not config.postfix_version:
-        key = sorted(postfix_keys)[0][len("postfix_"):]
-        raise ConfigError(f"{source}: [postfix] {key}: needs [postfix] version (without it, postconf says)")
-    if config.dane_min_ttl > config.dane_max_ttl:
+    for key in ("dnssec", "tlsrpt"):
+        if getattr(postfix, key) and postfix.version is UNSET:
+            raise ConfigError(f"{source}: [postfix] {key}: needs [postfix] version (without it, postconf says)")
+    if dane.min_ttl > dane.max_ttl:
         raise ConfigError(
-            f"{source}: [dane] min_ttl: expected at most max_ttl ({config.dane_max_ttl}), got {config.dane_min_ttl}"
+            f"{source}: [dane] min_ttl: expected at most max_ttl ({dane.max_ttl}), got {dane.min_ttl}"
         )
-    return config
 
 
 def _parse_maps(table: Any, source: str):
@@ -391,7 +492,7 @@ def _publish_listen_item(spec: Any) -> Tuple[str, int]:
 _DOMAIN_KEYS = ("mode", "mx", "max_age", "tlsrpt_rua", "cert", "key", "host_addresses", "host_cname")
 
 
-def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
+def _parse_publish(table: Any, source: str) -> PublishSection:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [publish] must be a table")
     values: Dict[str, Any] = {}
@@ -400,8 +501,8 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
             try:
                 if not isinstance(value, list):
                     raise ValueError
-                values["publish_listen"] = tuple(_publish_listen_item(v) for v in value)
-                if ("systemd", 0) in values["publish_listen"] and len(value) > 1:
+                values["listen"] = tuple(_publish_listen_item(v) for v in value)
+                if ("systemd", 0) in values["listen"] and len(value) > 1:
                     raise ValueError
             except ValueError:
                 raise ConfigError(
@@ -409,23 +510,23 @@ def _parse_publish(table: Any, source: str) -> Dict[str, Any]:
                 ) from None
         elif key == "ttl":
             try:
-                values["publish_ttl"] = _count(value)
+                values["ttl"] = _count(value)
             except ValueError:
                 raise ConfigError(f"{source}: [publish] ttl: expected a positive whole number of seconds, got {value!r}") from None
         elif key == "max_connections":
             try:
-                values["publish_max_connections"] = _count(value)
+                values["max_connections"] = _count(value)
             except ValueError:
                 raise ConfigError(f"{source}: [publish] max_connections: expected a positive whole number, got {value!r}") from None
         elif key == "domains":
             if not isinstance(value, dict):
                 raise ConfigError(f'{source}: [publish.domains] must contain tables such as [publish.domains."example.com"]')
-            values["publish_domains"] = {
+            values["domains"] = {
                 name.lower(): _parse_domain(name.lower(), entry, source) for name, entry in value.items()
             }
         else:
             raise ConfigError(f"{source}: [publish] {key}: unknown key; known keys: listen, ttl, max_connections, domains")
-    return values
+    return PublishSection(given=frozenset(values), **values)
 
 
 def _policy_mode(value: Any) -> Mode:

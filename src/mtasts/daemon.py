@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib.util
 import logging
 import os
@@ -14,7 +13,7 @@ from typing import Any, Dict, Optional, Set
 
 from mtasts import __version__
 from mtasts.commands import EXIT_CONFIG
-from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir
+from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir, with_values
 from mtasts.errors import ConfigError, StoreError
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
@@ -44,16 +43,16 @@ def setup_logging(level: str) -> None:
 def with_state_dir(config: Config) -> Config:
     """Make sure the cache directory exists; fall back to a per-user one when the
     default system directory cannot be created (an ordinary user running the daemon)."""
-    if config.cache_backend == "memory" and config.control_socket:
+    if config.cache.backend == "memory" and config.control.socket:
         return config
-    directory = os.path.dirname(config.cache_path)
+    directory = os.path.dirname(config.cache.path)
     try:
         os.makedirs(directory, mode=0o750, exist_ok=True)
         if os.access(directory, os.W_OK):
             return config
         raise PermissionError(directory)
     except OSError as exc:
-        if config.cache_path_explicit or directory != SYSTEM_STATE_DIR:
+        if ("path" in config.cache.given) or directory != SYSTEM_STATE_DIR:
             raise ConfigError(
                 f"{config.source}: [cache] path: cannot create or write {directory}: {exc.strerror or exc}"
             ) from None
@@ -65,18 +64,18 @@ def with_state_dir(config: Config) -> Config:
             f"{config.source}: [cache] path: {directory} is not writable for this user and {fallback} cannot be"
             f" created ({exc.strerror or exc}); set [cache] path to a directory this user can write"
         ) from None
-    path = os.path.join(fallback, os.path.basename(config.cache_path))
+    path = os.path.join(fallback, os.path.basename(config.cache.path))
     log.info("%s is not writable for this user; using %s", directory, fallback)
-    return dataclasses.replace(config, cache_path=path)
+    return with_values(config, "cache", path=path)
 
 
 def open_cache(config: Config, shared=None) -> PolicyCache:
     """The cache tiers: memory, the SQLite store, and with *shared* (``open_shared``) the fleet's."""
     # "redis" keeps the local SQLite store too: a Redis restart loses nothing a host needs.
     store = None
-    if config.cache_backend != "memory":
+    if config.cache.backend != "memory":
         try:
-            store = SqliteStore(config.cache_path)
+            store = SqliteStore(config.cache.path)
         except StoreError as exc:
             # Refusing to start would defer all mail (Postfix gets "connection refused"):
             # answer from memory, relearning policies, and say loudly what to fix.
@@ -84,17 +83,17 @@ def open_cache(config: Config, shared=None) -> PolicyCache:
     if shared is not None:
         from mtasts.store.fleet import FleetCache
 
-        return FleetCache(config.memory_entries, store, shared)
-    return PolicyCache(config.memory_entries, store)
+        return FleetCache(config.cache.memory_entries, store, shared)
+    return PolicyCache(config.cache.memory_entries, store)
 
 
 def open_shared(config: Config):
-    if config.cache_backend != "redis":
+    if config.cache.backend != "redis":
         return None
     try:
         from mtasts.store.shared import SharedCache
 
-        return SharedCache(config.redis_url, config.redis_prefix, config.redis_timeout)
+        return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout)
     except ImportError:
         raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
                           " (pip install 'mtasts[redis]')") from None
@@ -119,7 +118,7 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.run_resolver = only in (None, "resolver")
-        self.run_publisher = only == "publisher" or (only is None and bool(config.publish_domains))
+        self.run_publisher = only == "publisher" or (only is None and bool(config.publish.domains))
         self.publisher: Optional[PolicyPublisher] = None
         self.cache: Optional[PolicyCache] = None
         self.fetcher: Optional[PolicyFetcher] = None
@@ -133,7 +132,7 @@ class Daemon:
 
     async def start(self) -> None:
         if self.run_publisher:
-            if not self.config.publish_domains:
+            if not self.config.publish.domains:
                 raise ConfigError(f"{self.config.source}: [publish.domains]: expected at least one domain to publish")
             self.publisher = PolicyPublisher(self.config)
             await self.publisher.start()
@@ -153,8 +152,8 @@ class Daemon:
 
     async def _start_resolver(self) -> None:
         config = self.config = self._fit_to_postfix(self.config)
-        dns_client = DnsClient(config.nameservers, config.dns_timeout)
-        self.fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+        dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+        self.fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
         # No count or scan of the store here: start-up time must not grow with it (1M entries).
         self.shared = open_shared(config)
         self.cache = open_cache(config, self.shared)
@@ -167,12 +166,12 @@ class Daemon:
             stats_extra=lambda: {"connections": len(self.socketmap.connections) if self.socketmap else 0},
         )
         await self.control.start()
-        self.socketmap = SocketmapServer(self.resolver, config.listen, config.socket_mode)
+        self.socketmap = SocketmapServer(self.resolver, config.socketmap.listen, config.socketmap.socket_mode)
         await self.socketmap.start()
-        if config.metrics_listen is not None:
-            await self._start_metrics(*config.metrics_listen)
-        where = {"sqlite": config.cache_path, "memory": "memory only",
-                 "redis": f"{config.cache_path} + {config.redis_url}"}[config.cache_backend]
+        if config.metrics.listen is not None:
+            await self._start_metrics(*config.metrics.listen)
+        where = {"sqlite": config.cache.path, "memory": "memory only",
+                 "redis": f"{config.cache.path} + {config.cache.url}"}[config.cache.backend]
         log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
                  ", ".join(dns_client.nameservers) or "system")
 
@@ -249,17 +248,24 @@ class Daemon:
             self.publisher.reload(new)
         if self.resolver is None:
             return
-        fixed = ("listen", "socket_mode", "nameservers", "ca_file", "cache_backend", "cache_path", "memory_entries",
-                 "control_socket", "redis_url", "redis_prefix", "redis_timeout", "metrics_listen")
-        ignored = [k for k in fixed if getattr(new, k) != getattr(self.config, k) and not (k == "cache_path" and not new.cache_path_explicit)]
-        kept = dataclasses.replace(new, **{k: getattr(self.config, k) for k in fixed})
+        fixed = (("socketmap", "listen"), ("socketmap", "socket_mode"), ("resolver", "nameservers"), ("fetch", "ca_file"),
+                 ("cache", "backend"), ("cache", "path"), ("cache", "memory_entries"), ("control", "socket"),
+                 ("cache", "url"), ("cache", "prefix"), ("cache", "timeout"), ("metrics", "listen"))
+        ignored, kept = [], new
+        for section, key in fixed:
+            running = getattr(getattr(self.config, section), key)
+            if getattr(getattr(new, section), key) != running:
+                # A path left to its default stays where the running daemon put it (with_state_dir).
+                if not (section, key) == ("cache", "path") or "path" in new.cache.given:
+                    ignored.append(f"[{section}] {key}")
+                kept = with_values(kept, section, **{key: running})
         info = await asyncio.get_running_loop().run_in_executor(None, learn_postfix, kept)
         applied = self._fit_to_postfix(kept, info)
         self.config = applied
         self.resolver.reconfigure(applied)
         assert self.fetcher is not None
-        self.fetcher.timeout = applied.fetch_timeout
-        setup_logging(applied.log_level)
+        self.fetcher.timeout = applied.fetch.timeout
+        setup_logging(applied.log.level)
         log.info("configuration reloaded from %s", applied.source)
         if ignored:
             log.warning("reload: %s change only on restart", ", ".join(ignored))

@@ -29,8 +29,8 @@ ANSWER_PARAMETERS = ("mail_version", "smtp_dns_support_level", "smtp_tlsrpt_enab
 
 def find_postconf(config: Config) -> Optional[str]:
     """``[postfix] postconf``, else ``postconf`` on PATH, else /usr/sbin/postconf."""
-    if config.postconf:
-        return config.postconf
+    if config.postfix.postconf:
+        return config.postfix.postconf
     found = shutil.which("postconf")
     if found:
         return found
@@ -39,8 +39,8 @@ def find_postconf(config: Config) -> Optional[str]:
 
 def postconf_command(config: Config, path: str, *args: str) -> List[str]:
     command = [path]
-    if config.postfix_config_directory:
-        command += ["-c", config.postfix_config_directory]
+    if config.postfix.config_directory:
+        command += ["-c", config.postfix.config_directory]
     return command + list(args)
 
 
@@ -71,8 +71,8 @@ def learn_postfix(
     """What the configuration says of Postfix, else what postconf says (*postconf_run*: a
     run already made, as (path, values)), else unknown (logged as a WARNING unless *quiet*:
     the CLI reports it instead)."""
-    if config.postfix_version:
-        return PostfixInfo(parse_version(config.postfix_version), config.postfix_dnssec, config.postfix_tlsrpt,
+    if config.postfix.version:
+        return PostfixInfo(parse_version(config.postfix.version), config.postfix.dnssec is True, config.postfix.tlsrpt is True,
                            source=f"[postfix] in {config.source}")
     try:
         path, values = postconf_run if postconf_run is not None else run_postconf(config, ANSWER_PARAMETERS)
@@ -103,9 +103,9 @@ def describe_answers(config: Config) -> str:
     """One line: what each map profile answers (for the start-up log and ``doctor``)."""
     parts = []
     for name, profile in sorted(config.maps.items()):
-        parts.append(f"map {name}: {profile_summary(profile, config.dane_mode)}")
+        parts.append(f"map {name}: {profile_summary(profile, config.dane.mode)}")
     if "default" not in config.maps:
-        parts.append(f"other maps: {profile_summary(config.default_profile, config.dane_mode)}")
+        parts.append(f"other maps: {profile_summary(config.default_profile, config.dane.mode)}")
     return "; ".join(parts)
 
 

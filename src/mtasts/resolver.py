@@ -20,11 +20,11 @@ from cachetools import LRUCache
 from mtasts.config import Config
 from mtasts.core import freshness
 from mtasts.core.dane import DaneResult, dane_applies, final_reply
-from mtasts.core.freshness import Background, CacheEntry, Hold
+from mtasts.core.freshness import Background, CachedPolicy, CacheEntry, Hold
 from mtasts.core.latency import LatencyHistogram
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 from mtasts.core.policy import Mode, Policy
-from mtasts.core.reply import MapProfile, cached_reply
+from mtasts.core.reply import MapProfile, tls_policy_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord
 from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
@@ -68,6 +68,36 @@ class Counters:
         return reply
 
 
+class ReplyMemo:
+    """The answers already formatted, per cached policy and map profile: the hot path
+    formats each answer once. Kept here, beside the cache, so the core's values stay
+    immutable. Keys are identities (a policy and a profile object); the value holds both
+    objects, so neither identity can be reused while its entry lives. Bounded: cleared
+    when full, and refilled by the lookups that follow."""
+
+    __slots__ = ("_memo", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._memo: Dict[Tuple[int, int], Tuple[CachedPolicy, MapProfile, bytes]] = {}
+        self._limit = limit
+
+    def reply(self, domain: str, cached: Optional[CachedPolicy], profile: MapProfile) -> bytes:
+        if cached is None:
+            return NOTFOUND
+        key = (id(cached), id(profile))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is cached and hit[1] is profile:
+            return hit[2]
+        reply = tls_policy_reply(domain, cached.policy, profile)
+        if len(self._memo) >= self._limit:
+            self._memo.clear()
+        self._memo[key] = (cached, profile, reply)
+        return reply
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+
 class PolicyResolver:
     def __init__(
         self,
@@ -87,18 +117,19 @@ class PolicyResolver:
         self._inflight: Dict[str, "asyncio.Future[Tuple[CacheEntry, Optional[Policy]]]"] = {}
         self._dane_inflight: Dict[NextHop, "asyncio.Future[DaneResult]"] = {}
         self._relay_dane: "LRUCache[NextHop, DaneResult]" = LRUCache(RELAY_DANE_ENTRIES)
-        self._dane = DaneChecker(dns_client, config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
+        self._dane = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
         self._background: Dict[str, "asyncio.Task[None]"] = {}
         self._semaphore: Optional[asyncio.Semaphore] = None
         self._sweeper: Optional["asyncio.Task[None]"] = None
         self._probe: Optional["asyncio.Task[None]"] = None
         self._unknown_maps: Set[str] = set()
         self.counters = Counters()
+        self.replies = ReplyMemo(max(1024, config.cache.memory_entries))
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._semaphore = asyncio.Semaphore(self.config.refresh_concurrency)
+        self._semaphore = asyncio.Semaphore(self.config.cache.refresh_concurrency)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         if self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())
@@ -110,7 +141,7 @@ class PolicyResolver:
         if remote:
             log.warning("DANE: nameserver %s is not on loopback: its AD bit crosses the network"
                         " unauthenticated (use a local validating resolver such as unbound)", ", ".join(remote))
-        probe = self.config.dane_probe
+        probe = self.config.dane.probe
         answer = await resolver_validates(self._dns, probe)
         if answer.validated:
             log.info("DANE: the resolver validates DNSSEC (AD bit for %r)", probe)
@@ -132,14 +163,14 @@ class PolicyResolver:
     def dane_answers(self) -> bool:
         """Whether any map profile may answer dane/dane-only (else no DANE lookups at all)."""
         profiles = list(self.config.maps.values()) + [self.config.default_profile]
-        return self.config.dane_mode == "prefer" and any(p.dane for p in profiles)
+        return self.config.dane.mode == "prefer" and any(p.dane for p in profiles)
 
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
         self.config = config
-        self._dns.set_timeout(config.dns_timeout)
+        self._dns.set_timeout(config.resolver.timeout)
         self._dane.failure_ttl, self._dane.min_ttl, self._dane.max_ttl = (
-            config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
+            config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
         self._unknown_maps.clear()
         if self._probe is None and self._semaphore is not None and self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())  # DANE answers turned on
@@ -168,12 +199,12 @@ class PolicyResolver:
             return self.counters.answered(self._map_label(map_name), NOTFOUND)
         entry = self.cache.get(domain)  # the one read that counts as a lookup's hit or miss
         now = self._clock()
-        decision = freshness.decide(entry, now, self.config.txt_recheck)
+        decision = freshness.decide(entry, now, self.config.cache.txt_recheck)
         if decision.discover:
             return None
         profile = self.profile(map_name)
-        reply = cached_reply(domain, decision.cached, profile)
-        if dane_applies(reply, self.config.dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
+        reply = self.replies.reply(domain, decision.cached, profile)
+        if dane_applies(reply, self.config.dane.mode, profile.dane):  # RFC 8461 §2: never override DANE
             assert entry is not None
             hop = None if domain is key else next_hop(key)
             dane = entry.dane if hop is None or hop.default else self._relay_dane.get(hop)
@@ -181,7 +212,7 @@ class PolicyResolver:
                 return None  # the first time, answer() waits for the DANE check
             if not dane.fresh(now):
                 self.dane_check(hop or NextHop(domain))  # answer from the last result meanwhile
-            reply = final_reply(reply, self.config.dane_mode, profile.dane, dane)
+            reply = final_reply(reply, self.config.dane.mode, profile.dane, dane)
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
@@ -221,15 +252,15 @@ class PolicyResolver:
         applies; the DANE result of *hop* (default: the domain's MX hosts on port 25) is used
         while fresh, else (or when asked) re-checked."""
         # discover() hands back the policy of entry.cached, or None for a hold.
-        reply = cached_reply(entry.domain, entry.cached if policy is not None else None, profile)
+        reply = self.replies.reply(entry.domain, entry.cached if policy is not None else None, profile)
         dane: Optional[DaneResult] = None
-        if dane_applies(reply, self.config.dane_mode, profile.dane):
+        if dane_applies(reply, self.config.dane.mode, profile.dane):
             hop = hop or NextHop(entry.domain)
             known = entry.dane if hop.default else self._relay_dane.get(hop)
             dane = None if recheck_dane else known
             if dane is None or not dane.fresh(self._clock()):
                 dane = await self.dane_check(hop)
-        return final_reply(reply, self.config.dane_mode, profile.dane, dane)
+        return final_reply(reply, self.config.dane.mode, profile.dane, dane)
 
     # -- DANE -----------------------------------------------------------------------
 
@@ -296,7 +327,7 @@ class PolicyResolver:
             return entry, cached.policy
         known = await self.cache.recall(domain, self._answerable)  # another host's (a fleet)
         if known is not None:
-            return known, freshness.decide(known, self._clock(), self.config.txt_recheck).policy
+            return known, freshness.decide(known, self._clock(), self.config.cache.txt_recheck).policy
         found = await discover(self._dns, self._fetcher, domain)
         self._count(found.fetch)
         if found.hold is None:
@@ -306,14 +337,14 @@ class PolicyResolver:
 
     def _answerable(self, entry: CacheEntry) -> bool:
         """Whether *entry* (from elsewhere) answers lookups now: a valid policy or a running hold."""
-        return not freshness.decide(entry, self._clock(), self.config.txt_recheck).discover
+        return not freshness.decide(entry, self._clock(), self.config.cache.txt_recheck).discover
 
     def _hold(self, entry: Optional[CacheEntry], domain: str, found: Discovery) -> CacheEntry:
         hold = found.hold
         assert hold is not None
         failures = (entry.failures if entry else 0) + 1
         ttl = freshness.hold_ttl(hold, found.lookup.txt.ttl, failures,
-                                 (self.config.negative_ttl_min, self.config.negative_ttl_max), self.config.failure_ttl)
+                                 (self.config.cache.negative_ttl_min, self.config.cache.negative_ttl_max), self.config.cache.failure_ttl)
         if hold is Hold.DNS_FAILURE:
             txt = found.lookup.txt
             log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value, txt.detail)
@@ -437,7 +468,7 @@ class PolicyResolver:
             )
 
     async def _sweep_forever(self) -> None:
-        interval = min(SWEEP_INTERVAL, self.config.txt_recheck)
+        interval = min(SWEEP_INTERVAL, self.config.cache.txt_recheck)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -449,7 +480,7 @@ class PolicyResolver:
         """Start refreshes of policies due for one (RFC 8461 §10.2); return how many."""
         now = self._clock()
         started = 0
-        for domain in self.cache.due(now, self.config.refresh_concurrency * 4):
+        for domain in self.cache.due(now, self.config.cache.refresh_concurrency * 4):
             if domain not in self._background:
                 self._start_background(domain, Background.REFRESH)
                 started += 1

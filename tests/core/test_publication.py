@@ -106,4 +106,4 @@ def test_config_errors_say_what_is_wrong(table, message):
 
 
 def test_none_mode_needs_no_mx():
-    assert publish({"mode": "none"}).publish_domains["example.com"].mx == ()
+    assert publish({"mode": "none"}).publish.domains["example.com"].mx == ()

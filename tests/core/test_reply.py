@@ -40,19 +40,6 @@ def test_none_and_absent():
     assert tls_policy_reply("example.com", None, MapProfile()) == b"NOTFOUND "
 
 
-def test_cached_reply_is_memoised_per_profile():
-    from mtasts.core.freshness import CachedPolicy
-    from mtasts.core.reply import cached_reply
-
-    p = policy("enforce", "mx.example.com")
-    cached = CachedPolicy(p, "id1", 0.0)
-    plain, old = MapProfile(), MapProfile(sni=False)
-    assert cached_reply("example.com", cached, plain) == tls_policy_reply("example.com", p, plain)
-    assert cached_reply("example.com", cached, old) == tls_policy_reply("example.com", p, old)
-    assert set(cached.replies) == {plain, old}
-    assert cached_reply("example.com", None, plain) == b"NOTFOUND "
-
-
 # -- TLSRPT attributes (Postfix >= 3.10, postfix-interface.md §4) ----------------------
 
 from hypothesis import given  # noqa: E402

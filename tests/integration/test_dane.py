@@ -275,7 +275,7 @@ def test_temporary_failure_after_usable_tlsa_answers_dane(dnssec):
         return await DaneChecker(client, failure_ttl=60.0, min_ttl=60.0, max_ttl=3600.0).check(NextHop("lame.test"), 1000.0, previous)
 
     never = asyncio.run(check(None))
-    assert never.state is DaneState.UNKNOWN and never.expires_at == 1000.0 + Config().failure_ttl
+    assert never.state is DaneState.UNKNOWN and never.expires_at == 1000.0 + Config().cache.failure_ttl
     before = DaneResult(DaneState.ALL, 500.0, 900.0)
     after = asyncio.run(check(before))
     assert after.state is DaneState.TEMPFAIL

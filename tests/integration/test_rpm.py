@@ -146,7 +146,7 @@ def test_shipped_config_suits_el7(installed):
     from mtasts.core.reply import tls_policy_reply
 
     config = load_config(str(installed / "etc/mtasts/mtasts.toml"))
-    assert config.cache_path == "/var/lib/mtasts/cache.sqlite3"
+    assert config.cache.path == "/var/lib/mtasts/cache.sqlite3"
     # Stock CentOS 7 as postconf reports it: Postfix 2.10.1, no smtp_dns_support_level.
     maps, default, warnings = fit_profiles(config.maps, config.default_profile, PostfixInfo((2, 10, 1)))
     assert warnings == []

@@ -197,26 +197,26 @@ def test_quick_start_serves_on_embedded_defaults(tmp_path):
 def test_state_dir_falls_back_to_per_user(tmp_path, monkeypatch):
     """An ordinary user cannot create /var/lib/mtasts: the daemon uses its own state dir."""
     from mtasts import daemon as daemon_module
-    from mtasts.config import Config
+    from mtasts.config import CacheSection, Config
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     system_dir = str(blocker / "mtasts")  # makedirs fails here, as it does in /var/lib for a user
     monkeypatch.setattr(daemon_module, "SYSTEM_STATE_DIR", system_dir)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    config = daemon_module.with_state_dir(Config(cache_path=system_dir + "/cache.sqlite3"))
-    assert config.cache_path == str(tmp_path / "xdg" / "mtasts" / "cache.sqlite3")
+    config = daemon_module.with_state_dir(Config(cache=CacheSection(path=system_dir + "/cache.sqlite3")))
+    assert config.cache.path == str(tmp_path / "xdg" / "mtasts" / "cache.sqlite3")
     assert os.path.isdir(tmp_path / "xdg" / "mtasts")
 
 
 def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
     from mtasts import daemon as daemon_module
-    from mtasts.config import Config
+    from mtasts.config import CacheSection, Config
     from mtasts.errors import ConfigError
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    config = Config(source="x.toml", cache_path=str(blocker / "cache.sqlite3"), cache_path_explicit=True)
+    config = Config(source="x.toml", cache=CacheSection(path=str(blocker / "cache.sqlite3"), given=frozenset({"path"})))
     with pytest.raises(ConfigError, match=r"x.toml: \[cache\] path: cannot create or write"):
         daemon_module.with_state_dir(config)
 

@@ -11,15 +11,13 @@ import asyncio
 import contextlib
 from typing import AsyncIterator, Optional
 
-from mtasts.config import Config
+from mtasts.config import CacheSection, Config, DaneSection
 from mtasts.resolver import PolicyResolver
 from mtasts.store.fleet import FleetCache
 from mtasts.store.tiered import PolicyCache
 from tests.support.fakes import Clock, FakeDns, FakePolicies, FakeShared
 from tests.support.policies import policy_text
 
-# No DANE answers unless a test asks: most rules are about MTA-STS alone.
-BASE = dict(cache_backend="memory", dane_mode="off")
 
 
 def policy_body(domain: str, mode: str = "enforce", mx=("mx.{d}",), max_age: int = 86400) -> bytes:
@@ -31,9 +29,13 @@ class Host:
     """One resolver with its own cache (one "host" of a fleet when *shared* is given)."""
 
     def __init__(self, clock: Clock, dns: FakeDns, policies: FakePolicies, shared: Optional[FakeShared] = None,
-                 **config) -> None:
+                 cache: Optional[dict] = None, dane: Optional[dict] = None, maps: Optional[dict] = None) -> None:
+        """*cache*, *dane*: keys of those sections; *maps*: map profiles. No DANE answers
+        unless a test asks (``dane={"mode": "prefer"}``): most rules are about MTA-STS alone."""
         self.clock, self.dns, self.policies = clock, dns, policies
-        self.config = Config(**{**BASE, **config})
+        self.config = Config(cache=CacheSection(**{"backend": "memory", **(cache or {})}),
+                             dane=DaneSection(**{"mode": "off", **(dane or {})}),
+                             **({"maps": maps} if maps is not None else {}))
         if shared is not None:
             self.cache: PolicyCache = FleetCache(1000, None, shared, clock=clock, wait=0.2)
         else:

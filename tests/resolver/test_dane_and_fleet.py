@@ -19,7 +19,7 @@ D = "example.test"
 MX = "mx.example.test"
 SECURE = b"OK secure match=mx.example.test servername=hostname"
 TLSA = "3 1 1 " + "ab" * 32
-DANE = dict(dane_mode="prefer")
+DANE = dict(dane={"mode": "prefer"})
 
 
 def sts_world():
@@ -78,7 +78,7 @@ def test_a_stale_dane_result_is_rechecked_in_the_background_while_answering():
     sign(dns)
 
     async def scenario():
-        async with running(Host(clock, dns, policies, dane_max_ttl=600.0, **DANE)) as host:
+        async with running(Host(clock, dns, policies, dane={"mode": "prefer", "max_ttl": 600.0})) as host:
             assert await host.answer(D) == b"OK dane-only"
             sign(dns, tlsa=False)  # the TLSA records are withdrawn
             clock.advance(601)
@@ -96,7 +96,7 @@ def test_a_temporary_failure_after_usable_tlsa_keeps_dane():
     sign(dns)
 
     async def scenario():
-        async with running(Host(clock, dns, policies, dane_max_ttl=600.0, **DANE)) as host:
+        async with running(Host(clock, dns, policies, dane={"mode": "prefer", "max_ttl": 600.0})) as host:
             await host.answer(D)
             dns.secure_fail(f"_25._tcp.{MX}", "TLSA")
             clock.advance(601)
@@ -217,7 +217,7 @@ def test_a_newer_policy_from_another_host_replaces_the_older_one():
     clock, dns, policies = sts_world()
 
     async def scenario():
-        hub, (a, b) = fleet(2, clock, dns, policies, txt_recheck=60.0)
+        hub, (a, b) = fleet(2, clock, dns, policies, cache={"txt_recheck": 60.0})
         async with running(a), running(b):
             await a.answer(D)
             await a.settle()
@@ -255,7 +255,7 @@ def test_a_hosts_own_bookkeeping_is_not_shared():
     clock, dns, policies = sts_world()
 
     async def scenario():
-        hub, (a,) = fleet(1, clock, dns, policies, txt_recheck=60.0)
+        hub, (a,) = fleet(1, clock, dns, policies, cache={"txt_recheck": 60.0})
         async with running(a):
             await a.answer(D)
             await a.settle()

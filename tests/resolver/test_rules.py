@@ -44,7 +44,7 @@ def test_cached_answers_need_no_network_until_the_txt_recheck():
     clock, dns, policies = world()
 
     async def scenario():
-        async with running(Host(clock, dns, policies, txt_recheck=60.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"txt_recheck": 60.0})) as host:
             assert await host.answer(D) == SECURE
             clock.advance(59)
             assert host.resolver.answer_nowait("postfix", D) == SECURE
@@ -63,7 +63,7 @@ def test_no_record_is_held_for_its_negative_ttl_within_the_bounds():
     clock, dns, policies = Clock(), FakeDns(), FakePolicies()
 
     async def scenario():
-        async with running(Host(clock, dns, policies, negative_ttl_min=300.0, negative_ttl_max=3600.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"negative_ttl_min": 300.0, "negative_ttl_max": 3600.0})) as host:
             assert await host.answer("plain.test") == b"NOTFOUND "
             entry = host.cache.peek("plain.test")
             clock.advance(899)  # FakeDns' NXDOMAIN carries a negative TTL of 900 s
@@ -97,7 +97,7 @@ def test_two_sts_records_are_an_invalid_record_held_for_failure_ttl():
     dns.txt_texts("_mta-sts." + D, b"v=STSv1; id=a", b"v=STSv1; id=b")
 
     async def scenario():
-        async with running(Host(clock, dns, policies, failure_ttl=45.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"failure_ttl": 45.0})) as host:
             return await host.answer(D), host.cache.peek(D)
 
     reply, entry = asyncio.run(scenario())
@@ -150,7 +150,7 @@ def test_a_changed_id_whose_fetch_fails_waits_for_its_back_off():
     clock, dns, policies = world(max_age=604800)
 
     async def scenario():
-        async with running(Host(clock, dns, policies, txt_recheck=60.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"txt_recheck": 60.0})) as host:
             assert await host.answer(D) == SECURE
             dns.publish(D, "id2")
             policies.serve(D, FetchError("connect", "refused"))
@@ -171,7 +171,7 @@ def test_a_changed_id_is_fetched_at_the_next_recheck_and_replaces_the_policy():
     clock, dns, policies = world()
 
     async def scenario():
-        async with running(Host(clock, dns, policies, txt_recheck=60.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"txt_recheck": 60.0})) as host:
             await host.answer(D)
             dns.publish(D, "id2")
             policies.serve(D, policy_body(mode="testing", domain=D))
@@ -188,7 +188,7 @@ def test_a_vanished_txt_record_keeps_the_cached_policy():
     clock, dns, policies = world()
 
     async def scenario():
-        async with running(Host(clock, dns, policies, txt_recheck=60.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"txt_recheck": 60.0})) as host:
             await host.answer(D)
             dns.remove("_mta-sts." + D)
             clock.advance(61)
@@ -219,7 +219,7 @@ def test_dns_failure_is_held_briefly_and_never_defers():
     dns.fail("_mta-sts." + D, Outcome.TIMEOUT)
 
     async def scenario():
-        async with running(Host(clock, dns, policies, failure_ttl=30.0)) as host:
+        async with running(Host(clock, dns, policies, cache={"failure_ttl": 30.0})) as host:
             reply = await host.answer(D)
             return reply, host.cache.peek(D)
 
@@ -252,3 +252,22 @@ def test_keys_that_are_no_domain_get_notfound_without_network():
             return [await host.answer(k) for k in ("[192.0.2.1]", ".example.test", "", "a..b")]
 
     assert asyncio.run(scenario()) == [b"NOTFOUND "] * 4 and dns.asked == []
+
+
+def test_the_reply_memo_formats_each_answer_once_per_policy_and_profile():
+    from mtasts.core.freshness import CachedPolicy
+    from mtasts.core.policy import parse_policy
+    from mtasts.core.reply import MapProfile, tls_policy_reply
+    from mtasts.resolver import ReplyMemo
+
+    policy = parse_policy(policy_body(D))
+    cached, again = CachedPolicy(policy, "id1", 0.0), CachedPolicy(policy, "id1", 0.0)
+    plain, old = MapProfile(), MapProfile(sni=False)
+    memo = ReplyMemo(limit=3)
+    first = memo.reply(D, cached, plain)
+    assert first == tls_policy_reply(D, policy, plain) and memo.reply(D, cached, plain) is first  # memoised
+    assert memo.reply(D, cached, old) == tls_policy_reply(D, policy, old) and len(memo) == 2
+    assert memo.reply(D, again, plain) == first and len(memo) == 3  # another object: its own entry
+    memo.reply(D, again, old)
+    assert len(memo) == 1  # full: cleared, then this one kept
+    assert memo.reply(D, None, plain) == b"NOTFOUND "

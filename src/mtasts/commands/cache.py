@@ -60,14 +60,14 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
     except DaemonNotRunning:
         # Say which store is read: another user than the daemon's gets another state
         # directory, and an empty store there is no proof that the daemon's is empty.
-        if config.cache_backend != "memory" and not os.path.exists(config.cache_path):
+        if config.cache.backend != "memory" and not os.path.exists(config.cache.path):
             raise DaemonNotRunning(
-                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache_path}"
+                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
                 " (is the daemon running, as another user, or with another --config?)")
-        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache_path}",
+        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
               file=sys.stderr)
         response = asyncio.run(_offline(config, request))
-        via = f"store {config.cache_path}"
+        via = f"store {config.cache.path}"
     except PermissionError:
         raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
     if not response.get("ok"):
@@ -87,7 +87,7 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
 
 async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
     """Run a control command against the store with no daemon (and no listener)."""
-    if config.cache_backend == "memory":
+    if config.cache.backend == "memory":
         raise DaemonNotRunning(f"the daemon is not running ({config.control_path}) and the memory cache has no store")
     from mtasts.daemon import open_cache
     from mtasts.net.dns import DnsClient
@@ -96,8 +96,8 @@ async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
     from mtasts.servers.control import ControlServer
 
     cache = open_cache(config)
-    dns_client = DnsClient(config.nameservers, config.dns_timeout)
-    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     resolver = PolicyResolver(config, cache, dns_client, fetcher)
     await resolver.start()

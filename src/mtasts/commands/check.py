@@ -42,8 +42,8 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     if domain is None:
         add(FAIL, "domain", f"{name!r} is not a domain that can publish MTA-STS")
         return findings
-    dns_client = DnsClient(config.nameservers, config.dns_timeout)
-    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     try:
         # The TXT record and the policy are judged each on its own: fetched even without a record.
@@ -80,7 +80,7 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
         assert found.fetch.error is not None
         add(FAIL, "policy", f"{found.fetch.error.detail} [{found.fetch.error.result_type}]")
 
-    local = config.publish_domains.get(domain)
+    local = config.publish.domains.get(domain)
     if local is not None:
         expected = policy_id(policy_text(local))
         if record is not None and record.policy_id != expected:
@@ -111,7 +111,7 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
                     f"{host} matches no mx pattern: senders {'will not deliver' if policy.mode is Mode.ENFORCE else 'would not deliver'} to it")
 
     # RFC 8461 §4.2, §7.1: each MX's certificate, as a sender sees it after STARTTLS.
-    smtp_context = make_ssl_context(config.ca_file)
+    smtp_context = make_ssl_context(config.fetch.ca_file)
     severity = FAIL if policy is not None and policy.mode is Mode.ENFORCE else WARN
     probes = await asyncio.gather(*(probe_starttls(dns_client, h, smtp_context) for h in mx_hosts))
     for host, probe in zip(mx_hosts, probes):

@@ -106,7 +106,7 @@ class Doctor:
     def _answers(self, info: PostfixInfo) -> None:
         maps, default, warnings = fit_profiles(self.config.maps, self.config.default_profile, info)
         for name, profile in sorted(maps.items()):
-            self.add("answers", OK, f"map {name}: {profile_summary(profile, self.config.dane_mode)}")
+            self.add("answers", OK, f"map {name}: {profile_summary(profile, self.config.dane.mode)}")
         for warning in warnings:
             self.add("answers", FAIL, warning)
         if info.version is None:
@@ -122,12 +122,12 @@ class Doctor:
         if not refs:
             self.add("policy_maps", FAIL, f"smtp_tls_policy_maps = {value or '(empty)'}: no socketmap table, so"
                                           " Postfix never asks mtasts (add socketmap:"
-                                          f"{self.config.listen[0]}:postfix)")
+                                          f"{self.config.socketmap.listen[0]}:postfix)")
             return
         master = self._master(postconf_path)
         for ref in refs:
-            if ref.listener not in self.config.listen:
-                listening = ", ".join(str(x) for x in self.config.listen)
+            if ref.listener not in self.config.socketmap.listen:
+                listening = ", ".join(str(x) for x in self.config.socketmap.listen)
                 self.add("policy_maps", WARN, f"{ref.text}: mtasts listens on {listening}, not {ref.listener}")
             if ref.name not in self.config.maps:
                 self.add("policy_maps", WARN, f"{ref.text}: map name {ref.name!r} is not a [maps.NAME] profile;"
@@ -192,21 +192,21 @@ class Doctor:
             self.add("trust", OK, "tls_append_default_CA = yes: the system CAs verify policy hosts' MX certificates")
 
     def _dnssec(self, info: PostfixInfo) -> None:
-        dane = self.config.dane_mode == "prefer" and any(p.dane for p in self._fitted)
+        dane = self.config.dane.mode == "prefer" and any(p.dane for p in self._fitted)
         if not dane:
             self.add("dnssec", OK, "no DANE answers: no validating resolver needed")
             return
         from mtasts.net.dane import non_loopback, resolver_validates
         from mtasts.net.dns import DnsClient
 
-        client = DnsClient(self.config.nameservers, self.config.dns_timeout)
-        answer = asyncio.run(resolver_validates(client, self.config.dane_probe))
+        client = DnsClient(self.config.resolver.nameservers, self.config.resolver.timeout)
+        answer = asyncio.run(resolver_validates(client, self.config.dane.probe))
         servers = ", ".join(client.nameservers) or "the system resolver"
         if answer.validated:
-            self.add("dnssec", OK, f"{servers} validates DNSSEC (AD bit for {self.config.dane_probe!r})")
+            self.add("dnssec", OK, f"{servers} validates DNSSEC (AD bit for {self.config.dane.probe!r})")
         else:
             self.add("dnssec", FAIL, f"DANE answers are on but {servers} sets no AD bit for"
-                                     f" {self.config.dane_probe!r} ({answer.outcome.value}): no domain counts as DANE,"
+                                     f" {self.config.dane.probe!r} ({answer.outcome.value}): no domain counts as DANE,"
                                      " and Postfix's own DANE lookups need a validating resolver too")
         remote = non_loopback(client.nameserver_addresses)
         if remote:

@@ -18,15 +18,15 @@ from mtasts.servers.publisher import check_domain_files
 
 
 def _domains(config: Config, name) -> List[PublishedDomain]:
-    if not config.publish_domains:
+    if not config.publish.domains:
         raise ConfigError(f'{config.source}: no [publish.domains."..."] tables: nothing to publish')
     if name is None:
-        return [config.publish_domains[k] for k in sorted(config.publish_domains)]
+        return [config.publish.domains[k] for k in sorted(config.publish.domains)]
     domain = name.lower().rstrip(".")
-    if domain not in config.publish_domains:
-        known = ", ".join(sorted(config.publish_domains))
+    if domain not in config.publish.domains:
+        known = ", ".join(sorted(config.publish.domains))
         raise UsageError(f"{name} is not one of [publish.domains] in {config.source} (configured: {known})")
-    return [config.publish_domains[domain]]
+    return [config.publish.domains[domain]]
 
 
 def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List[PublishedDomain]:
@@ -47,7 +47,7 @@ def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List
             return []
 
     async def lookup_all():
-        client = DnsClient(config.nameservers, config.dns_timeout)
+        client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
         return await asyncio.gather(*(lookup(client, d.policy_host) for d in undetermined))
 
     found = dict(zip((d.domain for d in undetermined), asyncio.run(lookup_all())))
@@ -67,11 +67,11 @@ def publish_command(config: Config, args: argparse.Namespace) -> int:
     if action == "records":
         domains = _with_detected_hosts(config, _domains(config, args.domain))
         if args.format == "json":
-            print(json.dumps([r for d in domains for r in records(d, config.publish_ttl)], indent=2))
+            print(json.dumps([r for d in domains for r in records(d, config.publish.ttl)], indent=2))
         else:
             for d in domains:
                 print(f"; {d.domain}: policy {policy_id(policy_text(d))} (mode {d.mode.value})")
-                print("\n".join(zone_lines(d, config.publish_ttl)))
+                print("\n".join(zone_lines(d, config.publish.ttl)))
         for problem in check_domain_files(config, time.time()):
             print(f"mtasts: warning: {problem}", file=sys.stderr)
         return EXIT_OK

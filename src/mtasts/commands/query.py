@@ -35,8 +35,8 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
     profile = maps.get(args.map) or default
     report: Dict[str, Any] = {"key": args.domain, "domain": domain, "postfix": info.describe()}
-    dns_client = DnsClient(config.nameservers, config.dns_timeout)
-    fetcher = PolicyFetcher(dns_client, config.fetch_timeout, config.ca_file)
+    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     try:
         found = await discover(dns_client, fetcher, domain)
@@ -69,11 +69,11 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
         report["fetch"] = fetch
     answer = tls_policy_reply(domain, found.policy, profile)
     dane = None
-    if dane_applies(answer, config.dane_mode, profile.dane):  # checked as the daemon does
-        checker = DaneChecker(dns_client, config.failure_ttl, config.dane_min_ttl, config.dane_max_ttl)
+    if dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
+        checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
         dane = await checker.check(hop, time.time())
         report["dane"] = dane_to_json(dane, time.time())
-    report["answer"] = final_reply(answer, config.dane_mode, profile.dane, dane).decode()
+    report["answer"] = final_reply(answer, config.dane.mode, profile.dane, dane).decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -47,15 +47,10 @@ class Hold(enum.Enum):
 
 @dataclass(frozen=True)
 class CachedPolicy:
-    # "replies": the answers already formatted for this policy, per map profile (the hot
-    # path's memo), created on first use; a slot, not a field, so it is not compared.
-    __slots__ = ("policy", "policy_id", "fetched_at", "replies")
+    __slots__ = ("policy", "policy_id", "fetched_at")
     policy: Policy
     policy_id: str
     fetched_at: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "replies", None)
 
     @property
     def body(self) -> bytes:

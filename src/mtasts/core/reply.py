@@ -47,27 +47,6 @@ class MapProfile:
 DEFAULT_PROFILE = MapProfile()
 
 
-def cached_reply(domain: str, cached, profile: MapProfile) -> bytes:
-    """``tls_policy_reply`` for a CachedPolicy (or None), memoised on the cached policy."""
-    if cached is None:
-        return NOTFOUND
-    # The memo: (profile, reply) for the first profile asked, a dict once there are more.
-    memo = cached.replies
-    if memo is None:
-        reply = tls_policy_reply(domain, cached.policy, profile)
-        object.__setattr__(cached, "replies", (profile, reply))
-        return reply
-    if type(memo) is tuple:
-        if memo[0] is profile or memo[0] == profile:
-            return memo[1]
-        memo = {memo[0]: memo[1]}
-        object.__setattr__(cached, "replies", memo)
-    reply = memo.get(profile)
-    if reply is None:
-        reply = memo[profile] = tls_policy_reply(domain, cached.policy, profile)
-    return reply
-
-
 def enforces(policy: Optional[Policy], profile: MapProfile) -> bool:
     # parse_policy refuses an enforce or testing policy without mx: no need to look at them.
     if policy is None or policy.mode is Mode.NONE:

@@ -180,7 +180,7 @@ def domain_context(d: PublishedDomain, now: float) -> ssl.SSLContext:
 def check_domain_files(config: Config, now: float) -> List[str]:
     """Problems with the configured certificates, one line each (empty: all good)."""
     problems = []
-    for name, d in sorted(config.publish_domains.items()):
+    for name, d in sorted(config.publish.domains.items()):
         try:
             domain_context(d, now)
         except ValueError as exc:
@@ -213,7 +213,7 @@ class PolicyPublisher:
     def _load(self, config: Config) -> None:
         bodies, contexts, mtimes, expiries = {}, {}, {}, {}
         now = time.time()
-        for name, d in config.publish_domains.items():
+        for name, d in config.publish.domains.items():
             bodies[d.policy_host] = policy_text(d)
             try:
                 contexts[d.policy_host] = domain_context(d, now)
@@ -366,11 +366,11 @@ class PolicyPublisher:
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
         )
-        self._server.max_connections = self.config.publish_max_connections
+        self._server.max_connections = self.config.publish.max_connections
         gate = lambda: _TlsGate(self)  # noqa: E731
         options = dict(backlog=1024)
         self._listeners = []
-        if self.config.publish_listen == (("systemd", 0),):
+        if self.config.publish.listen == (("systemd", 0),):
             sockets = systemd_sockets()
             if not sockets:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
@@ -378,7 +378,7 @@ class PolicyPublisher:
                 self._listeners.append(await loop.create_server(gate, sock=sock, **options))
                 log.info("publisher listening on %s (from systemd) for %s", sock.getsockname(), self.serving())
         else:
-            for host, port in self.config.publish_listen:
+            for host, port in self.config.publish.listen:
                 try:
                     self._listeners.append(
                         await loop.create_server(gate, host, port, reuse_address=True, **options)
