@@ -38,6 +38,10 @@ PEER_VENV = ROOT / "bench" / ".peer-venv"
 PEER_VERSION = "1.5.1"
 DNS_IP = "127.8.5.53"
 OURS_PORT, PEER_PORT, CONST_PORT = 18461, 18462, 18463
+# The simulated network: each DNS answer and each HTTP response this late.
+SIMULATED_RTT = 0.05
+# First lookups measured one at a time in the simulated network, per daemon.
+LATENCY_DOMAINS = 40
 
 
 def sh(*cmd, **kw):
@@ -82,7 +86,17 @@ def serve_world(spec_path: str) -> None:
         host._context_for(f"mta-sts.{d}", "good")  # issue certificates before measuring
     dns.negative_ttl = 3600
     print("world ready", flush=True)
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    # SIGUSR1: every DNS answer and every HTTP response 50 ms late (a real network's round
+    # trip; netem is not in this kernel); SIGUSR2: back to loopback speed.
+    signals = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    while True:
+        got = signal.sigwait(signals)
+        if got in (signal.SIGUSR1, signal.SIGUSR2):
+            dns.delay = host.delay = SIMULATED_RTT if got == signal.SIGUSR1 else 0.0
+            print("world delay", dns.delay, flush=True)
+            continue
+        break
     host.close()
     dns.close()
 
@@ -167,9 +181,10 @@ def main() -> int:
     cached = domains("c", n)
     negative = domains("n", n)
     first_ours, first_peer = domains("fo", n), domains("fp", n)
+    slow_ours, slow_peer = domains("lo", LATENCY_DOMAINS), domains("lp", LATENCY_DOMAINS)
     ca_file = str(work / "ca.pem")
     spec = work / "world.json"
-    spec.write_text(json.dumps({"ca_file": ca_file, "enforce": cached + first_ours + first_peer}))
+    spec.write_text(json.dumps({"ca_file": ca_file, "enforce": cached + first_ours + first_peer + slow_ours + slow_peer}))
 
     procs = []
     try:
@@ -226,6 +241,18 @@ def main() -> int:
             for name, port in list(targets.items()) + ([("loopback", CONST_PORT)] if label != "negative_32" else []):
                 results.setdefault(label, {})[name] = loadgen(port, conns, keys, "postfix", args.seconds)
         results["rss_mb"] = {"mtasts": rss_mb(ours.pid), "peer": rss_mb(peer_proc.pid)}
+
+        # First lookups where the network, not the CPU, sets the pace: one at a time (one
+        # connection), every DNS answer and HTTP response 50 ms late. Latency / 50 ms = the
+        # round trips a first lookup waits for.
+        world.send_signal(signal.SIGUSR1)
+        assert world.stdout.readline().strip() == f"world delay {SIMULATED_RTT}"
+        for name, keys in (("mtasts", slow_ours), ("peer", slow_peer)):
+            r = loadgen(targets[name], 1, keys, "postfix", once=True)
+            r["round_trips_p50"] = round(r["p50_us"] / 1e6 / SIMULATED_RTT, 2)
+            results.setdefault("first_time_rtt", {})[name] = r
+        world.send_signal(signal.SIGUSR2)
+        assert world.stdout.readline().strip() == "world delay 0.0"
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
@@ -242,6 +269,8 @@ def main() -> int:
             ratios[label + "_of_loopback"] = round(results[label]["mtasts"][key] / results[label]["loopback"][key], 3)
     ft = results["first_time_64"]
     ratios["first_time_64"] = round(ft["mtasts"]["domains_per_s"] / ft["peer"]["domains_per_s"], 2)
+    rtt = results["first_time_rtt"]
+    ratios["first_time_latency"] = round(rtt["mtasts"]["p50_us"] / rtt["peer"]["p50_us"], 2)
     results["ratios"] = ratios
     pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
@@ -250,7 +279,7 @@ def main() -> int:
 
 
 def print_table(r: dict) -> None:
-    print(f"\n| workload | mtasts | peer | loopback (C) | mtasts / peer |")
+    print("\n| workload | mtasts | peer | loopback (C) | mtasts / peer |")
     print("|---|---|---|---|---|")
     for label, title in (("cached_32", "cached enforce, 32 conns"), ("cached_1", "cached enforce, 1 conn"),
                          ("negative_32", "no MTA-STS, 32 conns")):
@@ -266,6 +295,11 @@ def print_table(r: dict) -> None:
           f"| - | {r['ratios']['first_time_64']}x |")
     for name in ("mtasts", "peer"):
         print(f"first-time ({name}): {ft[name]['seconds']:.2f} s wall, CPU seconds {ft[name]['cpu_seconds']}")
+    rtt = r["first_time_rtt"]
+    cells = [f"p50 {rtt[n]['p50_us'] / 1000:.0f} ms ({rtt[n]['round_trips_p50']} round trips), max {rtt[n]['p99_us'] / 1000:.0f} ms"
+             f" ({rtt[n]['ok']} secure)" for n in ("mtasts", "peer")]
+    print(f"| first lookup, 50 ms network, one at a time ({LATENCY_DOMAINS} domains) | {cells[0]} | {cells[1]} | - "
+          f"| {r['ratios']['first_time_latency']}x latency |")
     print(f"| RSS after the run | {r['rss_mb']['mtasts']} MB | {r['rss_mb']['peer']} MB | - | - |")
 
 

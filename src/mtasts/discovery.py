@@ -112,8 +112,15 @@ async def fetch_policy(fetcher: PolicySource, domain: str) -> PolicyFetch:
 
 async def discover(dns: DnsLookups, fetcher: PolicySource, domain: str, always_fetch: bool = False) -> Discovery:
     """TXT, then (for a usable record) the policy. *always_fetch*: fetch even without a
-    usable record, unless DNS failed (``mtasts check`` judges both on their own)."""
+    usable record, unless DNS failed (``mtasts check`` judges both on their own).
+
+    Two round trips, not three: the policy host's A/AAAA lookup starts with the TXT query,
+    so the fetch connects as soon as the record names an id. For a domain without MTA-STS
+    that costs one A/AAAA lookup and nothing else: no connection is made to a host the
+    domain does not publish (README, "first lookups")."""
+    fetcher.prepare(domain)
     lookup = await read_record(dns, domain)
     if lookup.record is None and (not always_fetch or lookup.txt.temporary):
+        fetcher.abandon(domain)
         return Discovery(domain, lookup)
     return Discovery(domain, lookup, await fetch_policy(fetcher, domain))

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from cachetools import LRUCache
 
@@ -29,7 +29,7 @@ from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord
 from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
 from mtasts.net.dane import DaneChecker, non_loopback, resolver_validates
-from mtasts.net.dns import DnsLookups, Outcome
+from mtasts.net.dns import DnsLookups, Outcome, SecureAnswer
 from mtasts.net.fetch import FetchResult, PolicySource
 from mtasts.store.tiered import PolicyCache
 
@@ -78,19 +78,28 @@ class ReplyMemo:
     __slots__ = ("_memo", "_limit")
 
     def __init__(self, limit: int) -> None:
-        self._memo: Dict[Tuple[int, int], Tuple[CachedPolicy, MapProfile, bytes]] = {}
+        self._memo: Dict[Any, Tuple[CachedPolicy, MapProfile, bytes]] = {}
         self._limit = limit
 
     def reply(self, domain: str, cached: Optional[CachedPolicy], profile: MapProfile) -> bytes:
         if cached is None:
             return NOTFOUND
-        key = (id(cached), id(profile))
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is cached and hit[1] is profile:
-            return hit[2]
+        # The first profile asked is keyed by the policy alone (one map: the usual case),
+        # any other by the pair.
+        hit = self._memo.get(id(cached))
+        if hit is not None and hit[0] is cached:
+            if hit[1] is profile:
+                return hit[2]
+            key: Any = (id(cached), id(profile))
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] is cached and hit[1] is profile:
+                return hit[2]
+        else:
+            key = id(cached)
         reply = tls_policy_reply(domain, cached.policy, profile)
         if len(self._memo) >= self._limit:
             self._memo.clear()
+            key = id(cached)
         self._memo[key] = (cached, profile, reply)
         return reply
 
@@ -125,6 +134,7 @@ class PolicyResolver:
         self._unknown_maps: Set[str] = set()
         self.counters = Counters()
         self.replies = ReplyMemo(max(1024, config.cache.memory_entries))
+        self._hot_settings(config)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -165,9 +175,15 @@ class PolicyResolver:
         profiles = list(self.config.maps.values()) + [self.config.default_profile]
         return self.config.dane.mode == "prefer" and any(p.dane for p in profiles)
 
+    def _hot_settings(self, config: Config) -> None:
+        # The settings every cached answer reads, one attribute away.
+        self._txt_recheck = config.cache.txt_recheck
+        self._dane_mode = config.dane.mode
+
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
         self.config = config
+        self._hot_settings(config)
         self._dns.set_timeout(config.resolver.timeout)
         self._dane.failure_ttl, self._dane.min_ttl, self._dane.max_ttl = (
             config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
@@ -199,12 +215,12 @@ class PolicyResolver:
             return self.counters.answered(self._map_label(map_name), NOTFOUND)
         entry = self.cache.get(domain)  # the one read that counts as a lookup's hit or miss
         now = self._clock()
-        decision = freshness.decide(entry, now, self.config.cache.txt_recheck)
+        decision = freshness.decide(entry, now, self._txt_recheck)
         if decision.discover:
             return None
         profile = self.profile(map_name)
         reply = self.replies.reply(domain, decision.cached, profile)
-        if dane_applies(reply, self.config.dane.mode, profile.dane):  # RFC 8461 §2: never override DANE
+        if dane_applies(reply, self._dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
             assert entry is not None
             hop = None if domain is key else next_hop(key)
             dane = entry.dane if hop is None or hop.default else self._relay_dane.get(hop)
@@ -212,7 +228,7 @@ class PolicyResolver:
                 return None  # the first time, answer() waits for the DANE check
             if not dane.fresh(now):
                 self.dane_check(hop or NextHop(domain))  # answer from the last result meanwhile
-            reply = final_reply(reply, self.config.dane.mode, profile.dane, dane)
+            reply = final_reply(reply, self._dane_mode, profile.dane, dane)
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
@@ -231,9 +247,11 @@ class PolicyResolver:
         if hop is None:
             return NOTFOUND
         domain = hop.domain
+        profile = self.profile(map_name)
         try:
+            mx_answer = self._early_mx(hop, profile)
             entry, policy = await self.discover(domain)
-            reply = await self.final_answer(entry, policy, self.profile(map_name), hop=hop)
+            reply = await self.final_answer(entry, policy, profile, hop=hop, mx_answer=mx_answer)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -244,13 +262,30 @@ class PolicyResolver:
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
         return reply
 
+    def _early_mx(self, hop: NextHop, profile: MapProfile) -> "Optional[asyncio.Future[SecureAnswer]]":
+        """The domain's MX query (DNSSEC flags set), started with discovery rather than after
+        it when a DANE check may follow: the check then needs no round trip of its own for
+        an unsigned domain. For a domain that turns out to have no MTA-STS answer the query
+        is wasted, the one Postfix asks next for its delivery anyway (through the same local
+        resolver, which then answers from its cache)."""
+        if not hop.mx or hop.domain in self._inflight or hop in self._dane_inflight:
+            return None  # a relay key (no MX), or another lookup already started it all
+        if self.config.dane.mode != "prefer" or not profile.dane:
+            return None
+        known = self._known_dane(hop)
+        if known is not None and known.fresh(self._clock()):
+            return None
+        task = asyncio.ensure_future(self._dns.secure(hop.domain, "MX"))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # unused: no "never retrieved"
+        return task
+
     async def final_answer(
         self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile, recheck_dane: bool = False,
-        hop: Optional[NextHop] = None,
+        hop: Optional[NextHop] = None, mx_answer: "Optional[asyncio.Future[SecureAnswer]]" = None,
     ) -> bytes:
         """The answer for *entry* after discovery: the (memoised) MTA-STS answer, unless DANE
         applies; the DANE result of *hop* (default: the domain's MX hosts on port 25) is used
-        while fresh, else (or when asked) re-checked."""
+        while fresh, else (or when asked) re-checked (with *mx_answer* if one was started)."""
         # discover() hands back the policy of entry.cached, or None for a hold.
         reply = self.replies.reply(entry.domain, entry.cached if policy is not None else None, profile)
         dane: Optional[DaneResult] = None
@@ -259,7 +294,7 @@ class PolicyResolver:
             known = entry.dane if hop.default else self._relay_dane.get(hop)
             dane = None if recheck_dane else known
             if dane is None or not dane.fresh(self._clock()):
-                dane = await self.dane_check(hop)
+                dane = await self.dane_check(hop, mx_answer)
         return final_reply(reply, self.config.dane.mode, profile.dane, dane)
 
     # -- DANE -----------------------------------------------------------------------
@@ -272,11 +307,12 @@ class PolicyResolver:
         entry = self.cache.peek(hop.domain)
         return entry.dane if entry is not None else None
 
-    def dane_check(self, hop: NextHop) -> "asyncio.Future[DaneResult]":
+    def dane_check(self, hop: NextHop, mx_answer: "Optional[asyncio.Future[SecureAnswer]]" = None,
+                   ) -> "asyncio.Future[DaneResult]":
         """Check *hop*'s DANE state now (one check per next hop at a time) and cache it."""
         future = self._dane_inflight.get(hop)
         if future is None:
-            future = asyncio.ensure_future(self._check_dane(hop))
+            future = asyncio.ensure_future(self._check_dane(hop, mx_answer))
             self._dane_inflight[hop] = future
             future.add_done_callback(lambda f: self._dane_done(hop, f))
         return asyncio.shield(future)
@@ -288,10 +324,11 @@ class PolicyResolver:
             self.counters.internal_errors += 1
             log.error("%s: DANE check failed: %r", hop.domain, future.exception())
 
-    async def _check_dane(self, hop: NextHop) -> DaneResult:
+    async def _check_dane(self, hop: NextHop, mx_answer: "Optional[asyncio.Future[SecureAnswer]]" = None,
+                          ) -> DaneResult:
         self.counters.dane_checks += 1
         previous = self._known_dane(hop)
-        result = await self._dane.check(hop, self._clock(), previous)
+        result = await self._dane.check(hop, self._clock(), previous, mx_answer)
         if not hop.default:
             self._relay_dane[hop] = result
         else:

@@ -61,7 +61,10 @@ def test_unsigned_or_without_tlsa_the_sts_answer_stands():
         assert asyncio.run(scenario()) == SECURE, (validated, tlsa)
 
 
-def test_no_dane_lookups_for_a_domain_without_an_sts_answer():
+def test_a_domain_without_an_sts_answer_costs_at_most_the_early_mx_query():
+    # NOTFOUND leaves DANE to Postfix itself: no DANE check follows. What discovery started
+    # early is all it costs: the MX query (Postfix asks it next anyway) and the policy
+    # host's addresses (prepared, then abandoned: no connection).
     clock, dns, policies = Clock(), FakeDns(), FakePolicies()
     sign(dns)
 
@@ -69,8 +72,27 @@ def test_no_dane_lookups_for_a_domain_without_an_sts_answer():
         async with running(Host(clock, dns, policies, **DANE)) as host:
             return await host.answer(D)
 
-    # NOTFOUND leaves DANE to Postfix itself: nothing to protect from MTA-STS.
-    assert asyncio.run(scenario()) == b"NOTFOUND " and dns.count(D, "MX") == 0
+    assert asyncio.run(scenario()) == b"NOTFOUND "
+    assert dns.count(D, "MX") == 1 and dns.count(MX, "A") == dns.count(f"_25._tcp.{MX}", "TLSA") == 0
+    assert policies.prepared == policies.abandoned == [D] and policies.fetched == []
+
+
+def test_a_first_lookup_asks_txt_policy_host_and_mx_in_one_round_trip():
+    clock, dns, policies = sts_world()
+
+    async def scenario():
+        dns.gate = asyncio.Event()
+        async with running(Host(clock, dns, policies, **DANE)) as host:
+            lookup = asyncio.ensure_future(host.answer(D))
+            await asyncio.sleep(0.01)
+            in_flight = [q for q in dns.asked if q != (".", "SOA")]  # asked before any answer (not the start-up probe)
+            prepared = list(policies.prepared)
+            dns.gate.set()
+            return in_flight, prepared, await lookup, host.resolver.counters.dane_checks
+
+    in_flight, prepared, reply, checks = asyncio.run(scenario())
+    assert sorted(in_flight) == sorted([(D, "MX"), ("_mta-sts." + D, "TXT")]) and prepared == [D]
+    assert reply == SECURE and checks == 1 and dns.count(D, "MX") == 1  # the check used the early answer
 
 
 def test_a_stale_dane_result_is_rechecked_in_the_background_while_answering():

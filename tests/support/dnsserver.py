@@ -11,6 +11,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from typing import Dict, List, Set, Tuple
 
 import dns.flags
@@ -31,6 +32,7 @@ class TestDns:
         self.drop: Set[str] = set()
         self.ttl = 300
         self.negative_ttl = 300
+        self.delay = 0.0  # seconds before each answer: a simulated network (bench/run.py)
         self._lock = threading.Lock()
         handler = self._make_handler()
         self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
@@ -110,6 +112,8 @@ class TestDns:
             def handle(self):
                 data, sock = self.request
                 response = server.answer(data)
+                if server.delay:
+                    time.sleep(server.delay)  # one thread per query: the delays overlap
                 if response is not None:
                     sock.sendto(response.to_wire(max_size=65535), self.client_address)
 
@@ -127,6 +131,8 @@ class TestDns:
                             return
                         data += chunk
                     response = server.answer(data)
+                    if server.delay:
+                        time.sleep(server.delay)
                     if response is None:
                         return
                     wire = response.to_wire()

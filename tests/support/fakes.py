@@ -110,7 +110,15 @@ class FakePolicies:
     def __init__(self) -> None:
         self.served: Dict[str, Union[bytes, FetchError]] = {}
         self.fetched: List[str] = []
+        self.prepared: List[str] = []
+        self.abandoned: List[str] = []
         self.gate: Optional[asyncio.Event] = None
+
+    def prepare(self, domain: str) -> None:
+        self.prepared.append(domain)
+
+    def abandon(self, domain: str) -> None:
+        self.abandoned.append(domain)
 
     def serve(self, domain: str, body: Union[bytes, FetchError]) -> None:
         self.served[domain] = body

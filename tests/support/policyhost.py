@@ -58,6 +58,7 @@ class PolicyHost:
         self.sites: Dict[str, Site] = {}
         self.requests: List[Request] = []
         self.handshakes: List[Optional[str]] = []
+        self.delay = 0.0  # seconds before each response: a simulated network (bench/run.py)
         self._contexts: Dict[Tuple[str, str], ssl.SSLContext] = {}
         self._fallback = self._context_for("fallback.invalid", "good")
         self._loop = asyncio.new_event_loop()
@@ -213,6 +214,8 @@ class PolicyHost:
             if site.hang:
                 await asyncio.sleep(3600)
                 return
+            if self.delay:
+                await asyncio.sleep(self.delay)  # a simulated network (bench/run.py)
             out = [f"HTTP/1.1 {site.status} X"]
             if site.content_type is not None:
                 out.append(f"Content-Type: {site.content_type}")

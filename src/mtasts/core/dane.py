@@ -174,9 +174,10 @@ def final_reply(sts_reply: bytes, mode: str, profile_dane: bool, dane: Optional[
     """The one rule that combines the two: where DANE applies and its result dictates an
     answer, that answer; else the MTA-STS answer. RFC 8461 §2: MTA-STS never overrides
     DANE (RFC 7672), so a domain with usable TLSA records gets ``dane``/``dane-only``."""
-    if not dane_applies(sts_reply, mode, profile_dane):
+    # dane_applies, inline: this runs for every cached answer.
+    if dane is None or not profile_dane or mode != "prefer" or sts_reply == NOTFOUND:
         return sts_reply
-    return dane_reply(dane) or sts_reply
+    return _REPLIES.get(dane.state) or sts_reply
 
 
 def bounded_ttl(ttls: Sequence[int], low: float, high: float) -> float:

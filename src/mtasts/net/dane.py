@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ipaddress
-from typing import List, Optional, Tuple
+from typing import Awaitable, List, Optional, Tuple
 
 from mtasts.core.dane import (
     DaneResult,
@@ -46,15 +46,17 @@ class DaneChecker:
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
 
-    async def check(self, hop: NextHop, now: float, previous: Optional[DaneResult] = None) -> DaneResult:
+    async def check(self, hop: NextHop, now: float, previous: Optional[DaneResult] = None,
+                    mx_answer: "Optional[Awaitable[SecureAnswer]]" = None) -> DaneResult:
         """The DANE state of next hop *hop* as Postfix would see it: MX hosts at port 25 for a
-        recipient domain, ``[host]:port`` without MX lookup (RFC 7672 §2.2.2, §3.2.2)."""
+        recipient domain, ``[host]:port`` without MX lookup (RFC 7672 §2.2.2, §3.2.2).
+        *mx_answer*: the domain's MX query, if the caller started it early."""
         if not hop.mx:
             host, ttls = await self._host(hop.domain, hop.port)
             state = domain_state([host], previous)
             return self._result(state, now, (host,), ttls)
         domain = hop.domain
-        mx = await self._dns.secure(domain, "MX")
+        mx = await (mx_answer if mx_answer is not None else self._dns.secure(domain, "MX"))
         if mx.temporary:
             state = after_mx_failure(previous)
             return DaneResult(state, now, now + self.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())

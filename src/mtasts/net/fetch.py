@@ -34,9 +34,13 @@ class FetchResult:
     url: str
 
 
-def policy_url(domain: str) -> str:
+def policy_host(domain: str) -> str:
     # The Policy Host is built from the Policy Domain, even when _mta-sts is a CNAME (§3.2).
-    return f"https://mta-sts.{domain}{POLICY_PATH}"
+    return "mta-sts." + domain
+
+
+def policy_url(domain: str) -> str:
+    return f"https://{policy_host(domain)}{POLICY_PATH}"
 
 
 def make_ssl_context(ca_file: str) -> ssl.SSLContext:
@@ -66,6 +70,13 @@ def is_text_plain(content_type: Optional[str]) -> bool:
 class PolicySource(Protocol):
     """Where discovery gets a policy from; ``PolicyFetcher`` is the real one (HTTPS)."""
 
+    def prepare(self, domain: str) -> None:
+        """A fetch of *domain* may follow: start what needs no connection (the policy
+        host's addresses), so the fetch does not wait for it."""
+
+    def abandon(self, domain: str) -> None:
+        """No fetch of *domain* follows after all: drop what ``prepare`` started."""
+
     async def fetch(self, domain: str) -> FetchResult:
         """The policy of *domain*; FetchError (with its TLSRPT result type) otherwise."""
 
@@ -76,10 +87,17 @@ class PolicyFetcher:
         self.timeout = timeout
         self._ssl = make_ssl_context(ca_file)
         self._session: Optional[aiohttp.ClientSession] = None
+        self._resolver = DnsConnectorResolver(dns_client)
+
+    def prepare(self, domain: str) -> None:
+        self._resolver.prefetch(policy_host(domain))
+
+    def abandon(self, domain: str) -> None:
+        self._resolver.forget(policy_host(domain))
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            resolver=DnsConnectorResolver(self._dns),
+            resolver=self._resolver,
             ssl=self._ssl,
             use_dns_cache=False,
             force_close=True,  # thousands of policy hosts: keep no idle connections
