@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 from mtasts import __version__
 from mtasts.commands import EXIT_CONFIG
@@ -21,10 +21,12 @@ from mtasts.core.postfixcaps import PostfixInfo
 from mtasts.postconf import describe_answers, fit_to_postfix, learn_postfix
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.control import ControlServer
-from mtasts.servers.publisher import PolicyPublisher
 from mtasts.servers.socketmap import SocketmapServer
 from mtasts.store.sqlite import SqliteStore
 from mtasts.store.tiered import PolicyCache
+
+if TYPE_CHECKING:
+    from mtasts.servers.publisher import PolicyPublisher
 
 log = logging.getLogger("mtasts")
 
@@ -119,7 +121,7 @@ class Daemon:
         self.config_path = config_path
         self.run_resolver = only in (None, "resolver")
         self.run_publisher = only == "publisher" or (only is None and bool(config.publish.domains))
-        self.publisher: Optional[PolicyPublisher] = None
+        self.publisher: Optional["PolicyPublisher"] = None
         self.cache: Optional[PolicyCache] = None
         self.fetcher: Optional[PolicyFetcher] = None
         self.resolver: Optional[PolicyResolver] = None
@@ -134,6 +136,8 @@ class Daemon:
         if self.run_publisher:
             if not self.config.publish.domains:
                 raise ConfigError(f"{self.config.source}: [publish.domains]: expected at least one domain to publish")
+            from mtasts.servers.publisher import PolicyPublisher  # imported only where it runs
+
             self.publisher = PolicyPublisher(self.config)
             await self.publisher.start()
         if self.run_resolver:

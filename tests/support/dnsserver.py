@@ -36,6 +36,15 @@ class TestDns:
         self._lock = threading.Lock()
         handler = self._make_handler()
         self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
+        # A burst of first lookups sends four queries per domain at once (TXT, the policy
+        # host's A/AAAA, MX): room for them while this Python server starts its threads,
+        # as a C resolver would read them in time. SO_RCVBUFFORCE (root) passes rmem_max.
+        for option in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+            try:
+                self._udp.socket.setsockopt(socket.SOL_SOCKET, option, 8 << 20)
+                break
+            except OSError:
+                continue
         self.port = self._udp.server_address[1]
         self._tcp = _TCPServer((host, self.port), handler[1])
         self.address = f"{host}:{self.port}"
