@@ -41,9 +41,9 @@ WATCH_INTERVAL = 30.0
 # the first complete request each get this long; past [publish] max_connections new ones are closed.
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
-# TLS costs memory per connection (CPython's TLS transport alone buffers 256 KiB: 290 KiB a
-# handshake measured, bench/flood.py) before the
-# client has said anything. Connections still in their handshake are bounded in total and
+# TLS costs memory per connection (about 100 KiB a handshake with the daemon's 32 KiB TLS
+# read buffer, 290 KiB with CPython's default; bench/flood.py) before the client has said
+# anything. Connections still in their handshake are bounded in total and
 # per client (an IPv4 address or an IPv6 /64); past either bound a new TCP connection is
 # closed before any TLS state exists, so a flood of silent clients costs a few bytes each
 # and the policy stays reachable for everyone else.
