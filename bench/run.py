@@ -8,7 +8,7 @@ venv (bench/.peer-venv). Everything talks over loopback only.
 
 What runs, all in this process tree:
   * a "world" process: the test DNS server (127.8.5.53:53) and the HTTPS policy host
-    (127.8.4.61:443, trustme CA) from tests/integration;
+    (127.8.4.61:443, trustme CA) from tests/support;
   * mtasts (this checkout) and the peer, each with an SQLite cache, the same DNS server
     and the same CA; the peer sees the DNS server through a bind-mounted resolv.conf;
   * bench/constserver.c: a C server answering a constant (the loopback limit);

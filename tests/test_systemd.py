@@ -1,4 +1,4 @@
-"""The systemd units run on EL7's systemd 219 (shared/docs/el7-packaging.md)."""
+"""The systemd units run on EL7's systemd 219 (CentOS 7's release of systemd)."""
 
 import configparser
 import pathlib

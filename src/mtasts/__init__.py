@@ -4,11 +4,16 @@ The package is split by what touches the outside world:
 
 * ``mtasts.core``: the pure core. Protocols, parsers, matching, reply mapping and
   cache decisions. No I/O, no asyncio, no clock: ``now`` is always passed in.
-* ``mtasts.net``: DNS (dnspython) and HTTPS (aiohttp) adapters.
-* ``mtasts.store``: the cache tiers (memory, SQLite).
-* ``mtasts.resolver``: discovery, single flight, background refresh.
-* ``mtasts.servers``: the socketmap server and the local control socket.
-* ``mtasts.daemon`` and ``mtasts.cli``: wiring and the command line.
+* ``mtasts.net``: the edges: DNS (dnspython), HTTPS fetch (aiohttp), DANE lookups, the
+  STARTTLS probe; each takes plain values, and ``DnsLookups``/``PolicySource`` are the
+  Protocols that tests replace with fakes.
+* ``mtasts.store``: the cache tiers (memory, SQLite, and the fleet's shared Redis).
+* ``mtasts.discovery``: the one discovery, TXT -> record -> fetch -> policy or a hold.
+* ``mtasts.resolver``: answers, single flight, holds, refresh, DANE orchestration.
+* ``mtasts.servers``: socketmap, control socket, policy publisher, metrics.
+* ``mtasts.commands``: query, cache, check, publish, doctor (and the exit codes).
+* ``mtasts.daemon``, ``mtasts.cli``, ``mtasts.config``, ``mtasts.errors``: wiring, the
+  command line, the configuration's value objects, the error tree.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Checklist section E: cache decisions, with an explicit clock."""
+"""Cache decisions (RFC 8461 §3.3, §5.1, §10.2), with an explicit clock."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Checklist section D: MX host matching (RFC 8461 §4.1)."""
+"""MX host matching (RFC 8461 §4.1)."""
 
 import pytest
 from hypothesis import given

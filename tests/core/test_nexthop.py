@@ -18,11 +18,11 @@ from mtasts.core.nexthop import NextHop, next_hop, policy_domain
         ("example.com", "example.com"),
         ("Example.COM", "example.com"),
         ("example.com.", "example.com"),
-        ("[smtp.relay.example]:587", "smtp.relay.example"),  # the smart host
+        ("[smtp.relay.example]:587", "smtp.relay.example"),  # the smart host (Postfix's relayhost form)
         ("[smtp.relay.example]", "smtp.relay.example"),
         ("smtp.relay.example:25", "smtp.relay.example"),
-        ("mail.example.com", "mail.example.com"),  # no parent fallback, the name itself
-        ("b\u00fccher.example", "xn--bcher-kva.example"),
+        ("mail.example.com", "mail.example.com"),  # RFC 8461 §3: the domain itself, never a parent
+        ("b\u00fccher.example", "xn--bcher-kva.example"),  # IDN: the A-label (UTS #46)
         ("B\u00dcCHER.example", "xn--bcher-kva.example"),
     ],
 )
@@ -35,7 +35,7 @@ def test_lookups(key, domain):
     [
         ".example.com",  # Postfix's parent probe: never looked up
         ".com",
-        "[192.0.2.1]",  # A-20 address literal
+        "[192.0.2.1]",  # an address literal: no policy domain
         "[ipv6:2001:db8::1]",
         "[2001:db8::1]:25",
         "192.0.2.1",

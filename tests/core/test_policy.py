@@ -1,4 +1,4 @@
-"""Checklist section C: the policy body (RFC 8461 §3.2)."""
+"""The policy body (RFC 8461 §3.2)."""
 
 import pytest
 from hypothesis import given

@@ -1,4 +1,4 @@
-"""Publisher core: canonical policy text, derived ids, DNS records (checklist L, N)."""
+"""Publisher core: canonical policy text, derived ids, DNS records (RFC 8461 §3.1, §3.2; RFC 8460 §3)."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""The core imports no I/O and no clock (style.md, point 1): every import form, resolved."""
+"""The core imports no I/O and no clock (the README's layout): every import form, resolved."""
 
 import ast
 import pathlib

@@ -1,4 +1,4 @@
-"""The answer Postfix receives for each policy (postfix-interface.md §3)."""
+"""The answer Postfix receives for each policy (postconf(5): smtp_tls_policy_maps)."""
 
 from mtasts.core.policy import parse_policy
 from mtasts.core.reply import MapProfile, tls_policy_reply
@@ -40,7 +40,7 @@ def test_none_and_absent():
     assert tls_policy_reply("example.com", None, MapProfile()) == b"NOTFOUND "
 
 
-# -- TLSRPT attributes (Postfix >= 3.10, postfix-interface.md §4) ----------------------
+# -- TLSRPT attributes (Postfix >= 3.10, TLSRPT_README) ----------------------
 
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

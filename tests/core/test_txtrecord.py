@@ -1,4 +1,4 @@
-"""Checklist section A: the _mta-sts TXT record (RFC 8461 §3.1)."""
+"""The _mta-sts TXT record (RFC 8461 §3.1)."""
 
 import pytest
 from hypothesis import given
@@ -80,7 +80,7 @@ def test_a11_delimiters(text):
 
 
 def test_a11_space_before_semicolon_same_rule_with_several_records():
-    # GAP A-11: "v=STSv1 ;" counts as an STS record in multi-record answers too.
+    # RFC 8461 §3.1 (the ABNF allows WSP before ";"): "v=STSv1 ;" counts as an STS record in multi-record answers too.
     with pytest.raises(RecordError, match="exactly one"):
         select_record([b"v=STSv1 ; id=abc", b"v=STSv1; id=def"])
 

@@ -54,7 +54,7 @@ def test_refresh_picks_up_new_policy_now(world, daemon):
     d = world.new_domain()
     world.publish(d)
     daemon.query(d)
-    world.publish(d, policy_text(mx=("only.{d}",), domain=d))  # body changed, id not (E-81)
+    world.publish(d, policy_text(mx=("only.{d}",), domain=d))  # body changed, id not
     out = daemon.cli("cache", "refresh", d, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answer"] == f"OK secure match=only.{d} servername=hostname"

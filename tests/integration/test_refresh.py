@@ -71,7 +71,7 @@ def test_e76_sweeper_refreshes_due_policies_without_lookups(world, tmp_path):
     async def scenario(resolver, clock):
         assert (await resolver.answer("postfix", d)).startswith(b"OK secure")
         assert resolver.sweep() == 0  # nothing due yet
-        world.publish(d, policy_text(mx=("fresh.{d}",), domain=d))  # same id, new body (E-81)
+        world.publish(d, policy_text(mx=("fresh.{d}",), domain=d))  # same id, new body
         clock.now += 86400  # a day later: due for the daily refresh
         assert resolver.sweep() == 1
         await settle(resolver)

@@ -1,4 +1,4 @@
-"""The daemon against real DNS and HTTPS servers: checklist sections A, B and E."""
+"""The daemon against real DNS and HTTPS servers: RFC 8461 §3 (discovery, the fetch) and §5.1, §10.2 (caching)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_enforce_policy_answered_secure(world, daemon):
     d = world.new_domain()
     world.publish(d)
     assert daemon.query(d) == secure(d)
-    # B-22/B-30: the policy URL over HTTPS, SNI = the policy host, no conditional request (B-34).
+    # RFC 8461 §3.3: the policy URL over HTTPS, SNI = the policy host, no HTTP caching.
     assert world.host.paths(f"mta-sts.{d}") == ["/.well-known/mta-sts.txt"]
     assert f"mta-sts.{d}" in world.host.handshakes
     request = [r for r in world.host.requests if r.headers.get("host") == f"mta-sts.{d}"][0]
@@ -172,7 +172,7 @@ HOSTILE = {
     "expired": dict(cert="expired"),
     "not-yet-valid": dict(cert="not-yet-valid"),
     "untrusted": dict(cert="untrusted"),
-    "cn-only": dict(cert="cn-only"),  # B-26: no dNSName SAN, no CN fallback
+    "cn-only": dict(cert="cn-only"),  # §3.3: DNS-ID only (RFC 6125), no CN fallback
 }
 # What the log must give as the reason: each case fails for its own reason.
 REASON = {
@@ -196,7 +196,7 @@ def test_hostile_server_means_no_policy(world, daemon, kind):
     assert "policy fetch failed" in daemon.log()
     reason = [line for line in daemon.log().splitlines() if f"{d}: policy fetch failed" in line]
     assert len(reason) == 1 and REASON[kind] in reason[0], reason
-    assert daemon.query(d) == "NOTFOUND "  # B-38: held, no second fetch for this id
+    assert daemon.query(d) == "NOTFOUND "  # §3.3 back-off: held, no second fetch for this id
     assert len([line for line in daemon.log().splitlines() if f"{d}: policy fetch failed" in line]) == 1
     assert daemon.proc.poll() is None
     if kind == "redirect":
@@ -247,7 +247,7 @@ def test_wildcard_certificate_accepted(world, daemon):
 
 
 def test_content_type_parameters_accepted(world, daemon):
-    # B-35, including the GAP: charset=iso-8859-1 is accepted and decoded as UTF-8.
+    # §3.2 text/plain; the RFC says nothing of charset: iso-8859-1 is accepted and decoded as UTF-8.
     for ct in ["text/plain; charset=utf-8", "Text/Plain", "text/plain;charset=US-ASCII", "text/plain; format=flowed",
                "text/plain; charset=iso-8859-1"]:
         d = world.new_domain()
