@@ -4,6 +4,7 @@ daemon, not 256 KiB: measured on a real TLS connection over loopback."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import ssl
 import sys
 
@@ -32,8 +33,6 @@ def test_a_tls_connection_gets_the_smaller_read_buffer():
         server.close()
         await server.wait_closed()
         return size
-
-    import asyncio.sslproto
 
     default = asyncio.sslproto.SSLProtocol.max_size
     try:
