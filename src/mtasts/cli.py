@@ -4,6 +4,7 @@
     mtasts query DOMAIN [--map NAME] [--json]
     mtasts doctor [--json]
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
+    mtasts cache export --postfix [--map NAME]
 
 Parsing and dispatch only; the commands live in ``mtasts.commands`` (``serve`` in
 ``mtasts.daemon``), and their exit codes are listed there.
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("domain", help="a cached domain")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    export = cache_sub.add_parser("export", parents=[common],
+                                  help="the current answers as a static smtp_tls_policy_maps table (postmap)")
+    export.add_argument("--postfix", action="store_true", required=True,
+                        help="Postfix table lines: DOMAIN LEVEL ATTRIBUTES (the one format)")
+    export.add_argument("--map", default="postfix", help="map profile for the answers (default: postfix)")
     purge = cache_sub.add_parser("purge", parents=[common], help="forget one domain, or --all")
     purge.add_argument("domain", nargs="?", help="the domain to forget")
     purge.add_argument("--all", action="store_true", help="forget every cached domain")

@@ -234,6 +234,15 @@ class PolicyResolver:
             self._start_background(domain, decision.background)
         return self.counters.answered(self._map_label(map_name), reply)
 
+    def cached_answer(self, entry: CacheEntry, profile: MapProfile) -> Optional[bytes]:
+        """What a lookup of *entry*'s domain answers from the cache alone (``cache export``);
+        None where that answer waits for a DANE check never made (RFC 8461 §2: an MTA-STS
+        answer written down without it could override DANE)."""
+        reply = self.replies.reply(entry.domain, entry.valid_policy(self._clock()), profile)
+        if dane_applies(reply, self._dane_mode, profile.dane) and entry.dane is None:
+            return None
+        return final_reply(reply, self._dane_mode, profile.dane, entry.dane)
+
     def _map_label(self, map_name: str) -> str:
         # Bounded label values: configured map names; anything else is the default profile.
         return map_name if map_name in self.config.maps else "default"

@@ -21,12 +21,12 @@ def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
         "mode": cached.policy.mode.value if cached else None,
         "mx": [p.text for p in cached.policy.mx] if cached else [],
         "max_age": cached.policy.max_age if cached else None,
-        "fetched_at": _iso(cached.fetched_at) if cached else None,
-        "expires_at": _iso(cached.expires_at) if cached else None,
+        "fetched_at": iso_time(cached.fetched_at) if cached else None,
+        "expires_at": iso_time(cached.expires_at) if cached else None,
         "valid": valid,
-        "hold_until": _iso(entry.hold_until) if entry.hold and entry.hold_until > now else None,
-        "txt_checked_at": _iso(entry.txt_checked_at) if entry.txt_checked_at else None,
-        "refresh_at": _iso(entry.refresh_at) if valid else None,
+        "hold_until": iso_time(entry.hold_until) if entry.hold and entry.hold_until > now else None,
+        "txt_checked_at": iso_time(entry.txt_checked_at) if entry.txt_checked_at else None,
+        "refresh_at": iso_time(entry.refresh_at) if valid else None,
         "failures": entry.failures,
         "last_error": entry.last_error or None,
     }
@@ -40,10 +40,10 @@ def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
 def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
     """A DANE result for people: the stored form, with readable times and freshness."""
     data = result_to_json(result)
-    data.update(checked_at=_iso(result.checked_at), expires_at=_iso(result.expires_at),
+    data.update(checked_at=iso_time(result.checked_at), expires_at=iso_time(result.expires_at),
                 fresh=result.fresh(now), detail=result.detail or None)
     return data
 
 
-def _iso(ts: float) -> str:
+def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -30,6 +30,21 @@ def test_cache_list_show_stats_via_daemon(world, daemon):
     assert stats["policies"] >= 1 and stats["fetch_ok"] >= 1
 
 
+def test_cache_export_writes_the_daemons_answers_for_postfix_and_from_the_store(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    answer = daemon.query(d)
+    assert answer.startswith("OK secure")
+    line = f"{d} {answer[3:]}"
+    live = daemon.cli("cache", "export", "--postfix")
+    assert live.returncode == 0 and line in live.stdout.splitlines()
+    assert live.stdout.startswith("# smtp_tls_policy_maps from the mtasts cache (daemon)")
+    assert daemon.cli("cache", "export").returncode == 64  # the format is named (EX_USAGE)
+    daemon.stop()
+    offline = daemon.cli("cache", "export", "--postfix")  # no daemon: the store's answers
+    assert offline.returncode == 0 and line in offline.stdout.splitlines()
+
+
 def test_purge_takes_effect_in_running_daemon(world, daemon):
     d = world.new_domain()
     world.publish(d)

@@ -12,12 +12,14 @@ import json
 import os
 import socket
 import sys
+import time
 from typing import Any, Dict, List
 
 from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME
 from mtasts.commands.query import print_dane
 from mtasts.config import Config
 from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError
+from mtasts.views import iso_time
 
 
 def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -> Dict[str, Any]:
@@ -48,6 +50,8 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
 
     action = args.action
     request: Dict[str, Any] = {"command": "purge_all" if action == "purge" and args.all else action}
+    if action == "export":
+        request["map"] = args.map
     if getattr(args, "domain", None):
         request["domain"] = args.domain
     try:
@@ -74,6 +78,9 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
         print(f"mtasts: {response.get('error')}", file=sys.stderr)
         return EXIT_RUNTIME
     response["via"] = via
+    if action == "export":
+        _print_export(response)
+        return EXIT_OK
     if args.json:
         response.pop("ok", None)
         print(json.dumps(response, indent=2))
@@ -107,6 +114,18 @@ async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
         await resolver.close()
         await fetcher.close()
         cache.close()
+
+
+def _print_export(response: Dict[str, Any]) -> None:
+    """A table for postmap(1): comment lines first (postmap skips them), one domain a line."""
+    print(f"# smtp_tls_policy_maps from the mtasts cache ({response['via']}), map profile {response['map']!r},"
+          f" {iso_time(time.time())}")
+    print(f"# {len(response['lines'])} domains with a policy answer. A static table does not expire:"
+          f" regenerate it before {response['first_expiry'] or '-'}, when the first of these policies does")
+    for domain in response["dane_unchecked"]:
+        print(f"# {domain}: left out, its DANE state is not checked yet ('mtasts cache refresh {domain}')")
+    for line in response["lines"]:
+        print(line)
 
 
 def _print_cache(action: str, response: Dict[str, Any]) -> None:

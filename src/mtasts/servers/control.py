@@ -17,7 +17,7 @@ from mtasts.core.nexthop import policy_domain
 from mtasts.errors import ConfigError
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.unixsocket import OwnedUnixSocket
-from mtasts.views import entry_to_json
+from mtasts.views import iso_time, entry_to_json
 
 log = logging.getLogger("mtasts.control")
 
@@ -74,6 +74,24 @@ class ControlServer:
         finally:
             writer.close()
 
+    def _export(self, map_name: str, now: float) -> Dict[str, Any]:
+        """The current answers as smtp_tls_policy_maps lines (``domain level attributes``)."""
+        profile = self.resolver.profile(map_name)
+        lines, unchecked, first_expiry = [], [], None
+        for entry in self.resolver.cache.entries():
+            cached = entry.valid_policy(now)
+            if cached is None:
+                continue
+            answer = self.resolver.cached_answer(entry, profile)
+            if answer is None:
+                unchecked.append(entry.domain)
+            elif answer.startswith(b"OK "):
+                lines.append(f"{entry.domain} {answer[3:].decode()}")
+                if first_expiry is None or cached.expires_at < first_expiry:
+                    first_expiry = cached.expires_at
+        return {"map": map_name, "lines": lines, "dane_unchecked": unchecked,
+                "first_expiry": iso_time(first_expiry) if first_expiry is not None else None}
+
     async def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
         command = request.get("command")
         cache = self.resolver.cache
@@ -108,6 +126,8 @@ class ControlServer:
             return {"ok": True, "stats": stats}
         if command == "list":
             return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
+        if command == "export":
+            return {"ok": True, **self._export(str(request.get("map", "postfix")), now)}
         if command == "purge_all":
             return {"ok": True, "purged": await self.resolver.purge_all()}
         domain = policy_domain(str(request.get("domain", "")))
