@@ -4,7 +4,7 @@
     mtasts query DOMAIN [--map NAME] [--json]
     mtasts doctor [--json]
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
-    mtasts cache export --postfix [--map NAME]
+    mtasts cache export --postfix [--map NAME] | warm FILE|-
 
 Parsing and dispatch only; the commands live in ``mtasts.commands`` (``serve`` in
 ``mtasts.daemon``), and their exit codes are listed there.
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("domain", help="a cached domain")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    warm = cache_sub.add_parser("warm", parents=[common],
+                                help="discover a list of domains now (e.g. the top recipient domains)")
+    warm.add_argument("file", help="one domain per line (text after the first word and # comments ignored); - for stdin")
     export = cache_sub.add_parser("export", parents=[common],
                                   help="the current answers as a static smtp_tls_policy_maps table (postmap)")
     export.add_argument("--postfix", action="store_true", required=True,

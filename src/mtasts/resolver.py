@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from cachetools import LRUCache
 
@@ -233,6 +233,32 @@ class PolicyResolver:
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
         return self.counters.answered(self._map_label(map_name), reply)
+
+    async def warm(self, keys: "List[str]", concurrency: int) -> Dict[str, int]:
+        """Discover *keys* not yet cached (``cache warm``), *concurrency* at a time; how
+        many ended in each state: ``cached`` (already valid), a policy mode, a hold reason,
+        or ``invalid`` (no domain)."""
+        outcome: Dict[str, int] = {}
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(key: str) -> None:
+            domain = policy_domain(key)
+            if domain is None:
+                state = "invalid"
+            elif self._answerable_here(domain):
+                state = "cached"
+            else:
+                async with slots:
+                    entry, policy = await self.discover(domain)
+                state = policy.mode.value if policy is not None else (entry.hold.value if entry.hold else "expired")
+            outcome[state] = outcome.get(state, 0) + 1
+
+        await asyncio.gather(*(one(k) for k in keys))
+        return outcome
+
+    def _answerable_here(self, domain: str) -> bool:
+        entry = self.cache.peek(domain)
+        return entry is not None and entry.valid_policy(self._clock()) is not None
 
     def cached_answer(self, entry: CacheEntry, profile: MapProfile) -> Optional[bytes]:
         """What a lookup of *entry*'s domain answers from the cache alone (``cache export``);

@@ -45,6 +45,22 @@ def test_cache_export_writes_the_daemons_answers_for_postfix_and_from_the_store(
     assert offline.returncode == 0 and line in offline.stdout.splitlines()
 
 
+def test_cache_warm_from_stdin_then_answers_from_the_cache(world, daemon):
+    import subprocess
+    import sys
+
+    names = [world.new_domain("warm") for _ in range(5)]
+    for name in names:
+        world.publish(name)
+    listing = "\n".join(f"{n} 42" for n in names) + "\n# a comment\n" + names[0] + "\n"
+    out = subprocess.run([sys.executable, "-m", "mtasts", "cache", "warm", "-", "--config", str(daemon.config)],
+                         input=listing, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "warmed 5 domains via the daemon: 5 enforce", out.stderr
+    assert sum(world.fetches(n) for n in names) == 5
+    assert all(daemon.query(n).startswith("OK secure") for n in names)
+    assert sum(world.fetches(n) for n in names) == 5  # the lookups needed no fetch
+
+
 def test_purge_takes_effect_in_running_daemon(world, daemon):
     d = world.new_domain()
     world.publish(d)

@@ -45,10 +45,22 @@ def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -
         raise MtastsError(f"the daemon at {path} sent no usable answer ({len(data)} bytes); see its log") from None
 
 
+def read_domains(lines) -> List[str]:
+    """The first word of each line, once each; blank lines and ``#`` comments skipped."""
+    out: Dict[str, None] = {}
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if words:
+            out[words[0]] = None
+    return list(out)
+
+
 def cache_command(config: Config, args: argparse.Namespace) -> int:
     from mtasts.daemon import with_state_dir
 
     action = args.action
+    if action == "warm":
+        return _warm(config, args)
     request: Dict[str, Any] = {"command": "purge_all" if action == "purge" and args.all else action}
     if action == "export":
         request["map"] = args.map
@@ -89,6 +101,43 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
     # "not cached" is the same answer in both forms: exit 1, as query without a policy.
     if action == "show" and response.get("entry") is None:
         return EXIT_NO
+    return EXIT_OK
+
+
+def _warm(config: Config, args: argparse.Namespace) -> int:
+    """``cache warm``: the list in batches (a control request each), the outcome summed."""
+    from mtasts.daemon import with_state_dir
+    from mtasts.servers.control import WARM_BATCH
+
+    if args.file == "-":
+        keys = read_domains(sys.stdin)
+    else:
+        with open(args.file, encoding="utf-8", errors="replace") as f:
+            keys = read_domains(f)
+    config = with_state_dir(config)
+    # Each batch may wait for its slowest discoveries, refresh_concurrency at a time.
+    rounds = -(-WARM_BATCH // config.cache.refresh_concurrency)
+    timeout = rounds * (config.resolver.timeout + config.fetch.timeout) + 10
+    total: Dict[str, int] = {}
+    via = "daemon"
+    for start in range(0, len(keys), WARM_BATCH):
+        request = {"command": "warm", "domains": keys[start:start + WARM_BATCH]}
+        try:
+            response = control_request(config.control_path, request, timeout)
+        except DaemonNotRunning:
+            if config.cache.backend == "memory":
+                raise DaemonNotRunning(f"no daemon answered at {config.control_path}, and the memory cache"
+                                       " keeps nothing to warm") from None
+            via = f"store {config.cache.path}"
+            response = asyncio.run(_offline(config, request))
+        if not response.get("ok"):
+            print(f"mtasts: {response.get('error')}", file=sys.stderr)
+            return EXIT_RUNTIME
+        for state, count in response["outcome"].items():
+            total[state] = total.get(state, 0) + count
+        print(f"mtasts: {min(start + WARM_BATCH, len(keys))} of {len(keys)} domains", file=sys.stderr)
+    print(f"warmed {len(keys)} domains via the {via}: "
+          + (", ".join(f"{count} {state}" for state, count in sorted(total.items())) or "none"))
     return EXIT_OK
 
 

@@ -22,6 +22,8 @@ from mtasts.views import iso_time, entry_to_json
 log = logging.getLogger("mtasts.control")
 
 MAX_LINE = 64 * 1024
+# Domains per "warm" request: the CLI sends a long list in batches (each within MAX_LINE).
+WARM_BATCH = 200
 
 
 class ControlServer:
@@ -126,6 +128,12 @@ class ControlServer:
             return {"ok": True, "stats": stats}
         if command == "list":
             return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
+        if command == "warm":
+            keys = request.get("domains")
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > WARM_BATCH:
+                return {"ok": False, "error": f"warm takes a list of at most {WARM_BATCH} domain names"}
+            concurrency = self.resolver.config.cache.refresh_concurrency
+            return {"ok": True, "outcome": await self.resolver.warm(keys, concurrency)}
         if command == "export":
             return {"ok": True, **self._export(str(request.get("map", "postfix")), now)}
         if command == "purge_all":
