@@ -5,6 +5,7 @@
     mtasts doctor [--json]
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
     mtasts cache export --postfix [--map NAME] | warm FILE|-
+    mtasts override add DOMAIN --until 48h --reason TEXT [--level may|encrypt|none] [--dane] | list | remove DOMAIN
 
 Parsing and dispatch only; the commands live in ``mtasts.commands`` (``serve`` in
 ``mtasts.daemon``), and their exit codes are listed there.
@@ -71,6 +72,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("server", choices=("apache", "nginx"), help="the web server")
     p.add_argument("domain", help="one of [publish.domains]")
     p.add_argument("--dir", default="/var/www/mta-sts", help="where 'publish write' put the files (default /var/www/mta-sts)")
+
+    override = sub.add_parser("override", help="exemptions: another answer for one domain, until a given time")
+    override_sub = override.add_subparsers(dest="action", metavar="ACTION")
+    override_sub.required = True
+    p = override_sub.add_parser("add", parents=[common], help="answer LEVEL for DOMAIN until --until")
+    p.add_argument("domain", help="the recipient domain (next hop) to exempt")
+    p.add_argument("--until", required=True, help="48h, 30m, 7d, 2w, or a UTC date such as 2026-12-24T18:00")
+    p.add_argument("--reason", required=True, help="why (logged with every use, shown by list)")
+    p.add_argument("--level", choices=("may", "encrypt", "none"), default="may",
+                   help="Postfix's TLS level for the domain meanwhile (default may)")
+    p.add_argument("--dane", action="store_true",
+                   help="also over DANE (default: where the domain has usable TLSA records, DANE still applies)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = override_sub.add_parser("list", parents=[common], help="the overrides in force")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = override_sub.add_parser("remove", parents=[common], help="end DOMAIN's override now")
+    p.add_argument("domain", help="the exempted domain")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     cache = sub.add_parser("cache", help="inspect and change the policy cache")
     cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
@@ -151,6 +170,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         from mtasts.commands.check import check_command
 
         return check_command(config, args)
+    if args.command == "override":
+        from mtasts.commands.override import override_command
+
+        return override_command(config, args)
     if args.command == "publish":
         from mtasts.commands.publish import publish_command
 

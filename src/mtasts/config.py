@@ -13,6 +13,7 @@ from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from mtasts.core.policy import Mode
 from mtasts.core.publication import PublishedDomain, validate_max_age, validate_mx, validate_rua
+from mtasts.core.override import Override
 from mtasts.core.reply import TESTING_ENFORCE, TESTING_IGNORE, TESTING_LEVELS, MapProfile
 from mtasts.errors import ConfigError
 
@@ -216,6 +217,8 @@ class Config:
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
     default_profile: MapProfile = MapProfile()
     publish: PublishSection = PublishSection()
+    # [overrides."domain"]: exemptions set in the file (they end only where "until" says).
+    overrides: Dict[str, Override] = field(default_factory=dict)
 
     def profile(self, map_name: str) -> Optional[MapProfile]:
         return self.maps.get(map_name)
@@ -404,9 +407,12 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
         if section == "publish":
             values["publish"] = _parse_publish(table, source)
             continue
+        if section == "overrides":
+            values["overrides"] = _parse_overrides(table, source)
+            continue
         schema = _SCHEMA.get(section)
         if schema is None:
-            known = ", ".join(f"[{s}]" for s in list(_SCHEMA) + ["maps.NAME", "publish"])
+            known = ", ".join(f"[{s}]" for s in list(_SCHEMA) + ["maps.NAME", "publish", "overrides.DOMAIN"])
             raise ConfigError(f"{source}: unknown section [{section}]; known sections: {known}")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{section}] must be a table")
@@ -471,6 +477,66 @@ def _parse_maps(table: Any, source: str):
                 raise ConfigError(f"{source}: [maps.{name}] {key}: expected {expected}, got {value!r}") from None
         maps[name] = MapProfile(explicit=frozenset(kwargs), **kwargs)
     return maps, maps.get("default")
+
+
+_OVERRIDE_KEYS = ("level", "until", "reason", "dane")
+
+
+def _parse_overrides(table: Any, source: str) -> Dict[str, Override]:
+    from mtasts.core.hostname import is_domain
+    from mtasts.core.override import LEVELS
+
+    if not isinstance(table, dict):
+        raise ConfigError(f'{source}: [overrides] must contain tables such as [overrides."example.com"]')
+    out: Dict[str, Override] = {}
+    for name, entry in table.items():
+        where = f'{source}: [overrides."{name}"]'
+        domain = name.lower().rstrip(".")
+        if not is_domain(domain) or "." not in domain:
+            raise ConfigError(f"{where}: {name!r} is not a domain name (use A-labels for IDN)")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        for key in entry:
+            if key not in _OVERRIDE_KEYS:
+                raise ConfigError(f"{where} {key}: unknown key; known keys: {', '.join(_OVERRIDE_KEYS)}")
+        level = entry.get("level", "may")
+        if level not in LEVELS:
+            raise ConfigError(f"{where} level: expected {' or '.join(repr(x) for x in LEVELS)}, got {level!r}")
+        reason = entry.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{where} reason: expected a text that says why (it is logged with every use)")
+        dane = entry.get("dane", False)
+        if not isinstance(dane, bool):
+            raise ConfigError(f"{where} dane: expected true or false, got {dane!r}")
+        until = entry.get("until")
+        when: Optional[float] = None
+        if until is not None:
+            when = _date(until)
+            if when is None:
+                raise ConfigError(f'{where} until: expected a UTC date such as "2026-12-24" or "2026-12-24T18:00"'
+                                  f" (or no until: in force until removed from the file), got {until!r}")
+        out[domain] = Override(domain, level, when, reason.strip(), dane, source)
+    return out
+
+
+def _date(value: Any) -> Optional[float]:
+    import calendar
+    import datetime
+
+    if isinstance(value, datetime.datetime):  # a TOML date-time
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return float(calendar.timegm(value.timetuple()))
+    if isinstance(value, datetime.date):
+        return float(calendar.timegm(value.timetuple()))
+    if isinstance(value, str):
+        from mtasts.core.override import parse_until
+
+        try:  # a date only: a duration ("48h") would restart at every reload
+            return parse_until(value, 0.0) if not value.strip()[-1:].isalpha() or "T" in value else None
+        except ValueError:
+            return None
+    return None
 
 
 def _publish_listen_item(spec: Any) -> Tuple[str, int]:

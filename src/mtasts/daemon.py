@@ -228,6 +228,8 @@ class Daemon:
             "internal_errors": c.internal_errors,
             "store_errors": self.cache.store_errors,
             "unknown_map_lookups": c.unknown_map_lookups,
+            "override_answers": c.override_answers,
+            "overrides_active": len(self.resolver.overrides),
             "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
         }
 

@@ -23,6 +23,7 @@ from mtasts.core.dane import DaneResult, dane_applies, final_reply
 from mtasts.core.freshness import Background, CachedPolicy, CacheEntry, Hold
 from mtasts.core.latency import LatencyHistogram
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
+from mtasts.core.override import Override
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.reply import MapProfile, tls_policy_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
@@ -41,6 +42,8 @@ SWEEP_INTERVAL = 30.0
 PRUNE_AFTER = 7 * 86400.0
 # Unknown map names remembered (each logged once); beyond, one WARNING and a counter only.
 MAX_UNKNOWN_MAPS = 100
+# An override in force is logged (WARNING) once per domain in this many seconds, not per lookup.
+OVERRIDE_LOG_EVERY = 600.0
 # DANE results of relay-shaped keys ([host]:port, host:port): few, kept in memory only.
 RELAY_DANE_ENTRIES = 1024
 
@@ -57,6 +60,7 @@ class Counters:
     dane_checks: int = 0
     refresh_failed_enforced: int = 0
     unknown_map_lookups: int = 0
+    override_answers: int = 0
     by_failure: Dict[str, int] = field(default_factory=dict)
     # (map, the answer's first 12 bytes, which name its kind) -> answers given
     answers: Dict[Tuple[str, bytes], int] = field(default_factory=dict)
@@ -135,6 +139,10 @@ class PolicyResolver:
         self.counters = Counters()
         self.replies = ReplyMemo(max(1024, config.cache.memory_entries))
         self._hot_settings(config)
+        # Exemptions: the file's, then the stored ones (mtasts override add) over them.
+        self.overrides: Dict[str, Override] = dict(config.overrides)
+        self.overrides.update((o.domain, o) for o in cache.overrides())
+        self._override_logged: Dict[str, float] = {}
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -170,6 +178,10 @@ class PolicyResolver:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.cache.stop()
 
+    def now(self) -> float:
+        """The resolver's clock (a test's fake one, else the time)."""
+        return self._clock()
+
     def dane_answers(self) -> bool:
         """Whether any map profile may answer dane/dane-only (else no DANE lookups at all)."""
         profiles = list(self.config.maps.values()) + [self.config.default_profile]
@@ -181,9 +193,12 @@ class PolicyResolver:
         self._dane_mode = config.dane.mode
 
     def reconfigure(self, config: Config) -> None:
-        """SIGHUP: new profiles, timeouts, cache timings and DANE settings; cache kept."""
+        """SIGHUP: new profiles, timeouts, cache timings, DANE settings and the file's
+        overrides; cache and stored overrides kept."""
         self.config = config
         self._hot_settings(config)
+        stored = {d: o for d, o in self.overrides.items() if o.source == "cli"}
+        self.overrides = {**config.overrides, **stored}
         self._dns.set_timeout(config.resolver.timeout)
         self._dane.failure_ttl, self._dane.min_ttl, self._dane.max_ttl = (
             config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
@@ -220,6 +235,10 @@ class PolicyResolver:
             return None
         profile = self.profile(map_name)
         reply = self.replies.reply(domain, decision.cached, profile)
+        if self.overrides:
+            reply, over_dane = self._override(domain, reply, now)
+            if over_dane:
+                return self.counters.answered(self._map_label(map_name), reply)
         if dane_applies(reply, self._dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
             assert entry is not None
             hop = None if domain is key else next_hop(key)
@@ -233,6 +252,56 @@ class PolicyResolver:
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
         return self.counters.answered(self._map_label(map_name), reply)
+
+    # -- exemptions ---------------------------------------------------------------------
+
+    def _override(self, domain: str, reply: bytes, now: float) -> Tuple[bytes, bool]:
+        """The answer an override in force puts in place of *reply*, and whether it also
+        stands over DANE (else DANE still wins, as over any MTA-STS answer)."""
+        override = self.overrides.get(domain)
+        if override is None:
+            return reply, False
+        if not override.active(now):
+            self._expired(override)
+            return reply, False
+        self.counters.override_answers += 1
+        if now - self._override_logged.get(domain, -OVERRIDE_LOG_EVERY) >= OVERRIDE_LOG_EVERY:
+            self._override_logged[domain] = now
+            until = "no end" if override.until is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(override.until))
+            log.warning("%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r",
+                        domain, override.level, until, ", also over DANE" if override.dane else "",
+                        override.source, override.reason, override.level, reply.decode(errors="replace").strip())
+        return override.reply, override.dane
+
+    def _expired(self, override: Override) -> None:
+        self.overrides.pop(override.domain, None)
+        self._override_logged.pop(override.domain, None)
+        if override.source == "cli":
+            self.cache.delete_override(override.domain)
+        log.warning("%s: override (%s, %s) expired: the domain's own policy applies again", override.domain,
+                    override.level, override.reason)
+
+    def add_override(self, override: Override) -> None:
+        self.overrides[override.domain] = override
+        self._override_logged.pop(override.domain, None)  # the next use is logged at once
+        self.cache.put_override(override)
+        log.warning("%s: override added (%s until %s, %s)", override.domain, override.level,
+                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(override.until or 0)), override.reason)
+
+    def remove_override(self, domain: str) -> bool:
+        removed = self.cache.delete_override(domain)
+        override = self.overrides.get(domain)
+        if override is not None and override.source == "cli":
+            del self.overrides[domain]
+            removed = True
+        if removed:
+            log.warning("%s: override removed", domain)
+        return removed
+
+    def expire_overrides(self, now: float) -> None:
+        for override in list(self.overrides.values()):
+            if not override.active(now):
+                self._expired(override)
 
     async def warm(self, keys: "List[str]", concurrency: int) -> Dict[str, int]:
         """Discover *keys* not yet cached (``cache warm``), *concurrency* at a time; how
@@ -323,6 +392,10 @@ class PolicyResolver:
         while fresh, else (or when asked) re-checked (with *mx_answer* if one was started)."""
         # discover() hands back the policy of entry.cached, or None for a hold.
         reply = self.replies.reply(entry.domain, entry.cached if policy is not None else None, profile)
+        if self.overrides:
+            reply, over_dane = self._override(entry.domain, reply, self._clock())
+            if over_dane:
+                return reply
         dane: Optional[DaneResult] = None
         if dane_applies(reply, self.config.dane.mode, profile.dane):
             hop = hop or NextHop(entry.domain)
@@ -557,4 +630,5 @@ class PolicyResolver:
                 self._start_background(domain, Background.REFRESH)
                 started += 1
         self.cache.prune(now - PRUNE_AFTER)
+        self.expire_overrides(now)
         return started

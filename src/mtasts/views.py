@@ -8,6 +8,7 @@ from typing import Any, Dict
 
 from mtasts.core.dane import DaneResult, result_to_json
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.override import Override, override_to_json
 
 
 def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
@@ -47,3 +48,11 @@ def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
 
 def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def override_view(override: Override) -> Dict[str, Any]:
+    """An override for people: the stored form with a readable end and creation time."""
+    data = override_to_json(override)
+    data.update(until=iso_time(override.until) if override.until is not None else None,
+                created_at=iso_time(override.created_at) if override.created_at else None)
+    return data

@@ -61,6 +61,23 @@ def test_cache_warm_from_stdin_then_answers_from_the_cache(world, daemon):
     assert sum(world.fetches(n) for n in names) == 5  # the lookups needed no fetch
 
 
+def test_override_add_list_show_remove_through_the_running_daemon(world, daemon):
+    d = world.new_domain()
+    world.publish(d)
+    assert daemon.query(d).startswith("OK secure")
+    added = daemon.cli("override", "add", d, "--until", "2h", "--reason", "ticket 7: STARTTLS stripped")
+    assert added.returncode == 0 and added.stdout.startswith(f"added: {d}: may until ")
+    assert daemon.query(d) == "OK may"  # at once, on the same connection
+    listed = json.loads(daemon.cli("override", "list", "--json").stdout)
+    assert [o["domain"] for o in listed["overrides"]] == [d] and listed["via"] == "daemon"
+    assert "override:       " + d in daemon.cli("cache", "show", d).stdout
+    assert "override in force" in daemon.log() and "ticket 7" in daemon.log()
+    assert daemon.cli("override", "add", d, "--until", "yesterday", "--reason", "x").returncode == 64
+    assert daemon.cli("override", "remove", d).returncode == 0
+    assert daemon.query(d).startswith("OK secure")
+    assert daemon.cli("override", "remove", d).returncode == 1  # nothing left to remove
+
+
 def test_purge_takes_effect_in_running_daemon(world, daemon):
     d = world.new_domain()
     world.publish(d)

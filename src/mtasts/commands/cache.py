@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME
 from mtasts.commands.query import print_dane
@@ -55,9 +55,31 @@ def read_domains(lines) -> List[str]:
     return list(out)
 
 
-def cache_command(config: Config, args: argparse.Namespace) -> int:
+def ask(config: Config, request: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
+    """*request* answered by the running daemon, else by the store (and where from)."""
     from mtasts.daemon import with_state_dir
 
+    try:
+        config = with_state_dir(config)
+    except ConfigError:
+        pass
+    try:
+        return control_request(config.control_path, request), "daemon"
+    except DaemonNotRunning:
+        # Say which store is read: another user than the daemon's gets another state
+        # directory, and an empty store there is no proof that the daemon's is empty.
+        if config.cache.backend != "memory" and not os.path.exists(config.cache.path):
+            raise DaemonNotRunning(
+                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
+                " (is the daemon running, as another user, or with another --config?)") from None
+        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
+              file=sys.stderr)
+        return asyncio.run(_offline(config, request)), f"store {config.cache.path}"
+    except PermissionError:
+        raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
+
+
+def cache_command(config: Config, args: argparse.Namespace) -> int:
     action = args.action
     if action == "warm":
         return _warm(config, args)
@@ -66,26 +88,7 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
         request["map"] = args.map
     if getattr(args, "domain", None):
         request["domain"] = args.domain
-    try:
-        config = with_state_dir(config)
-    except ConfigError:
-        pass
-    try:
-        response = control_request(config.control_path, request)
-        via = "daemon"
-    except DaemonNotRunning:
-        # Say which store is read: another user than the daemon's gets another state
-        # directory, and an empty store there is no proof that the daemon's is empty.
-        if config.cache.backend != "memory" and not os.path.exists(config.cache.path):
-            raise DaemonNotRunning(
-                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
-                " (is the daemon running, as another user, or with another --config?)")
-        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
-              file=sys.stderr)
-        response = asyncio.run(_offline(config, request))
-        via = f"store {config.cache.path}"
-    except PermissionError:
-        raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
+    response, via = ask(config, request)
     if not response.get("ok"):
         print(f"mtasts: {response.get('error')}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -207,6 +210,10 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
             print_dane(entry["dane"])
         if "answer" in response:
             print(f"{'answer:':16}{response['answer']}")
+        if response.get("override"):
+            from mtasts.commands.override import describe
+
+            print(f"{'override:':16}{describe(response['override'])}")
     elif action == "purge":
         print(f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})")
     elif action == "stats":

@@ -17,7 +17,8 @@ from mtasts.core.nexthop import policy_domain
 from mtasts.errors import ConfigError
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.unixsocket import OwnedUnixSocket
-from mtasts.views import iso_time, entry_to_json
+from mtasts.core.override import LEVELS, Override
+from mtasts.views import entry_to_json, iso_time, override_view
 
 log = logging.getLogger("mtasts.control")
 
@@ -76,6 +77,22 @@ class ControlServer:
         finally:
             writer.close()
 
+    def _add_override(self, domain: str, request: Dict[str, Any], now: float) -> Dict[str, Any]:
+        level, until, reason = request.get("level", "may"), request.get("until"), request.get("reason")
+        if level not in LEVELS:
+            return {"ok": False, "error": f"level must be one of {', '.join(LEVELS)}, not {level!r}"}
+        if isinstance(until, bool) or not isinstance(until, (int, float)) or until <= now:
+            return {"ok": False, "error": "an override from the command line needs an end in the future (--until)"}
+        if not isinstance(reason, str) or not reason.strip():
+            return {"ok": False, "error": "an override needs a reason (--reason): it is logged with every use"}
+        current = self.resolver.overrides.get(domain)
+        if current is not None and current.source != "cli":
+            return {"ok": False, "error": f"{domain} has an override in {current.source}: change it there"}
+        override = Override(domain, level, float(until), reason.strip(), bool(request.get("dane", False)),
+                            "cli", now)
+        self.resolver.add_override(override)
+        return {"ok": True, "override": override_view(override)}
+
     def _export(self, map_name: str, now: float) -> Dict[str, Any]:
         """The current answers as smtp_tls_policy_maps lines (``domain level attributes``)."""
         profile = self.resolver.profile(map_name)
@@ -97,7 +114,7 @@ class ControlServer:
     async def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
         command = request.get("command")
         cache = self.resolver.cache
-        now = time.time()
+        now = self.resolver.now()
         if command == "stats":
             if cache.store is not None:  # a full scan of the store: off the event loop
                 entries, policies = await asyncio.get_running_loop().run_in_executor(None, cache.count)
@@ -128,6 +145,10 @@ class ControlServer:
             return {"ok": True, "stats": stats}
         if command == "list":
             return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
+        if command == "override_list":
+            self.resolver.expire_overrides(now)
+            return {"ok": True, "overrides": [override_view(o) for o in sorted(self.resolver.overrides.values(),
+                                                                              key=lambda o: o.domain)]}
         if command == "warm":
             keys = request.get("domains")
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > WARM_BATCH:
@@ -143,7 +164,19 @@ class ControlServer:
             return {"ok": False, "error": f"{request.get('domain')!r} is not a domain that can have a policy"}
         if command == "show":
             entry = cache.peek(domain)  # an admin looking is no lookup: not counted
-            return {"ok": True, "entry": entry_to_json(entry, now) if entry else None}
+            override = self.resolver.overrides.get(domain)
+            response = {"ok": True, "entry": entry_to_json(entry, now) if entry else None}
+            if override is not None and override.active(now):
+                response["override"] = override_view(override)
+            return response
+        if command == "override_add":
+            return self._add_override(domain, request, now)
+        if command == "override_remove":
+            override = self.resolver.overrides.get(domain)
+            if override is not None and override.source != "cli":
+                return {"ok": False, "error": f"the override of {domain} is set in {override.source}: remove it there"
+                                              " and reload (SIGHUP)"}
+            return {"ok": True, "removed": 1 if self.resolver.remove_override(domain) else 0}
         if command == "purge":
             return {"ok": True, "purged": 1 if await self.resolver.purge(domain) else 0}
         if command == "refresh":

@@ -106,6 +106,9 @@ class MtastsCollector:
                                   value=s.get("protocol_errors", 0))
         yield CounterMetricFamily("mtasts_unknown_map_lookups", "Lookups for a map name without a profile",
                                   value=s.get("unknown_map_lookups", 0))
+        yield CounterMetricFamily("mtasts_override_answers", "Answers an override (mtasts override) gave",
+                                  value=s.get("override_answers", 0))
+        yield GaugeMetricFamily("mtasts_overrides_active", "Overrides in force", value=s.get("overrides_active", 0))
 
 
 class MetricsServer:

@@ -14,6 +14,7 @@ import sqlite3
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from mtasts.core.dane import result_from_json, result_to_json
+from mtasts.core.override import Override, override_from_json, override_to_json
 from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold
 from mtasts.core.policy import parse_policy
 from mtasts.errors import PolicyError, StoreError
@@ -62,6 +63,10 @@ CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires_at);
 CREATE INDEX IF NOT EXISTS entries_hold ON entries (hold_until);
 """
 
+_OVERRIDES = """
+CREATE TABLE IF NOT EXISTS overrides (domain TEXT PRIMARY KEY, data TEXT NOT NULL, until REAL)
+"""
+
 _COLUMNS = (
     "domain, policy_id, body, fetched_at, expires_at, hold, hold_until, txt_checked_at, refresh_at, failures,"
     " last_error, dane, mode"
@@ -108,6 +113,8 @@ class SqliteStore:
                     f"{path}: cache schema version {version}, this mtasts reads version {SCHEMA_VERSION}"
                 )
             db.execute("SELECT count(*) FROM entries WHERE domain = ''").fetchone()
+            # Exemptions (mtasts override): a table of its own, added to any version's file.
+            db.execute(_OVERRIDES)
             if version is not None:
                 # A damaged page in the middle would fail lookups one by one: check every page
                 # once at start (0.5 s for a million entries) and start empty instead.
@@ -152,6 +159,26 @@ class SqliteStore:
             self._db.execute(f"INSERT OR REPLACE INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+    def overrides(self) -> List[Override]:
+        with _errors(self.path, "read"):
+            rows = self._db.execute("SELECT data FROM overrides ORDER BY domain").fetchall()
+        out = []
+        for (data,) in rows:
+            try:
+                out.append(override_from_json(json.loads(data)))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("cache %s: undecodable override left out: %r", self.path, exc)
+        return out
+
+    def put_override(self, override: Override) -> None:
+        with _errors(self.path, "write"):
+            self._db.execute("INSERT OR REPLACE INTO overrides VALUES (?, ?, ?)",
+                             (override.domain, json.dumps(override_to_json(override)), override.until))
+
+    def delete_override(self, domain: str) -> bool:
+        with _errors(self.path, "delete"):
+            return self._db.execute("DELETE FROM overrides WHERE domain = ?", (domain,)).rowcount > 0
 
     def delete(self, domain: str) -> bool:
         with _errors(self.path, "delete"):

@@ -13,11 +13,12 @@ one WARNING when it works again.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from cachetools import LRUCache
 
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.override import Override
 from mtasts.errors import StoreError
 from mtasts.store.sqlite import SqliteStore
 
@@ -33,6 +34,7 @@ class PolicyCache:
         self.misses = 0
         self.store_errors = 0
         self._failing = False
+        self._overrides: Dict[str, Override] = {}  # the memory backend's (and a failing store's)
 
     def _failed(self, what: str, exc: StoreError) -> None:
         self.store_errors += 1
@@ -103,6 +105,34 @@ class PolicyCache:
             except StoreError as exc:
                 self._failed(f"delete of {domain}", exc)
         return in_memory or in_store
+
+    # -- exemptions (mtasts override): with the store, else in memory --------------------
+
+    def overrides(self) -> List[Override]:
+        if self.store is None:
+            return list(self._overrides.values())
+        try:
+            return self.store.overrides()
+        except StoreError as exc:
+            self._failed("read of the overrides", exc)
+            return list(self._overrides.values())
+
+    def put_override(self, override: Override) -> None:
+        self._overrides[override.domain] = override
+        if self.store is not None:
+            try:
+                self.store.put_override(override)
+            except StoreError as exc:
+                self._failed(f"write of the override of {override.domain}", exc)
+
+    def delete_override(self, domain: str) -> bool:
+        found = self._overrides.pop(domain, None) is not None
+        if self.store is not None:
+            try:
+                found = self.store.delete_override(domain) or found
+            except StoreError as exc:
+                self._failed(f"delete of the override of {domain}", exc)
+        return found
 
     # -- what a wider tier may add (store.fleet); alone, this host is all there is -----
 
