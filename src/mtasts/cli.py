@@ -4,7 +4,7 @@
     mtasts query DOMAIN [--map NAME] [--json]
     mtasts doctor [--json]
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
-    mtasts cache export --postfix [--map NAME] | warm FILE|-
+    mtasts cache history DOMAIN [--json] | export --postfix [--map NAME] | warm FILE|-
     mtasts override add DOMAIN --until 48h --reason TEXT [--level may|encrypt|none] [--dane] | list | remove DOMAIN
 
 Parsing and dispatch only; the commands live in ``mtasts.commands`` (``serve`` in
@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("list", "every cached domain"), ("stats", "cache and lookup counters")):
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("--json", action="store_true", help="machine-readable output")
-    for name, text in (("show", "one domain's entry"), ("refresh", "discover a domain again now")):
+    for name, text in (("show", "one domain's entry"), ("refresh", "discover a domain again now"),
+                       ("history", "when the domain's policy or DANE state changed, and downgrades")):
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("domain", help="a cached domain")
         p.add_argument("--json", action="store_true", help="machine-readable output")

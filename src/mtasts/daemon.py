@@ -229,6 +229,7 @@ class Daemon:
             "store_errors": self.cache.store_errors,
             "unknown_map_lookups": c.unknown_map_lookups,
             "override_answers": c.override_answers,
+            "policy_changes": dict(c.policy_changes),
             "overrides_active": len(self.resolver.overrides),
             "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
         }

@@ -21,6 +21,7 @@ from mtasts.config import Config
 from mtasts.core import freshness
 from mtasts.core.dane import DaneResult, dane_applies, final_reply
 from mtasts.core.freshness import Background, CachedPolicy, CacheEntry, Hold
+from mtasts.core.history import Change, dane_change, policy_changes, record_gone
 from mtasts.core.latency import LatencyHistogram
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 from mtasts.core.override import Override
@@ -61,6 +62,8 @@ class Counters:
     refresh_failed_enforced: int = 0
     unknown_map_lookups: int = 0
     override_answers: int = 0
+    # change kind ("id", "mode", "mx", "max_age", "txt-gone", "dane") -> changes seen
+    policy_changes: Dict[str, int] = field(default_factory=dict)
     by_failure: Dict[str, int] = field(default_factory=dict)
     # (map, the answer's first 12 bytes, which name its kind) -> answers given
     answers: Dict[Tuple[str, bytes], int] = field(default_factory=dict)
@@ -143,6 +146,7 @@ class PolicyResolver:
         self.overrides: Dict[str, Override] = dict(config.overrides)
         self.overrides.update((o.domain, o) for o in cache.overrides())
         self._override_logged: Dict[str, float] = {}
+        self._record_gone: Set[str] = set()  # domains whose missing TXT record is already noted
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -252,6 +256,21 @@ class PolicyResolver:
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
         return self.counters.answered(self._map_label(map_name), reply)
+
+    # -- history ------------------------------------------------------------------------
+
+    def _changed(self, changes: "List[Change]", evidence: str) -> None:
+        """Keep *changes* in the domain's history, count them, and WARN of downgrades."""
+        if not changes:
+            return
+        self.cache.add_changes(changes)
+        for change in changes:
+            self.counters.policy_changes[change.kind] = self.counters.policy_changes.get(change.kind, 0) + 1
+            if change.downgrade:
+                log.warning("%s: DOWNGRADE, %s %s -> %s (%s)", change.domain, change.kind, change.old, change.new,
+                            evidence)
+            else:
+                log.info("%s: %s changed: %s -> %s", change.domain, change.kind, change.old, change.new)
 
     # -- exemptions ---------------------------------------------------------------------
 
@@ -443,6 +462,9 @@ class PolicyResolver:
             current = self.cache.peek(hop.domain)
             if current is not None:
                 self.cache.put(replace(current, dane=result))
+            change = dane_change(hop.domain, previous, result, self._clock())
+            if change is not None:
+                self._changed([change], result.detail or "; ".join(f"{h.host} {h.state.value}" for h in result.hosts))
         if previous is None or previous.state is not result.state:
             hosts = "; ".join(f"{h.host} {h.state.value}" for h in result.hosts)
             where = hop.domain if hop.default else (f"[{hop.domain}]" if not hop.mx else hop.domain) + f":{hop.port}"
@@ -528,6 +550,9 @@ class PolicyResolver:
         policy_id = record.policy_id if record else (old.policy_id if old else "")
         new = freshness.learned(entry, domain, result.policy, policy_id, self._clock(), self._jitter())
         self.cache.put(new)
+        if old is not None:  # a first policy is no change (cache show has when it was fetched)
+            assert new.cached is not None
+            self._changed(policy_changes(domain, old, new.cached, self._clock()), result.url)
         policy = result.policy
         summary = f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'}, max_age {policy.max_age}"
         if old is None:
@@ -584,6 +609,14 @@ class PolicyResolver:
         record = lookup.record
         if record is None and lookup.txt.outcome is Outcome.RECORDS:
             log.debug("%s: TXT re-check: %s; keeping the cached policy", domain, lookup.error)
+        if lookup.txt.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
+            if domain not in self._record_gone:  # once, not at every re-check
+                self._record_gone.add(domain)
+                self._changed([record_gone(domain, cached, lookup.txt.outcome.value, self._clock())],
+                              f"{lookup.name} {lookup.txt.outcome.value}; the cached policy stays in force until"
+                              f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(cached.expires_at))} (RFC 8461 §3.3)")
+        elif record is not None:
+            self._record_gone.discard(domain)
         changed = record is not None and record.policy_id != cached.policy_id
         if kind is Background.TXT_CHECK and (not changed or not freshness.fetch_due(entry, self._clock())):
             # Same id, or no usable record: a missing TXT never removes a cached policy (§3.3).

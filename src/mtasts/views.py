@@ -8,6 +8,7 @@ from typing import Any, Dict
 
 from mtasts.core.dane import DaneResult, result_to_json
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.history import Change
 from mtasts.core.override import Override, override_to_json
 
 
@@ -56,3 +57,8 @@ def override_view(override: Override) -> Dict[str, Any]:
     data.update(until=iso_time(override.until) if override.until is not None else None,
                 created_at=iso_time(override.created_at) if override.created_at else None)
     return data
+
+
+def change_view(change: Change) -> Dict[str, Any]:
+    return {"at": iso_time(change.at), "change": change.kind, "old": change.old, "new": change.new,
+            "downgrade": change.downgrade}

@@ -214,6 +214,11 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
             from mtasts.commands.override import describe
 
             print(f"{'override:':16}{describe(response['override'])}")
+    elif action == "history":
+        for c in response["changes"]:
+            flag = "  DOWNGRADE" if c["downgrade"] else ""
+            print(f"{c['at']}  {c['change']:8} {c['old']} -> {c['new']}{flag}")
+        print(f"({len(response['changes'])} changes of {response['domain']}, from the {response['via']})")
     elif action == "purge":
         print(f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})")
     elif action == "stats":

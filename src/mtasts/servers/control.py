@@ -18,7 +18,7 @@ from mtasts.errors import ConfigError
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.unixsocket import OwnedUnixSocket
 from mtasts.core.override import LEVELS, Override
-from mtasts.views import entry_to_json, iso_time, override_view
+from mtasts.views import change_view, entry_to_json, iso_time, override_view
 
 log = logging.getLogger("mtasts.control")
 
@@ -169,6 +169,8 @@ class ControlServer:
             if override is not None and override.active(now):
                 response["override"] = override_view(override)
             return response
+        if command == "history":
+            return {"ok": True, "domain": domain, "changes": [change_view(c) for c in cache.history(domain)]}
         if command == "override_add":
             return self._add_override(domain, request, now)
         if command == "override_remove":

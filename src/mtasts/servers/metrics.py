@@ -109,6 +109,11 @@ class MtastsCollector:
         yield CounterMetricFamily("mtasts_override_answers", "Answers an override (mtasts override) gave",
                                   value=s.get("override_answers", 0))
         yield GaugeMetricFamily("mtasts_overrides_active", "Overrides in force", value=s.get("overrides_active", 0))
+        changes = CounterMetricFamily("mtasts_policy_changes", "Changes of cached policies and DANE states",
+                                      labels=["change"])
+        for kind, count in sorted(s.get("policy_changes", {}).items()):
+            changes.add_metric([kind], count)
+        yield changes
 
 
 class MetricsServer:

@@ -14,6 +14,7 @@ import sqlite3
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from mtasts.core.dane import result_from_json, result_to_json
+from mtasts.core.history import Change
 from mtasts.core.override import Override, override_from_json, override_to_json
 from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold
 from mtasts.core.policy import parse_policy
@@ -64,7 +65,10 @@ CREATE INDEX IF NOT EXISTS entries_hold ON entries (hold_until);
 """
 
 _OVERRIDES = """
-CREATE TABLE IF NOT EXISTS overrides (domain TEXT PRIMARY KEY, data TEXT NOT NULL, until REAL)
+CREATE TABLE IF NOT EXISTS overrides (domain TEXT PRIMARY KEY, data TEXT NOT NULL, until REAL);
+CREATE TABLE IF NOT EXISTS history (domain TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    old TEXT NOT NULL, new TEXT NOT NULL, downgrade INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS history_domain ON history (domain, at);
 """
 
 _COLUMNS = (
@@ -114,7 +118,7 @@ class SqliteStore:
                 )
             db.execute("SELECT count(*) FROM entries WHERE domain = ''").fetchone()
             # Exemptions (mtasts override): a table of its own, added to any version's file.
-            db.execute(_OVERRIDES)
+            db.executescript(_OVERRIDES)
             if version is not None:
                 # A damaged page in the middle would fail lookups one by one: check every page
                 # once at start (0.5 s for a million entries) and start empty instead.
@@ -179,6 +183,24 @@ class SqliteStore:
     def delete_override(self, domain: str) -> bool:
         with _errors(self.path, "delete"):
             return self._db.execute("DELETE FROM overrides WHERE domain = ?", (domain,)).rowcount > 0
+
+    def add_changes(self, changes: List[Change], keep: int) -> None:
+        """Record *changes* (of one domain); keep the newest *keep* of that domain."""
+        if not changes:
+            return
+        with _errors(self.path, "write"):
+            self._db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(c.domain, c.at, c.kind, c.old, c.new, int(c.downgrade)) for c in changes])
+            self._db.execute(
+                "DELETE FROM history WHERE domain = ? AND rowid NOT IN"
+                " (SELECT rowid FROM history WHERE domain = ? ORDER BY at DESC, rowid DESC LIMIT ?)",
+                (changes[0].domain, changes[0].domain, keep))
+
+    def history(self, domain: str) -> List[Change]:
+        with _errors(self.path, "read"):
+            rows = self._db.execute("SELECT domain, at, kind, old, new, downgrade FROM history WHERE domain = ?"
+                                    " ORDER BY at, rowid", (domain,)).fetchall()
+        return [Change(d, at, kind, old, new, bool(down)) for d, at, kind, old, new, down in rows]
 
     def delete(self, domain: str) -> bool:
         with _errors(self.path, "delete"):

@@ -18,6 +18,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 from cachetools import LRUCache
 
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.history import MAX_CHANGES, Change
 from mtasts.core.override import Override
 from mtasts.errors import StoreError
 from mtasts.store.sqlite import SqliteStore
@@ -35,6 +36,7 @@ class PolicyCache:
         self.store_errors = 0
         self._failing = False
         self._overrides: Dict[str, Override] = {}  # the memory backend's (and a failing store's)
+        self._history: Dict[str, List[Change]] = {}  # the same
 
     def _failed(self, what: str, exc: StoreError) -> None:
         self.store_errors += 1
@@ -133,6 +135,32 @@ class PolicyCache:
             except StoreError as exc:
                 self._failed(f"delete of the override of {domain}", exc)
         return found
+
+    # -- policy history: with the store, else in memory ----------------------------------
+
+    def add_changes(self, changes: List[Change]) -> None:
+        if not changes:
+            return
+        kept = self._history.setdefault(changes[0].domain, [])
+        kept.extend(changes)
+        del kept[:-MAX_CHANGES]
+        if self.store is not None:
+            try:
+                self.store.add_changes(changes, MAX_CHANGES)
+            except StoreError as exc:
+                self._failed(f"write of {changes[0].domain}'s history", exc)
+            else:
+                del self._history[changes[0].domain]  # the store has it
+        elif len(self._history) > self._memory.maxsize:
+            self._history.pop(next(iter(self._history)))  # bounded like the memory tier
+
+    def history(self, domain: str) -> List[Change]:
+        if self.store is not None:
+            try:
+                return self.store.history(domain)
+            except StoreError as exc:
+                self._failed(f"read of {domain}'s history", exc)
+        return list(self._history.get(domain, ()))
 
     # -- what a wider tier may add (store.fleet); alone, this host is all there is -----
 
