@@ -157,7 +157,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if args.command == "serve":
         from mtasts.daemon import serve, setup_logging
 
-        setup_logging(config.log.level)
+        setup_logging(config.log.level, config.log.format)
         return asyncio.run(serve(config, args.config, args.only))
     if args.command == "query":
         from mtasts.commands.query import query_command

@@ -190,6 +190,7 @@ class ControlSection:
 @dataclass(frozen=True)
 class LogSection:
     level: str = "info"
+    format: str = "text"
     given: FrozenSet[str] = field(default=frozenset(), compare=False)
 
 
@@ -376,6 +377,7 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
     },
     "log": {
         "level": (_choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS)),
+        "format": (_choice("text", "json"), '"text" (journald-friendly) or "json" (one object per line)'),
     },
 }
 

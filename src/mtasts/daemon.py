@@ -31,14 +31,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("mtasts")
 
 
-def setup_logging(level: str) -> None:
-    # Under systemd (JOURNAL_STREAM set) journald adds the timestamps.
-    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(message)s"
+def setup_logging(level: str, form: str = "text") -> None:
+    """Log to stderr in *form*: "text" (journald adds the time under systemd, JOURNAL_STREAM
+    set) or "json" (``mtasts.logformat``); a reload may change both."""
+    if form == "json":
+        from mtasts.logformat import JsonFormatter
+
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        journald = os.environ.get("JOURNAL_STREAM")
+        formatter = logging.Formatter("%(levelname)s %(message)s" if journald else "%(asctime)s %(levelname)s %(message)s")
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(fmt))
-        root.addHandler(handler)
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
     root.setLevel(level.upper())
 
 
@@ -288,7 +295,7 @@ class Daemon:
         self.resolver.reconfigure(applied)
         assert self.fetcher is not None
         self.fetcher.timeout = applied.fetch.timeout
-        setup_logging(applied.log.level)
+        setup_logging(applied.log.level, applied.log.format)
         log.info("configuration reloaded from %s", applied.source)
         if ignored:
             log.warning("reload: %s change only on restart", ", ".join(ignored))

@@ -268,9 +268,10 @@ class PolicyResolver:
             self.counters.policy_changes[change.kind] = self.counters.policy_changes.get(change.kind, 0) + 1
             if change.downgrade:
                 log.warning("%s: DOWNGRADE, %s %s -> %s (%s)", change.domain, change.kind, change.old, change.new,
-                            evidence)
+                            evidence, extra={"outcome": "downgrade"})
             else:
-                log.info("%s: %s changed: %s -> %s", change.domain, change.kind, change.old, change.new)
+                log.info("%s: %s changed: %s -> %s", change.domain, change.kind, change.old, change.new,
+                         extra={"outcome": "change"})
 
     # -- exemptions ---------------------------------------------------------------------
 
@@ -289,7 +290,8 @@ class PolicyResolver:
             until = "no end" if override.until is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(override.until))
             log.warning("%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r",
                         domain, override.level, until, ", also over DANE" if override.dane else "",
-                        override.source, override.reason, override.level, reply.decode(errors="replace").strip())
+                        override.source, override.reason, override.level, reply.decode(errors="replace").strip(),
+                        extra={"outcome": "override"})
         return override.reply, override.dane
 
     def _expired(self, override: Override) -> None:
@@ -469,7 +471,8 @@ class PolicyResolver:
             hosts = "; ".join(f"{h.host} {h.state.value}" for h in result.hosts)
             where = hop.domain if hop.default else (f"[{hop.domain}]" if not hop.mx else hop.domain) + f":{hop.port}"
             log.info("%s: DANE %s%s%s", where, result.state.value, f" ({hosts})" if hosts else "",
-                     f": {result.detail}" if result.detail else "")
+                     f": {result.detail}" if result.detail else "",
+                     extra={"domain": hop.domain, "outcome": "dane-" + result.state.value})
         return result
 
     # -- discovery ------------------------------------------------------------------
@@ -488,6 +491,7 @@ class PolicyResolver:
 
     async def _discover(self, domain: str) -> Tuple[CacheEntry, Optional[Policy]]:
         self.counters.discoveries += 1
+        started = time.perf_counter()
         entry = self.cache.peek(domain)
         cached = entry.valid_policy(self._clock()) if entry else None
         if cached is not None:  # learned meanwhile by a background task
@@ -497,28 +501,32 @@ class PolicyResolver:
             return known, freshness.decide(known, self._clock(), self.config.cache.txt_recheck).policy
         found = await discover(self._dns, self._fetcher, domain)
         self._count(found.fetch)
+        took = round((time.perf_counter() - started) * 1000, 1)
         if found.hold is None:
             assert found.fetch is not None and found.fetch.result is not None
-            return self._learn(entry, domain, found.lookup.record, found.fetch.result), found.policy
-        return self._hold(entry, domain, found), None
+            return self._learn(entry, domain, found.lookup.record, found.fetch.result, took), found.policy
+        return self._hold(entry, domain, found, took), None
 
     def _answerable(self, entry: CacheEntry) -> bool:
         """Whether *entry* (from elsewhere) answers lookups now: a valid policy or a running hold."""
         return not freshness.decide(entry, self._clock(), self.config.cache.txt_recheck).discover
 
-    def _hold(self, entry: Optional[CacheEntry], domain: str, found: Discovery) -> CacheEntry:
+    def _hold(self, entry: Optional[CacheEntry], domain: str, found: Discovery, took: float) -> CacheEntry:
         hold = found.hold
         assert hold is not None
+        extra = {"outcome": hold.value, "duration_ms": took}
         failures = (entry.failures if entry else 0) + 1
         ttl = freshness.hold_ttl(hold, found.lookup.txt.ttl, failures,
                                  (self.config.cache.negative_ttl_min, self.config.cache.negative_ttl_max), self.config.cache.failure_ttl)
         if hold is Hold.DNS_FAILURE:
             txt = found.lookup.txt
-            log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value, txt.detail)
+            log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value, txt.detail,
+                     extra=extra)
         elif hold is Hold.INVALID_RECORD:
-            log.info("%s: unusable _mta-sts TXT record: %s", domain, found.error)
+            log.info("%s: unusable _mta-sts TXT record: %s", domain, found.error, extra=extra)
         elif hold is Hold.FETCH_FAILURE:
-            log.info("%s: policy fetch failed (%s); no policy for %d s", domain, found.error, ttl)  # §3.3 back-off
+            log.info("%s: policy fetch failed (%s); no policy for %d s", domain, found.error, ttl,  # §3.3 back-off
+                     extra=extra)
         if hold is not Hold.NO_RECORD and entry is not None and entry.cached is not None:
             hold = Hold.EXPIRED if hold is Hold.FETCH_FAILURE else hold
         new = freshness.held(entry, domain, hold, self._clock(), ttl, found.error)
@@ -544,7 +552,8 @@ class PolicyResolver:
             self.counters.by_failure[kind] = self.counters.by_failure.get(kind, 0) + 1
 
     def _learn(
-        self, entry: Optional[CacheEntry], domain: str, record: Optional[PolicyRecord], result: FetchResult
+        self, entry: Optional[CacheEntry], domain: str, record: Optional[PolicyRecord], result: FetchResult,
+        took: Optional[float] = None,
     ) -> CacheEntry:
         old = entry.cached if entry else None
         policy_id = record.policy_id if record else (old.policy_id if old else "")
@@ -555,12 +564,13 @@ class PolicyResolver:
             self._changed(policy_changes(domain, old, new.cached, self._clock()), result.url)
         policy = result.policy
         summary = f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'}, max_age {policy.max_age}"
+        extra = {"policy_id": policy_id, "mode": policy.mode.value, "duration_ms": took}
         if old is None:
-            log.info("%s: learned policy (%s)", domain, summary)
+            log.info("%s: learned policy (%s)", domain, summary, extra=dict(extra, outcome="learned"))
         elif old.body != result.body or old.policy_id != policy_id:
-            log.info("%s: policy changed (%s)", domain, summary)
+            log.info("%s: policy changed (%s)", domain, summary, extra=dict(extra, outcome="changed"))
         else:
-            log.debug("%s: policy refreshed, unchanged", domain)
+            log.debug("%s: policy refreshed, unchanged", domain, extra=dict(extra, outcome="refreshed"))
         return new
 
     # -- background upkeep -------------------------------------------------------------
@@ -643,6 +653,7 @@ class PolicyResolver:
                 why,
                 fetch.error,
                 time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cached.expires_at)),
+                extra={"outcome": "refresh-failed", "policy_id": cached.policy_id, "mode": cached.policy.mode.value},
             )
 
     async def _sweep_forever(self) -> None:

@@ -283,3 +283,13 @@ def test_a_second_serve_with_the_same_configuration_says_so_in_one_line(daemon):
     assert "another process is listening on" in errors[0] and "control.sock" in errors[0]
     assert "Traceback" not in second.stderr and "Unclosed" not in second.stderr
     assert daemon.query(".x.example") == "NOTFOUND "  # the first one carries on
+
+
+def test_json_logs_are_one_object_per_line(world, make_daemon):
+    d = world.new_domain()
+    world.publish(d, policy_id="j1")
+    daemon = make_daemon('[log]\nformat = "json"\n')
+    assert daemon.query(d).startswith("OK secure")
+    lines = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
+    assert any(x.get("outcome") == "learned" and x.get("domain") == d and x.get("policy_id") == "j1" for x in lines)
+    assert any(" ready: " in x["message"] for x in lines)
