@@ -88,6 +88,9 @@ chmod 0755 "$STAGE/usr/bin/mtasts"
 for unit in mtasts.service mtasts-publish.socket mtasts-publish.service; do
     install -D -m 0644 "$ROOT/systemd/$unit" "$STAGE/usr/lib/systemd/system/$unit"
 done
+for file in mtasts-alerts.yml grafana-dashboard.json; do  # Prometheus rules, Grafana dashboard
+    install -D -m 0644 "$ROOT/packaging/monitoring/$file" "$STAGE/usr/share/mtasts/monitoring/$file"
+done
 install -d -m 0750 "$STAGE/etc/mtasts" "$STAGE/var/lib/mtasts"
 # One config for every target: the daemon fits its answers to the local Postfix (postconf).
 install -m 0640 "$HERE/mtasts.toml" "$STAGE/etc/mtasts/mtasts.toml"

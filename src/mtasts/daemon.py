@@ -237,6 +237,7 @@ class Daemon:
             "unknown_map_lookups": c.unknown_map_lookups,
             "override_answers": c.override_answers,
             "policy_changes": dict(c.policy_changes),
+            "downgrades": c.downgrades,
             "overrides_active": len(self.resolver.overrides),
             "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
         }

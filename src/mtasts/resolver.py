@@ -64,6 +64,7 @@ class Counters:
     override_answers: int = 0
     # change kind ("id", "mode", "mx", "max_age", "txt-gone", "dane") -> changes seen
     policy_changes: Dict[str, int] = field(default_factory=dict)
+    downgrades: int = 0
     by_failure: Dict[str, int] = field(default_factory=dict)
     # (map, the answer's first 12 bytes, which name its kind) -> answers given
     answers: Dict[Tuple[str, bytes], int] = field(default_factory=dict)
@@ -267,6 +268,7 @@ class PolicyResolver:
         for change in changes:
             self.counters.policy_changes[change.kind] = self.counters.policy_changes.get(change.kind, 0) + 1
             if change.downgrade:
+                self.counters.downgrades += 1
                 log.warning("%s: DOWNGRADE, %s %s -> %s (%s)", change.domain, change.kind, change.old, change.new,
                             evidence, extra={"outcome": "downgrade"})
             else:

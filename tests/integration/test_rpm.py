@@ -114,6 +114,8 @@ def test_files_owners_and_modes(package, installed):
         "/etc/mtasts", "/etc/mtasts/mtasts.toml", "/usr/bin/mtasts", "/var/lib/mtasts",
         "/usr/lib/systemd/system/mtasts.service", "/usr/lib/systemd/system/mtasts-publish.socket",
         "/usr/lib/systemd/system/mtasts-publish.service",
+        "/usr/share/mtasts", "/usr/share/mtasts/monitoring", "/usr/share/mtasts/monitoring/mtasts-alerts.yml",
+        "/usr/share/mtasts/monitoring/grafana-dashboard.json",
     ])
     # On disk in the scratch root, with the owner %pre would have made.
     for path, uid, mode in (("etc/mtasts", 0, 0o750), ("etc/mtasts/mtasts.toml", 0, 0o640),

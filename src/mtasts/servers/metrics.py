@@ -114,6 +114,8 @@ class MtastsCollector:
         for kind, count in sorted(s.get("policy_changes", {}).items()):
             changes.add_metric([kind], count)
         yield changes
+        yield CounterMetricFamily("mtasts_policy_downgrades", "Downgrades: a mode that fell, a vanished record,"
+                                  " DANE gone", value=s.get("downgrades", 0))
 
 
 class MetricsServer:
