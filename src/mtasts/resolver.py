@@ -77,11 +77,12 @@ class Counters:
 
 
 class ReplyMemo:
-    """The answers already formatted, per cached policy and map profile: the hot path
-    formats each answer once. Kept here, beside the cache, so the core's values stay
-    immutable. Keys are identities (a policy and a profile object); the value holds both
-    objects, so neither identity can be reused while its entry lives. Bounded: cleared
-    when full, and refilled by the lookups that follow."""
+    """The answers already formatted, per domain and map profile: the hot path formats each
+    answer once. Kept here, beside the cache, so the core's values stay immutable. An entry
+    holds the cached policy and the profile it was made for and counts only for those very
+    objects (a refreshed policy or a reloaded profile makes a new answer); one entry per
+    domain for the first profile asked, another per further profile. Bounded: cleared when
+    full, and refilled by the lookups that follow."""
 
     __slots__ = ("_memo", "_limit")
 
@@ -92,22 +93,19 @@ class ReplyMemo:
     def reply(self, domain: str, cached: Optional[CachedPolicy], profile: MapProfile) -> bytes:
         if cached is None:
             return NOTFOUND
-        # The first profile asked is keyed by the policy alone (one map: the usual case),
-        # any other by the pair.
-        hit = self._memo.get(id(cached))
-        if hit is not None and hit[0] is cached:
-            if hit[1] is profile:
-                return hit[2]
-            key: Any = (id(cached), id(profile))
-            hit = self._memo.get(key)
-            if hit is not None and hit[0] is cached and hit[1] is profile:
-                return hit[2]
-        else:
-            key = id(cached)
+        hit = self._memo.get(domain)
+        if hit is not None and hit[0] is cached and hit[1] is profile:
+            return hit[2]
+        key: Any = domain
+        if hit is not None and hit[0] is cached:  # the same policy, another profile
+            key = (domain, id(profile))
+            other = self._memo.get(key)
+            if other is not None and other[0] is cached and other[1] is profile:
+                return other[2]
         reply = tls_policy_reply(domain, cached.policy, profile)
         if len(self._memo) >= self._limit:
             self._memo.clear()
-            key = id(cached)
+            key = domain
         self._memo[key] = (cached, profile, reply)
         return reply
 

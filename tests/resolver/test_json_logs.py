@@ -24,7 +24,8 @@ def test_the_resolvers_lines_are_json_objects_with_domain_outcome_id_and_duratio
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("mtasts")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel: it clears the loggers' cached levels
     try:
         async def scenario():
             async with running(Host(clock, dns, policies)) as host:

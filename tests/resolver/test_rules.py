@@ -261,13 +261,17 @@ def test_the_reply_memo_formats_each_answer_once_per_policy_and_profile():
     from mtasts.resolver import ReplyMemo
 
     policy = parse_policy(policy_body(D))
-    cached, again = CachedPolicy(policy, "id1", 0.0), CachedPolicy(policy, "id1", 0.0)
+    cached, refreshed = CachedPolicy(policy, "id1", 0.0), CachedPolicy(policy, "id1", 0.0)
     plain, old = MapProfile(), MapProfile(sni=False)
     memo = ReplyMemo(limit=3)
     first = memo.reply(D, cached, plain)
     assert first == tls_policy_reply(D, policy, plain) and memo.reply(D, cached, plain) is first  # memoised
     assert memo.reply(D, cached, old) == tls_policy_reply(D, policy, old) and len(memo) == 2
-    assert memo.reply(D, again, plain) == first and len(memo) == 3  # another object: its own entry
-    memo.reply(D, again, old)
+    again = memo.reply(D, refreshed, plain)  # a new policy object: a new answer, in the domain's place
+    assert again == first and again is not first and len(memo) == 2
+    assert memo.reply(D, refreshed, plain) is again
+    memo.reply("other.test", cached, plain)
+    assert len(memo) == 3
+    memo.reply("third.test", cached, plain)
     assert len(memo) == 1  # full: cleared, then this one kept
     assert memo.reply(D, None, plain) == b"NOTFOUND "
