@@ -151,6 +151,9 @@ class PolicyResolver:
 
     async def start(self) -> None:
         self._semaphore = asyncio.Semaphore(self.config.cache.refresh_concurrency)
+        self.cache.on_override = self._override_changed
+        for override in await self.cache.fleet_overrides():  # what the other hosts set
+            self._override_changed(override.domain, override)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         if self.dane_answers():
             self._probe = asyncio.ensure_future(self._probe_validation())
@@ -293,6 +296,20 @@ class PolicyResolver:
                         override.source, override.reason, override.level, reply.decode(errors="replace").strip(),
                         extra={"outcome": "override"})
         return override.reply, override.dane
+
+    def _override_changed(self, domain: str, override: Optional[Override]) -> None:
+        """Another host of the fleet added, changed or removed *domain*'s override."""
+        current = self.overrides.get(domain)
+        if current is not None and current.source != "cli":
+            return  # this host's configuration file decides for this domain
+        self._override_logged.pop(domain, None)
+        if override is None:
+            if self.overrides.pop(domain, None) is not None:
+                log.warning("%s: override removed (by another host of the fleet)", domain)
+        elif override != current:
+            self.overrides[domain] = override
+            log.warning("%s: override from another host of the fleet (%s, %s)", domain, override.level,
+                        override.reason)
 
     def _expired(self, override: Override) -> None:
         self.overrides.pop(override.domain, None)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.integration.conftest import Daemon
-from tests.support.launcher import free_port
+from tests.support.launcher import free_port, wait_for
 from tests.support.policies import policy_text
 from tests.support.socketmap import netstring, read_netstring
 
@@ -228,3 +228,18 @@ def test_a_host_with_dead_dns_does_not_wipe_the_fleets_valid_policy(world, fleet
             assert (shown["state"], shown["policy_id"], shown["valid"]) == ("policy", "1", True)
     finally:
         c.stop()
+
+
+def test_an_override_added_on_one_host_answers_on_the_other_and_ends_everywhere(world, fleet, redis_server):
+    a, b = start(fleet)
+    d = world.new_domain()
+    world.publish(d)
+    assert b.query(d).startswith("OK secure")
+    added = a.cli("override", "add", d, "--until", "1h", "--reason", "partner firewall", "--level", "encrypt")
+    assert added.returncode == 0, added.stderr
+    assert wait_for(lambda: b.query(d) == "OK encrypt", 5)
+    assert f"t:o:{d}" in redis_server.keys()
+    assert "override from another host of the fleet (encrypt, partner firewall)" in b.log()
+    assert a.cli("override", "remove", d).returncode == 0
+    assert wait_for(lambda: b.query(d).startswith("OK secure"), 5)
+    assert f"t:o:{d}" not in redis_server.keys()

@@ -188,3 +188,29 @@ def test_no_override_costs_the_cached_path_nothing_but_a_test():
     assert host.resolver.overrides == {}  # the hot path tests this dict's truth only
     host.resolver.overrides[D] = Override(D, "may", clock() + 10, "r")
     assert host.resolver._override(D, SECURE, clock()) == (b"OK may", False)
+
+
+def test_an_override_set_on_one_host_holds_for_the_whole_fleet(tmp_path):
+    from tests.support.fakes import SharedHub
+
+    clock, dns, policies = world()
+    hub = SharedHub()
+
+    async def scenario():
+        a = Host(clock, dns, policies, shared=hub.host("a"))
+        b = Host(clock, dns, policies, shared=hub.host("b"))
+        async with running(a), running(b):
+            assert await b.answer(D) == SECURE
+            await control(a, tmp_path).execute({"command": "override_add", "domain": D, "level": "encrypt",
+                                                "until": clock() + 3600, "reason": "fleet-wide"})
+            await a.settle()
+            on_b = b.resolver.answer_nowait("postfix", D)
+            late = Host(clock, dns, policies, shared=hub.host("late"))  # started after the override
+            async with running(late):
+                on_late = await late.answer(D)
+            await control(a, tmp_path).execute({"command": "override_remove", "domain": D})
+            await a.settle()
+            after = b.resolver.answer_nowait("postfix", D)
+        return on_b, on_late, after
+
+    assert asyncio.run(scenario()) == (b"OK encrypt", b"OK encrypt", SECURE)

@@ -144,6 +144,7 @@ class SharedHub:
     def __init__(self) -> None:
         self.entries: Dict[str, bytes] = {}  # encoded, as Redis holds them
         self.locks: Dict[str, str] = {}
+        self.overrides: Dict[str, Any] = {}
         self.hosts: List["FakeShared"] = []
         self.puts = 0
 
@@ -193,6 +194,20 @@ class FakeShared:
                 return entry
             await asyncio.sleep(0.01)
         return None
+
+    async def put_override(self, override, now: float) -> None:
+        self.hub.overrides[override.domain] = override
+        await self.hub.broadcast(self, "override", override.domain)
+
+    async def delete_override(self, domain: str) -> None:
+        self.hub.overrides.pop(domain, None)
+        await self.hub.broadcast(self, "override", domain)
+
+    async def get_override(self, domain: str):
+        return self.hub.overrides.get(domain)
+
+    async def overrides(self):
+        return list(self.hub.overrides.values())
 
     async def close(self) -> None:
         pass

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Optional, Protocol, Set
+from typing import Awaitable, Callable, List, Optional, Protocol, Set
 
 from mtasts.core import freshness
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.override import Override
 from mtasts.store.sqlite import SqliteStore
 from mtasts.store.tiered import PolicyCache
 
@@ -50,6 +51,14 @@ class SharedTier(Protocol):
 
     async def wait_for(self, domain: str, timeout: float) -> Optional[CacheEntry]: ...
 
+    async def put_override(self, override: Override, now: float) -> None: ...
+
+    async def delete_override(self, domain: str) -> None: ...
+
+    async def get_override(self, domain: str) -> Optional[Override]: ...
+
+    async def overrides(self) -> List[Override]: ...
+
     async def close(self) -> None: ...
 
 
@@ -73,9 +82,7 @@ class FleetCache(PolicyCache):
     def put(self, entry: CacheEntry, share: bool = True) -> None:
         super().put(entry)
         if share:
-            task = asyncio.ensure_future(self.shared.put(entry, self._clock()))
-            self._sharing.add(task)
-            task.add_done_callback(self._sharing.discard)
+            self._in_background(self.shared.put(entry, self._clock()))
 
     async def recall(self, domain: str, usable: Callable[[CacheEntry], bool]) -> Optional[CacheEntry]:
         found = await self.shared.get(domain)
@@ -86,6 +93,23 @@ class FleetCache(PolicyCache):
             return None
         super().put(found)
         return found
+
+    def put_override(self, override: Override) -> None:
+        super().put_override(override)
+        self._in_background(self.shared.put_override(override, self._clock()))
+
+    def delete_override(self, domain: str) -> bool:
+        found = super().delete_override(domain)
+        self._in_background(self.shared.delete_override(domain))
+        return found
+
+    async def fleet_overrides(self) -> List[Override]:
+        return await self.shared.overrides()
+
+    def _in_background(self, operation: "Awaitable[None]") -> None:
+        task = asyncio.ensure_future(operation)
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
 
     async def forget(self, domain: str) -> bool:
         purged = self.purge(domain)
@@ -104,6 +128,16 @@ class FleetCache(PolicyCache):
                 self.purge_all()
             else:
                 self.purge(domain)
+        elif kind == "override":
+            # Another host added, changed or removed DOMAIN's override: what the shared cache
+            # holds now is this host's too (nothing there: removed or expired).
+            override = await self.shared.get_override(domain)
+            if override is not None:
+                super().put_override(override)
+            else:
+                super().delete_override(domain)
+            if self.on_override is not None:
+                self.on_override(domain, override)
         elif kind == "update":
             # Only what this host already holds is updated; the rest it finds in the shared
             # cache when (if ever) it sends there, instead of storing every domain of the fleet.

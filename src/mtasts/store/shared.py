@@ -6,8 +6,9 @@ learn from each other. Keys (``PREFIX`` is ``[cache] prefix``):
 * ``PREFIX e:DOMAIN``: the entry as JSON, expiring with the policy's validity or the
   hold's, so Redis never serves what the RFC would not.
 * ``PREFIX l:DOMAIN``: a short lock: the host holding it discovers, the others wait.
-* channel ``PREFIX events``: ``update DOMAIN HOST`` and ``purge DOMAIN|* HOST``, so a purge
-  or a refresh on one host holds fleet-wide.
+* ``PREFIX o:DOMAIN``: an override (``mtasts override add``), expiring with it.
+* channel ``PREFIX events``: ``update DOMAIN HOST``, ``purge DOMAIN|* HOST`` and
+  ``override DOMAIN HOST``, so a purge, a refresh or an override on one host holds fleet-wide.
 
 Redis is never on the answer path of a cached lookup, and never a reason to answer TEMP:
 every call is bounded by ``timeout``, a failure marks Redis down (one log line) and the
@@ -17,14 +18,16 @@ host carries on alone, retrying in the background until it is back (one log line
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import time
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, List, Optional
 
 from mtasts.core.entrycodec import decode_entry, encode_entry, lifetime
 from mtasts.core.freshness import CacheEntry
+from mtasts.core.override import Override, override_from_json, override_to_json
 
 log = logging.getLogger("mtasts.redis")
 
@@ -141,6 +144,36 @@ class SharedCache:
 
         await self._call("purge", purge())
 
+    # -- exemptions (mtasts override), for the whole fleet -----------------------------------
+
+    async def put_override(self, override: Override, now: float) -> None:
+        ttl = (override.until - now) if override.until is not None else None
+        if ttl is not None and ttl < 1:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        data = json.dumps(override_to_json(override))
+        pipe.set(self._key("o", override.domain), data, px=int(ttl * 1000) if ttl is not None else None)
+        pipe.publish(f"{self.prefix}events", f"override {override.domain} {self.host_id}")
+        await self._call("override", pipe.execute())
+
+    async def delete_override(self, domain: str) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(self._key("o", domain))
+        pipe.publish(f"{self.prefix}events", f"override {domain} {self.host_id}")
+        await self._call("override", pipe.execute())
+
+    async def get_override(self, domain: str) -> Optional[Override]:
+        raw = await self._call("override", self._client.get(self._key("o", domain)))
+        return _override(raw)
+
+    async def overrides(self) -> List[Override]:
+        async def scan() -> List[Override]:
+            keys = [k async for k in self._client.scan_iter(match=f"{self.prefix}o:*", count=1000)]
+            values = await self._client.mget(keys) if keys else []
+            return [o for o in (_override(v) for v in values) if o is not None]
+
+        return await self._call("overrides", scan(), failed=[])
+
     # -- fleet-wide single flight ----------------------------------------------------------
 
     async def lock(self, domain: str) -> bool:
@@ -186,6 +219,15 @@ class SharedCache:
                     await asyncio.wait_for(_closing(pubsub), 1.0)
                 except Exception:
                     pass
+
+
+def _override(raw) -> Optional[Override]:
+    if not raw:
+        return None
+    try:
+        return override_from_json(json.loads(raw))
+    except (ValueError, TypeError, KeyError):
+        return None  # another version's or a damaged value: as if none
 
 
 def _closing(resource):

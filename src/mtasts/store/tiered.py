@@ -37,6 +37,8 @@ class PolicyCache:
         self._failing = False
         self._overrides: Dict[str, Override] = {}  # the memory backend's (and a failing store's)
         self._history: Dict[str, List[Change]] = {}  # the same
+        # Called with (domain, override or None) when another host changed an override.
+        self.on_override: Optional[Callable[[str, Optional[Override]], None]] = None
 
     def _failed(self, what: str, exc: StoreError) -> None:
         self.store_errors += 1
@@ -163,6 +165,10 @@ class PolicyCache:
         return list(self._history.get(domain, ()))
 
     # -- what a wider tier may add (store.fleet); alone, this host is all there is -----
+
+    async def fleet_overrides(self) -> List[Override]:
+        """Overrides the rest of the fleet has set (none without a fleet)."""
+        return []
 
     def start(self) -> None:
         pass
