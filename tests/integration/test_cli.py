@@ -72,6 +72,8 @@ def test_override_add_list_show_remove_through_the_running_daemon(world, daemon)
     assert [o["domain"] for o in listed["overrides"]] == [d] and listed["via"] == "daemon"
     assert "override:       " + d in daemon.cli("cache", "show", d).stdout
     assert "override in force" in daemon.log() and "ticket 7" in daemon.log()
+    live = json.loads(daemon.cli("query", d, "--json").stdout)  # query shows what the daemon applies
+    assert live["answer"] == "OK may" and live["override"]["reason"] == "ticket 7: STARTTLS stripped"
     assert daemon.cli("override", "add", d, "--until", "yesterday", "--reason", "x").returncode == 64
     assert daemon.cli("override", "remove", d).returncode == 0
     assert daemon.query(d).startswith("OK secure")

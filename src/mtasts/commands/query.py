@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from mtasts.commands import EXIT_NO, EXIT_OK
 from mtasts.config import Config
 from mtasts.errors import UsageError
+
+if TYPE_CHECKING:
+    from mtasts.core.override import Override
 
 
 async def query_command(config: Config, args: argparse.Namespace) -> int:
@@ -22,7 +25,7 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     from mtasts.net.dns import DnsClient
     from mtasts.net.fetch import PolicyFetcher, policy_url
     from mtasts.postconf import learn_postfix
-    from mtasts.views import dane_to_json
+    from mtasts.views import dane_to_json, override_view
 
     hop = next_hop(args.domain)
     if hop is None:
@@ -68,17 +71,52 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
         fetch["ms"] = round(found.fetch.seconds * 1000, 1)
         report["fetch"] = fetch
     answer = tls_policy_reply(domain, found.policy, profile)
+    override = _override_in_force(config, domain)
+    if override is not None:  # the daemon would answer the override's level, below DANE unless it says
+        report["override"] = override_view(override)
+        answer = override.reply
     dane = None
-    if dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
+    if override is not None and override.dane:
+        report["answer"] = answer.decode()
+    elif dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
         checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
         dane = await checker.check(hop, time.time())
         report["dane"] = dane_to_json(dane, time.time())
-    report["answer"] = final_reply(answer, config.dane.mode, profile.dane, dane).decode()
+    report.setdefault("answer", final_reply(answer, config.dane.mode, profile.dane, dane).decode())
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_query(report)
     return EXIT_OK if found.policy is not None else EXIT_NO
+
+
+def _override_in_force(config: Config, domain: str) -> "Optional[Override]":
+    """*domain*'s override as the daemon applies it: the running daemon's (control socket),
+    else the configuration file's."""
+    from mtasts.commands.cache import control_request
+    from mtasts.core.override import override_from_json
+    from mtasts.daemon import with_state_dir
+    from mtasts.errors import ConfigError, DaemonNotRunning
+
+    now = time.time()
+    try:
+        response = control_request(with_state_dir(config).control_path, {"command": "override_list"}, timeout=5.0)
+        for data in response.get("overrides", ()):
+            if data["domain"] == domain:
+                raw = dict(data, until=_epoch(data["until"]), created_at=0.0)
+                return override_from_json(raw)
+        return None
+    except (DaemonNotRunning, PermissionError, ConfigError, OSError, ValueError, KeyError):
+        override = config.overrides.get(domain)
+        return override if override is not None and override.active(now) else None
+
+
+def _epoch(iso: "Optional[str]") -> "Optional[float]":
+    import calendar
+
+    if iso is None:
+        return None
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def _print_query(report: Dict[str, Any]) -> None:
@@ -100,6 +138,10 @@ def _print_query(report: Dict[str, Any]) -> None:
                 print(f"         | {line}")
     if report.get("dane"):
         print_dane(report["dane"])
+    if report.get("override"):
+        from mtasts.commands.override import describe
+
+        print(f"override: {describe(report['override'])}")
     print(f"postfix: {report['postfix']}")
     print(f"answer:  {report['answer']}")
 
