@@ -125,32 +125,25 @@ def parseargs(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentPa
     return parser, args
 
 
+# The first class that matches names the exit code (mtasts.commands lists them).
+_EXIT_CODES = (
+    (UsageError, EXIT_USAGE),
+    (ConfigError, EXIT_CONFIG),
+    (DaemonNotRunning, EXIT_UNAVAILABLE),
+    (PermissionError, EXIT_NOPERM),
+    ((MtastsError, OSError), EXIT_RUNTIME),
+)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _parser_, args = parseargs(argv)
     try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        return _run(config, args)
+        return _run(load_config(args.config), args)
     except KeyboardInterrupt:
         return 130
-    except UsageError as exc:
-        print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DaemonNotRunning as exc:
-        print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except PermissionError as exc:
-        print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_NOPERM
     except (MtastsError, OSError) as exc:
         print(f"mtasts: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
+        return next(code for kinds, code in _EXIT_CODES if isinstance(exc, kinds))
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:

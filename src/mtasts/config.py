@@ -485,22 +485,14 @@ _OVERRIDE_KEYS = ("level", "until", "reason", "dane")
 
 
 def _parse_overrides(table: Any, source: str) -> Dict[str, Override]:
-    from mtasts.core.hostname import is_domain
     from mtasts.core.override import LEVELS
 
     if not isinstance(table, dict):
         raise ConfigError(f'{source}: [overrides] must contain tables such as [overrides."example.com"]')
     out: Dict[str, Override] = {}
     for name, entry in table.items():
-        where = f'{source}: [overrides."{name}"]'
         domain = name.lower().rstrip(".")
-        if not is_domain(domain) or "." not in domain:
-            raise ConfigError(f"{where}: {name!r} is not a domain name (use A-labels for IDN)")
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} must be a table")
-        for key in entry:
-            if key not in _OVERRIDE_KEYS:
-                raise ConfigError(f"{where} {key}: unknown key; known keys: {', '.join(_OVERRIDE_KEYS)}")
+        where = _domain_table(f'{source}: [overrides."{name}"]', domain, entry, _OVERRIDE_KEYS)
         level = entry.get("level", "may")
         if level not in LEVELS:
             raise ConfigError(f"{where} level: expected {' or '.join(repr(x) for x in LEVELS)}, got {level!r}")
@@ -531,11 +523,11 @@ def _date(value: Any) -> Optional[float]:
         return float(calendar.timegm(value.timetuple()))
     if isinstance(value, datetime.date):
         return float(calendar.timegm(value.timetuple()))
-    if isinstance(value, str):
-        from mtasts.core.override import parse_until
+    if isinstance(value, str):  # a date only: a duration ("48h") would restart at every reload
+        from mtasts.core.override import parse_date
 
-        try:  # a date only: a duration ("48h") would restart at every reload
-            return parse_until(value, 0.0) if not value.strip()[-1:].isalpha() or "T" in value else None
+        try:
+            return parse_date(value)
         except ValueError:
             return None
     return None
@@ -605,17 +597,23 @@ def _policy_mode(value: Any) -> Mode:
     raise ValueError
 
 
-def _parse_domain(name: str, table: Any, source: str) -> PublishedDomain:
-    where = f'{source}: [publish.domains."{name}"]'
+def _domain_table(where: str, domain: str, table: Any, keys: Tuple[str, ...]) -> str:
+    """Check a ``[section."domain"]`` table's name, form and keys; return *where* for the
+    messages about its values."""
     from mtasts.core.hostname import is_domain
 
-    if not is_domain(name) or "." not in name:
-        raise ConfigError(f"{where}: {name!r} is not a domain name (use A-labels for IDN)")
+    if not is_domain(domain) or "." not in domain:
+        raise ConfigError(f"{where}: {domain!r} is not a domain name (use A-labels for IDN)")
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
     for key in table:
-        if key not in _DOMAIN_KEYS:
-            raise ConfigError(f"{where} {key}: unknown key; known keys: {', '.join(_DOMAIN_KEYS)}")
+        if key not in keys:
+            raise ConfigError(f"{where} {key}: unknown key; known keys: {', '.join(keys)}")
+    return where
+
+
+def _parse_domain(name: str, table: Any, source: str) -> PublishedDomain:
+    where = _domain_table(f'{source}: [publish.domains."{name}"]', name, table, _DOMAIN_KEYS)
 
     def get(key, parser, expected, default):
         if key not in table:

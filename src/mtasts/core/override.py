@@ -43,8 +43,8 @@ class Override:
 
 
 def parse_until(text: str, now: float) -> float:
-    """``48h``, ``30m``, ``7d``, ``2w`` from *now*, or a UTC date ``2026-12-24`` /
-    ``2026-12-24T18:00``; ValueError with what was expected."""
+    """``48h``, ``30m``, ``7d``, ``2w`` from *now*, or a UTC date (``parse_date``) after *now*;
+    ValueError with what was expected."""
     text = text.strip()
     duration = _DURATION.match(text)
     if duration:
@@ -52,16 +52,24 @@ def parse_until(text: str, now: float) -> float:
         if seconds <= 0:
             raise ValueError("a duration above zero")
         return now + seconds
-    date = _DATE.match(text)
-    if date:
-        year, month, day, hour, minute = (int(g) if g else 0 for g in date.groups())
-        if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60):
-            raise ValueError(f"no such date {text!r}")
-        when = float(calendar.timegm((year, month, day, hour, minute, 0, 0, 0, 0)))
-        if when <= now:
-            raise ValueError(f"{text!r} is in the past")
-        return when
-    raise ValueError(f"expected a duration such as 48h, 30m, 7d, 2w or a UTC date such as 2026-12-24T18:00, got {text!r}")
+    if not _DATE.match(text):
+        raise ValueError(f"expected a duration such as 48h, 30m, 7d, 2w or a UTC date such as 2026-12-24T18:00,"
+                         f" got {text!r}")
+    when = parse_date(text)
+    if when <= now:
+        raise ValueError(f"{text!r} is in the past")
+    return when
+
+
+def parse_date(text: str) -> float:
+    """A UTC date ``2026-12-24`` or ``2026-12-24T18:00`` as a time; ValueError otherwise."""
+    date = _DATE.match(text.strip())
+    if not date:
+        raise ValueError(f"expected a UTC date such as 2026-12-24T18:00, got {text!r}")
+    year, month, day, hour, minute = (int(g) if g else 0 for g in date.groups())
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60):
+        raise ValueError(f"no such date {text!r}")
+    return float(calendar.timegm((year, month, day, hour, minute, 0, 0, 0, 0)))
 
 
 def override_to_json(o: Override) -> Dict[str, Any]:

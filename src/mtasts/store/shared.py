@@ -123,17 +123,23 @@ class SharedCache:
         ttl = lifetime(entry, now)
         if ttl < 1:
             return
-        data = encode_entry(entry)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(self._key("e", entry.domain), data, px=int(ttl * 1000))
-        pipe.publish(f"{self.prefix}events", f"update {entry.domain} {self.host_id}")
-        await self._call("put", pipe.execute())
+        await self._write_and_tell("put", self._key("e", entry.domain), encode_entry(entry), ttl,
+                                   f"update {entry.domain}")
 
     async def delete(self, domain: str) -> None:
+        await self._write_and_tell("delete", self._key("e", domain), None, None, f"purge {domain}")
+
+    async def _write_and_tell(self, what: str, key: str, value: Optional[bytes], ttl: Optional[float],
+                              event: str) -> None:
+        """Set *key* (expiring after *ttl* seconds) or, with no *value*, delete it; then tell
+        the other hosts *event* (``KIND DOMAIN``), in one round trip."""
         pipe = self._client.pipeline(transaction=False)
-        pipe.delete(self._key("e", domain))
-        pipe.publish(f"{self.prefix}events", f"purge {domain} {self.host_id}")
-        await self._call("delete", pipe.execute())
+        if value is None:
+            pipe.delete(key)
+        else:
+            pipe.set(key, value, px=int(ttl * 1000) if ttl is not None else None)
+        pipe.publish(f"{self.prefix}events", f"{event} {self.host_id}")
+        await self._call(what, pipe.execute())
 
     async def delete_all(self) -> None:
         async def purge() -> None:
@@ -150,17 +156,11 @@ class SharedCache:
         ttl = (override.until - now) if override.until is not None else None
         if ttl is not None and ttl < 1:
             return
-        pipe = self._client.pipeline(transaction=False)
-        data = json.dumps(override_to_json(override))
-        pipe.set(self._key("o", override.domain), data, px=int(ttl * 1000) if ttl is not None else None)
-        pipe.publish(f"{self.prefix}events", f"override {override.domain} {self.host_id}")
-        await self._call("override", pipe.execute())
+        await self._write_and_tell("override", self._key("o", override.domain),
+                                   json.dumps(override_to_json(override)).encode(), ttl, f"override {override.domain}")
 
     async def delete_override(self, domain: str) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.delete(self._key("o", domain))
-        pipe.publish(f"{self.prefix}events", f"override {domain} {self.host_id}")
-        await self._call("override", pipe.execute())
+        await self._write_and_tell("override", self._key("o", domain), None, None, f"override {domain}")
 
     async def get_override(self, domain: str) -> Optional[Override]:
         raw = await self._call("override", self._client.get(self._key("o", domain)))

@@ -13,7 +13,7 @@ one WARNING when it works again.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from cachetools import LRUCache
 
@@ -24,6 +24,9 @@ from mtasts.errors import StoreError
 from mtasts.store.sqlite import SqliteStore
 
 log = logging.getLogger("mtasts.store")
+
+# What _in_store answers when the store is absent or failed.
+FAILED: Any = object()
 
 
 class PolicyCache:
@@ -110,59 +113,46 @@ class PolicyCache:
                 self._failed(f"delete of {domain}", exc)
         return in_memory or in_store
 
-    # -- exemptions (mtasts override): with the store, else in memory --------------------
+    # -- exemptions (mtasts override) and policy history: with the store, else in memory ---
+
+    def _in_store(self, what: str, method: str, *args: Any) -> Any:
+        """The store's *method*(*args*); FAILED when there is no store or it failed (logged,
+        counted): the memory copy answers then."""
+        if self.store is None:
+            return FAILED
+        try:
+            return getattr(self.store, method)(*args)
+        except StoreError as exc:
+            self._failed(what, exc)
+            return FAILED
 
     def overrides(self) -> List[Override]:
-        if self.store is None:
-            return list(self._overrides.values())
-        try:
-            return self.store.overrides()
-        except StoreError as exc:
-            self._failed("read of the overrides", exc)
-            return list(self._overrides.values())
+        stored = self._in_store("read of the overrides", "overrides")
+        return list(self._overrides.values()) if stored is FAILED else stored
 
     def put_override(self, override: Override) -> None:
         self._overrides[override.domain] = override
-        if self.store is not None:
-            try:
-                self.store.put_override(override)
-            except StoreError as exc:
-                self._failed(f"write of the override of {override.domain}", exc)
+        self._in_store(f"write of the override of {override.domain}", "put_override", override)
 
     def delete_override(self, domain: str) -> bool:
         found = self._overrides.pop(domain, None) is not None
-        if self.store is not None:
-            try:
-                found = self.store.delete_override(domain) or found
-            except StoreError as exc:
-                self._failed(f"delete of the override of {domain}", exc)
-        return found
-
-    # -- policy history: with the store, else in memory ----------------------------------
+        return self._in_store(f"delete of the override of {domain}", "delete_override", domain) is True or found
 
     def add_changes(self, changes: List[Change]) -> None:
         if not changes:
             return
-        kept = self._history.setdefault(changes[0].domain, [])
+        domain = changes[0].domain
+        kept = self._history.setdefault(domain, [])
         kept.extend(changes)
         del kept[:-MAX_CHANGES]
-        if self.store is not None:
-            try:
-                self.store.add_changes(changes, MAX_CHANGES)
-            except StoreError as exc:
-                self._failed(f"write of {changes[0].domain}'s history", exc)
-            else:
-                del self._history[changes[0].domain]  # the store has it
+        if self._in_store(f"write of {domain}'s history", "add_changes", changes, MAX_CHANGES) is not FAILED:
+            del self._history[domain]  # the store has it
         elif len(self._history) > self._memory.maxsize:
             self._history.pop(next(iter(self._history)))  # bounded like the memory tier
 
     def history(self, domain: str) -> List[Change]:
-        if self.store is not None:
-            try:
-                return self.store.history(domain)
-            except StoreError as exc:
-                self._failed(f"read of {domain}'s history", exc)
-        return list(self._history.get(domain, ()))
+        stored = self._in_store(f"read of {domain}'s history", "history", domain)
+        return list(self._history.get(domain, ())) if stored is FAILED else stored
 
     # -- what a wider tier may add (store.fleet); alone, this host is all there is -----
 
