@@ -31,7 +31,7 @@ from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord
 from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
 from mtasts.net.dane import DaneChecker, non_loopback, resolver_validates
-from mtasts.net.dns import DnsLookups, Outcome, SecureAnswer
+from mtasts.net.dns import DnsLookups, Outcome, SecureAnswer, discard_result
 from mtasts.net.fetch import FetchResult, PolicySource
 from mtasts.store.tiered import PolicyCache
 
@@ -418,7 +418,7 @@ class PolicyResolver:
         if known is not None and known.fresh(self._clock()):
             return None
         task = asyncio.ensure_future(self._dns.secure(hop.domain, "MX"))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # unused: no "never retrieved"
+        task.add_done_callback(discard_result)
         return task
 
     async def final_answer(

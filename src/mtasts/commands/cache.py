@@ -55,8 +55,11 @@ def read_domains(lines) -> List[str]:
     return list(out)
 
 
-def ask(config: Config, request: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
-    """*request* answered by the running daemon, else by the store (and where from)."""
+def ask(config: Config, request: Dict[str, Any], timeout: float = 60.0, writes: bool = False,
+        announce: bool = True) -> Tuple[Dict[str, Any], str]:
+    """*request* answered by the running daemon, else by the store (and where from).
+    *writes*: the request fills the store (``warm``), so a store not there yet is made;
+    *announce*: say on stderr that the store is used."""
     from mtasts.daemon import with_state_dir
 
     try:
@@ -64,16 +67,17 @@ def ask(config: Config, request: Dict[str, Any]) -> Tuple[Dict[str, Any], str]:
     except ConfigError:
         pass
     try:
-        return control_request(config.control_path, request), "daemon"
+        return control_request(config.control_path, request, timeout), "daemon"
     except DaemonNotRunning:
         # Say which store is read: another user than the daemon's gets another state
         # directory, and an empty store there is no proof that the daemon's is empty.
-        if config.cache.backend != "memory" and not os.path.exists(config.cache.path):
+        if config.cache.backend != "memory" and not writes and not os.path.exists(config.cache.path):
             raise DaemonNotRunning(
                 f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
                 " (is the daemon running, as another user, or with another --config?)") from None
-        print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
-              file=sys.stderr)
+        if announce:
+            print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
+                  file=sys.stderr)
         return asyncio.run(_offline(config, request)), f"store {config.cache.path}"
     except PermissionError:
         raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
@@ -109,7 +113,6 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
 
 def _warm(config: Config, args: argparse.Namespace) -> int:
     """``cache warm``: the list in batches (a control request each), the outcome summed."""
-    from mtasts.daemon import with_state_dir
     from mtasts.servers.control import WARM_BATCH
 
     if args.file == "-":
@@ -117,7 +120,6 @@ def _warm(config: Config, args: argparse.Namespace) -> int:
     else:
         with open(args.file, encoding="utf-8", errors="replace") as f:
             keys = read_domains(f)
-    config = with_state_dir(config)
     # Each batch may wait for its slowest discoveries, refresh_concurrency at a time.
     rounds = -(-WARM_BATCH // config.cache.refresh_concurrency)
     timeout = rounds * (config.resolver.timeout + config.fetch.timeout) + 10
@@ -125,14 +127,7 @@ def _warm(config: Config, args: argparse.Namespace) -> int:
     via = "daemon"
     for start in range(0, len(keys), WARM_BATCH):
         request = {"command": "warm", "domains": keys[start:start + WARM_BATCH]}
-        try:
-            response = control_request(config.control_path, request, timeout)
-        except DaemonNotRunning:
-            if config.cache.backend == "memory":
-                raise DaemonNotRunning(f"no daemon answered at {config.control_path}, and the memory cache"
-                                       " keeps nothing to warm") from None
-            via = f"store {config.cache.path}"
-            response = asyncio.run(_offline(config, request))
+        response, via = ask(config, request, timeout, writes=True, announce=start == 0)
         if not response.get("ok"):
             print(f"mtasts: {response.get('error')}", file=sys.stderr)
             return EXIT_RUNTIME

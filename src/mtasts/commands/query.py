@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from mtasts.commands import EXIT_NO, EXIT_OK
 from mtasts.config import Config
-from mtasts.errors import UsageError
-
-if TYPE_CHECKING:
-    from mtasts.core.override import Override
+from mtasts.core.socketmap import Status, format_reply
+from mtasts.errors import MtastsError, UsageError
+from mtasts.views import override_view
 
 
 async def query_command(config: Config, args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     from mtasts.net.dns import DnsClient
     from mtasts.net.fetch import PolicyFetcher, policy_url
     from mtasts.postconf import learn_postfix
-    from mtasts.views import dane_to_json, override_view
+    from mtasts.views import dane_to_json
 
     hop = next_hop(args.domain)
     if hop is None:
@@ -72,17 +72,18 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
         report["fetch"] = fetch
     answer = tls_policy_reply(domain, found.policy, profile)
     override = _override_in_force(config, domain)
-    if override is not None:  # the daemon would answer the override's level, below DANE unless it says
-        report["override"] = override_view(override)
-        answer = override.reply
-    dane = None
-    if override is not None and override.dane:
+    if override is not None:  # the daemon answers the override's level, below DANE unless it says
+        report["override"] = override
+        answer = format_reply(Status.OK, override["level"])
+    if override is not None and override["dane"]:
         report["answer"] = answer.decode()
-    elif dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
-        checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
-        dane = await checker.check(hop, time.time())
-        report["dane"] = dane_to_json(dane, time.time())
-    report.setdefault("answer", final_reply(answer, config.dane.mode, profile.dane, dane).decode())
+    else:
+        dane = None
+        if dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
+            checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
+            dane = await checker.check(hop, time.time())
+            report["dane"] = dane_to_json(dane, time.time())
+        report["answer"] = final_reply(answer, config.dane.mode, profile.dane, dane).decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -90,33 +91,25 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if found.policy is not None else EXIT_NO
 
 
-def _override_in_force(config: Config, domain: str) -> "Optional[Override]":
-    """*domain*'s override as the daemon applies it: the running daemon's (control socket),
+def _override_in_force(config: Config, domain: str) -> Optional[Dict[str, Any]]:
+    """*domain*'s override (its view) as the daemon applies it: the running daemon's, asked
+    on its control socket (where ``cache`` commands find it, without making directories),
     else the configuration file's."""
     from mtasts.commands.cache import control_request
-    from mtasts.core.override import override_from_json
-    from mtasts.daemon import with_state_dir
-    from mtasts.errors import ConfigError, DaemonNotRunning
+    from mtasts.config import user_state_dir
+    from mtasts.errors import DaemonNotRunning
 
-    now = time.time()
-    try:
-        response = control_request(with_state_dir(config).control_path, {"command": "override_list"}, timeout=5.0)
-        for data in response.get("overrides", ()):
-            if data["domain"] == domain:
-                raw = dict(data, until=_epoch(data["until"]), created_at=0.0)
-                return override_from_json(raw)
-        return None
-    except (DaemonNotRunning, PermissionError, ConfigError, OSError, ValueError, KeyError):
-        override = config.overrides.get(domain)
-        return override if override is not None and override.active(now) else None
-
-
-def _epoch(iso: "Optional[str]") -> "Optional[float]":
-    import calendar
-
-    if iso is None:
-        return None
-    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
+    sockets = [config.control_path]
+    if "path" not in config.cache.given and not config.control.socket:  # an ordinary user's daemon
+        sockets.append(os.path.join(user_state_dir(), "control.sock"))
+    for path in sockets:
+        try:
+            response = control_request(path, {"command": "override_list"}, timeout=5.0)
+        except (DaemonNotRunning, OSError, MtastsError):
+            continue
+        return next((o for o in response.get("overrides", ()) if o.get("domain") == domain), None)
+    override = config.overrides.get(domain)
+    return override_view(override) if override is not None and override.active(time.time()) else None
 
 
 def _print_query(report: Dict[str, Any]) -> None:

@@ -210,7 +210,7 @@ class DnsConnectorResolver(AbstractResolver):
         if host in self._prefetched:
             return
         task = asyncio.ensure_future(self._client.addresses(host))
-        task.add_done_callback(_retrieve)  # a lookup nobody takes must not log "never retrieved"
+        task.add_done_callback(discard_result)  # a lookup nobody takes must not log "never retrieved"
         self._prefetched[host] = task
         while len(self._prefetched) > self.MAX_PREFETCHED:
             self.forget(next(iter(self._prefetched)))
@@ -245,7 +245,9 @@ class DnsConnectorResolver(AbstractResolver):
             self.forget(host)
 
 
-def _retrieve(task: "asyncio.Future[Any]") -> None:
+def discard_result(task: "asyncio.Future[Any]") -> None:
+    """A done callback for a lookup started early that may go unused: its exception is
+    taken, so asyncio does not log "exception was never retrieved"."""
     if not task.cancelled():
         task.exception()
 
