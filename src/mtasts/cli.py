@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the daemon (resolver, and publisher if domains are configured)")
     serve.add_argument("--only", choices=("resolver", "publisher"), help="run just one of the two")
+    serve.add_argument("--takeover", action="store_true",
+                       help="replace the running resolver without a gap: listen beside it (SO_REUSEPORT, unix sockets"
+                            " renamed over), then it drains and stops")
 
     query = sub.add_parser("query", parents=[common], help="discover a domain's policy live (no cache)")
     query.add_argument("domain", help="a recipient domain or a next hop as Postfix sends it ([relay]:587, ...)")
@@ -151,7 +154,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         from mtasts.daemon import serve, setup_logging
 
         setup_logging(config.log.level, config.log.format)
-        return asyncio.run(serve(config, args.config, args.only))
+        return asyncio.run(serve(config, args.config, args.only, args.takeover))
     if args.command == "query":
         from mtasts.commands.query import query_command
 

@@ -20,6 +20,7 @@ from mtasts.net.fetch import PolicyFetcher
 from mtasts.core.postfixcaps import PostfixInfo
 from mtasts.postconf import describe_answers, fit_to_postfix, learn_postfix
 from mtasts.resolver import PolicyResolver
+from mtasts.servers.activation import PassedSockets, describe
 from mtasts.servers.control import ControlServer
 from mtasts.servers.socketmap import SocketmapServer
 from mtasts.store.sqlite import SqliteStore
@@ -138,9 +139,14 @@ def sd_notify(message: str) -> None:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: Optional[str], only: Optional[str] = None) -> None:
+    def __init__(self, config: Config, config_path: Optional[str], only: Optional[str] = None,
+                 takeover: bool = False) -> None:
         self.config = config
         self.config_path = config_path
+        self.takeover = takeover
+        self.passed = PassedSockets([])
+        self.stop: Optional[asyncio.Event] = None  # made in start(), on the loop that runs it
+        self._predecessor: Optional[Any] = None
         self.run_resolver = only in (None, "resolver")
         self.run_publisher = only == "publisher" or (only is None and bool(config.publish.domains))
         self.publisher: Optional["PolicyPublisher"] = None
@@ -156,17 +162,33 @@ class Daemon:
 
     async def start(self) -> None:
         smaller_tls_buffers()
+        self.stop = asyncio.Event()
+        if self.takeover and not self.run_resolver:
+            raise ConfigError("--takeover replaces a running resolver; the publisher's port is held by systemd"
+                              " (mtasts-publish.socket) across restarts")
+        self.passed = PassedSockets.from_environment()
+        # The resolver's sockets first (matched by address); the publisher's "systemd" takes the rest.
+        held = {}
+        if self.run_resolver:
+            for listener in self.config.socketmap.listen:
+                sock = self.passed.claim(listener)
+                if sock is not None:
+                    held[listener] = sock
         if self.run_publisher:
             if not self.config.publish.domains:
                 raise ConfigError(f"{self.config.source}: [publish.domains]: expected at least one domain to publish")
             from mtasts.servers.publisher import PolicyPublisher  # imported only where it runs
 
-            self.publisher = PolicyPublisher(self.config)
+            self.publisher = PolicyPublisher(self.config, self.passed)
             await self.publisher.start()
         if self.run_resolver:
-            await self._start_resolver()
+            await self._start_resolver(held)
         else:
             assert self.publisher is not None
+            for sock in self.passed.claim_rest():
+                log.warning("closing %s: systemd passed it, but the publisher does not listen on \"systemd\"",
+                            describe(sock))
+                sock.close()
             log.info("mtasts %s ready: publisher only, %s", __version__, self.publisher.serving())
 
     def _fit_to_postfix(self, config: Config, info: Optional[PostfixInfo] = None) -> Config:
@@ -177,8 +199,10 @@ class Daemon:
         log.info("%s (from %s): %s", info.describe(), info.source, describe_answers(fitted))
         return fitted
 
-    async def _start_resolver(self) -> None:
+    async def _start_resolver(self, held: Dict[Any, socket.socket]) -> None:
         config = self.config = self._fit_to_postfix(self.config)
+        if self.takeover:
+            self._predecessor = await Predecessor.find(config.control_path)
         dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
         # No count or scan of the store here: start-up time must not grow with it (1M entries).
@@ -191,9 +215,12 @@ class Daemon:
             self.resolver,
             config.control_path,
             stats_extra=lambda: {"connections": len(self.socketmap.connections) if self.socketmap else 0},
+            on_handover=self.stop.set if self.stop is not None else None,
+            takeover=self.takeover,
         )
         await self.control.start()
-        self.socketmap = SocketmapServer(self.resolver, config.socketmap.listen, config.socketmap.socket_mode)
+        self.socketmap = SocketmapServer(self.resolver, config.socketmap.listen, config.socketmap.socket_mode,
+                                         passed=held, extra=self.passed.claim_rest(), takeover=self.takeover)
         await self.socketmap.start()
         if config.metrics.listen is not None:
             await self._start_metrics(*config.metrics.listen)
@@ -242,7 +269,21 @@ class Daemon:
             "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
         }
 
+    async def hand_over(self) -> None:
+        """--takeover, once this daemon listens: the one it replaces drains and stops."""
+        if self._predecessor is not None:
+            pid = await self._predecessor.retire()
+            log.info("took over from mtasts pid %s: it answers what it was asked and stops", pid)
+            self._predecessor = None
+
+    async def drain(self) -> None:
+        """Before stopping: no new connections, every asked lookup answered."""
+        if self.socketmap is not None:
+            await self.socketmap.drain()
+
     async def close(self) -> None:
+        if self._predecessor is not None:
+            self._predecessor.close()
         for task in list(self._reloads):
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
@@ -302,26 +343,67 @@ class Daemon:
             log.warning("reload: %s change only on restart", ", ".join(ignored))
 
 
-async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None) -> int:
+class Predecessor:
+    """The running daemon a --takeover start replaces, reached on its control socket."""
+
+    def __init__(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.path = path
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def find(cls, path: str) -> "Predecessor":
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 5.0)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConfigError(f"--takeover: no running mtasts answers on its control socket {path}"
+                              f" ({getattr(exc, 'strerror', None) or exc or 'timed out'}); start without --takeover") from None
+        return cls(path, reader, writer)
+
+    async def retire(self) -> Any:
+        import json
+
+        try:
+            self._writer.write(b'{"command": "handover"}\n')
+            reply = json.loads(await asyncio.wait_for(self._reader.readline(), 10.0) or b"{}")
+        except (OSError, ValueError, asyncio.TimeoutError) as exc:
+            log.error("--takeover: the daemon at %s did not confirm the handover (%s); stop it yourself", self.path, exc)
+            return None
+        finally:
+            self.close()
+        if not reply.get("ok"):
+            log.error("--takeover: the daemon at %s refused the handover: %s; stop it yourself",
+                      self.path, reply.get("error", "no reason given"))
+            return None
+        return reply.get("pid")
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None,
+                takeover: bool = False) -> int:
     try:
-        daemon = Daemon(with_state_dir(config) if only != "publisher" else config, config_path, only)
+        daemon = Daemon(with_state_dir(config) if only != "publisher" else config, config_path, only, takeover)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     try:
         await daemon.start()
     except (ConfigError, StoreError) as exc:
         log.error("%s", exc)
         await daemon.close()
         return EXIT_CONFIG
+    assert daemon.stop is not None
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, daemon.stop.set)
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     sd_notify("READY=1")
-    await stop.wait()
+    await daemon.hand_over()
+    await daemon.stop.wait()
     sd_notify("STOPPING=1")
-    log.info("shutting down")
+    log.info("shutting down: answering the lookups in progress")
+    await daemon.drain()
     await daemon.close()
     return 0

@@ -278,7 +278,7 @@ def test_socket_activation(tmp_path, policy_host, world):
     sock.listen(16)
     try:
         pub.start(activated_socket=sock)
-        assert "(from systemd)" in pub.log.read_text()
+        assert "(socket held by systemd)" in pub.log.read_text()
         global PUBLISHER_IP
         saved, PUBLISHER_IP = PUBLISHER_IP, "127.8.6.2"
         try:

@@ -3,6 +3,8 @@ log says so; plus the small process helpers the real-socket tests share."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import pathlib
 import socket
 import subprocess
@@ -62,3 +64,19 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def launch_with_sockets(command: Sequence[str], sockets: Sequence[socket.socket], logfile: pathlib.Path,
+                        ready: str = " ready: ", **popen) -> Tuple[subprocess.Popen, IO[bytes]]:
+    """Start *command* as systemd starts a socket-activated service: *sockets* (held by the
+    caller, as systemd holds them across restarts) on descriptors 3, 4, ..., LISTEN_FDS and
+    LISTEN_PID in the environment (sd_listen_fds(3)). The descriptors are moved by bash (dash takes one digit),
+    whose process id the daemon keeps when the shell execs it."""
+    high = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 100) for s in sockets]
+    moves = " ".join(f"{3 + i}<&{fd} {fd}<&-" for i, fd in enumerate(high))
+    script = f'exec {moves}; LISTEN_FDS={len(high)}; LISTEN_PID=$$; export LISTEN_FDS LISTEN_PID; exec "$@"'
+    try:
+        return launch(["/bin/bash", "-c", script, "bash", *command], logfile, ready, pass_fds=high, **popen)
+    finally:
+        for fd in high:
+            os.close(fd)

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import time
 from typing import Any, Dict, Optional
 
@@ -28,16 +29,20 @@ WARM_BATCH = 200
 
 
 class ControlServer:
-    def __init__(self, resolver: PolicyResolver, path: str, stats_extra=None) -> None:
+    def __init__(self, resolver: PolicyResolver, path: str, stats_extra=None, on_handover=None,
+                 takeover: bool = False) -> None:
         self.resolver = resolver
         self.path = path
         self._server: Optional[asyncio.AbstractServer] = None
         self._stats_extra = stats_extra or (lambda: {})
+        # "handover": a daemon started with --takeover listens now; this one drains and stops.
+        self._on_handover = on_handover
+        self._takeover = takeover
         self._socket = OwnedUnixSocket(path, 0o600)
 
     async def start(self) -> None:
         try:
-            sock = self._socket.bind()
+            sock = self._socket.bind(replace=self._takeover)
         except OSError as exc:
             hint = " (is another mtasts running with this cache?)" if exc.errno == errno.EADDRINUSE else ""
             raise ConfigError(f"[control] socket: cannot listen on {self.path}: {exc.strerror or exc}{hint}") from None
@@ -157,6 +162,11 @@ class ControlServer:
             return {"ok": True, "outcome": await self.resolver.warm(keys, concurrency)}
         if command == "export":
             return {"ok": True, **self._export(str(request.get("map", "postfix")), now)}
+        if command == "handover":
+            if self._on_handover is None:
+                return {"ok": False, "error": "this daemon cannot hand over"}
+            asyncio.get_running_loop().call_soon(self._on_handover)
+            return {"ok": True, "pid": os.getpid()}
         if command == "purge_all":
             return {"ok": True, "purged": await self.resolver.purge_all()}
         domain = policy_domain(str(request.get("domain", "")))

@@ -154,7 +154,8 @@ class MetricsServer:
         app.router.add_get("/metrics", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        # SO_REUSEPORT: a daemon started with --takeover serves metrics beside this one.
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, reuse_port=True)
         await site.start()
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 

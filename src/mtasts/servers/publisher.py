@@ -26,6 +26,7 @@ from mtasts.config import Config
 from mtasts.core.hostname import MxPattern
 from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
+from mtasts.servers.activation import PassedSockets, describe
 from mtasts.servers.ratelimit import RateLimitedLog
 
 log = logging.getLogger("mtasts.publisher")
@@ -51,20 +52,6 @@ MAX_HANDSHAKES = 64
 MAX_HANDSHAKES_PER_CLIENT = 8
 # A handshake running this long is a silent client's: it may be given up for a new one.
 STALE_HANDSHAKE = 1.0
-# systemd socket activation (sd_listen_fds(3)): passed descriptors start at 3.
-SD_LISTEN_FDS_START = 3
-
-
-def systemd_sockets() -> List:
-    """Sockets passed by systemd (LISTEN_PID/LISTEN_FDS), as socket objects."""
-    import socket
-
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return []
-    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
-    return [socket.socket(fileno=fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
-
-
 class _GuardedHandler(RequestHandler):
     """aiohttp's request handler, closed when over the connection cap or too slow."""
 
@@ -189,8 +176,9 @@ def check_domain_files(config: Config, now: float) -> List[str]:
 
 
 class PolicyPublisher:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, passed: Optional[PassedSockets] = None) -> None:
         self.config = config
+        self._passed = passed  # the sockets systemd passed that the resolver did not claim
         self._bodies: Dict[str, bytes] = {}
         self._contexts: Dict[str, ssl.SSLContext] = {}
         self._expiries: Dict[str, float] = {}
@@ -371,12 +359,12 @@ class PolicyPublisher:
         options = dict(backlog=1024)
         self._listeners = []
         if self.config.publish.listen == (("systemd", 0),):
-            sockets = systemd_sockets()
+            sockets = (self._passed or PassedSockets.from_environment()).claim_rest()
             if not sockets:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
             for sock in sockets:
                 self._listeners.append(await loop.create_server(gate, sock=sock, **options))
-                log.info("publisher listening on %s (from systemd) for %s", sock.getsockname(), self.serving())
+                log.info("publisher listening on %s (socket held by systemd) for %s", describe(sock), self.serving())
         else:
             for host, port in self.config.publish.listen:
                 try:

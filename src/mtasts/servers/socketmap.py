@@ -4,19 +4,30 @@ One asyncio Protocol per connection. Requests are answered in order; cached answ
 are written at once, and a request that needs discovery holds back only the replies
 queued behind it on the same connection (Postfix sends one request at a time per
 connection anyway). A malformed netstring closes that one connection.
+
+Stopping drains (``SocketmapServer.drain``): the listeners close first (under systemd the
+socket itself stays with systemd, and the kernel queues new connections for the next
+daemon), then every connection is closed as soon as it has no unanswered request. Postfix
+retries a lookup once on a fresh connection when the old one ends between requests
+(dict_sockmap.c: "to make server restarts transparent"), so no lookup fails on a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
-from typing import Deque, List, Optional, Union
+import socket
+import time
+from typing import Deque, Dict, List, Optional, Sequence, Union
 
 from mtasts.core.netstring import NetstringDecoder, encode
 from mtasts.core.socketmap import Status, format_reply, parse_request
+from mtasts.config import Listener
 from mtasts.errors import ConfigError, NetstringError, RequestError
 from mtasts.resolver import PolicyResolver
+from mtasts.servers.activation import describe
 from mtasts.servers.ratelimit import RateLimitedLog
 from mtasts.servers.unixsocket import OwnedUnixSocket
 
@@ -28,6 +39,9 @@ MAX_PENDING = 256
 # client reads them: Postfix has one request in flight per connection, so only a client
 # that pipelines and never reads gets here, and it must not grow our memory.
 MAX_UNSENT = 64 * 1024
+# A stopping daemon waits this long for lookups in progress (a discovery takes at most the
+# DNS and fetch timeouts) before it closes what is left; below systemd's TimeoutStopSec=15.
+DRAIN_TIMEOUT = 10.0
 
 _Pending = Union[bytes, "asyncio.Future[bytes]"]
 
@@ -41,6 +55,7 @@ class SocketmapProtocol(asyncio.Protocol):
         self._transport: Optional[asyncio.Transport] = None
         self._paused = False  # for too many unanswered requests
         self._writing_paused = False  # for too many unsent bytes
+        self._draining = False
         self._peer = "?"
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -64,7 +79,7 @@ class SocketmapProtocol(asyncio.Protocol):
         except NetstringError as exc:
             self._server.protocol_errors += 1
             self._server.error_log.warning("closing socketmap connection from %s: %s", self._peer, exc)
-            self._abort()
+            self.abort()
             return
         resolver = self._resolver
         pending = self._pending
@@ -91,6 +106,9 @@ class SocketmapProtocol(asyncio.Protocol):
                 pending.append(encode(reply))  # behind an unanswered request: keep the order
             elif self._transport is not None:
                 self._transport.write(encode(reply))  # nothing queued ahead: answer at once
+        if self._draining and not pending:
+            self._end()
+            return
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport is not None:
             self._paused = True
             if not self._writing_paused:
@@ -129,21 +147,47 @@ class SocketmapProtocol(asyncio.Protocol):
             pending.popleft()
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if self._draining and not pending:
+            self._end()
+            return
         if self._paused and len(pending) <= MAX_PENDING // 2:
             self._paused = False
             if not self._writing_paused:
                 transport.resume_reading()
 
-    def _abort(self) -> None:
+    def drain(self) -> None:
+        """Close once every request read so far is answered (at once when none is waiting)."""
+        self._draining = True
+        if not self._pending:
+            self._end()
+
+    def _end(self) -> None:
+        if self._transport is not None:
+            self._transport.close()  # after the unsent replies are written
+
+    def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
 
 
 class SocketmapServer:
-    def __init__(self, resolver: PolicyResolver, listeners, socket_mode: int = 0o660) -> None:
+    """The listeners of [socketmap] listen and their connections.
+
+    *passed*: sockets systemd holds for some of the listeners (``servers.activation``);
+    *extra*: passed sockets no listener names, served too (systemd sent Postfix there).
+    *takeover*: another mtasts serves these listeners and is about to drain: share its TCP
+    ports (SO_REUSEPORT) and replace its unix sockets, instead of refusing to start.
+    """
+
+    def __init__(self, resolver: PolicyResolver, listeners: Sequence[Listener], socket_mode: int = 0o660,
+                 passed: Optional[Dict[Listener, socket.socket]] = None, extra: Sequence[socket.socket] = (),
+                 takeover: bool = False) -> None:
         self.resolver = resolver
         self.listeners = tuple(listeners)
         self.socket_mode = socket_mode
+        self.passed = dict(passed or {})
+        self.extra = list(extra)
+        self.takeover = takeover
         self.connections: set = set()
         self.protocol_errors = 0
         self.error_log = RateLimitedLog(log)
@@ -152,27 +196,57 @@ class SocketmapServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        factory = lambda: SocketmapProtocol(self)  # noqa: E731
         for listener in self.listeners:
-            factory = lambda: SocketmapProtocol(self)  # noqa: E731
+            passed = self.passed.pop(listener, None)
             try:
-                if listener.kind == "unix":
+                if passed is not None:
+                    server = await loop.create_server(factory, sock=passed, backlog=1024)
+                elif listener.kind == "unix":
                     owned = OwnedUnixSocket(listener.path, self.socket_mode)
-                    sock = owned.bind()
+                    sock = owned.bind(replace=self.takeover)
                     self._unix.append(owned)
-                    server = await loop.create_unix_server(factory, sock=sock)
+                    server = await loop.create_unix_server(factory, sock=sock, backlog=1024)
                 else:
+                    if not self.takeover:
+                        _refuse_if_served(listener)
+                    # SO_REUSEPORT: the next daemon (--takeover) can listen beside this one.
                     server = await loop.create_server(
-                        factory, listener.host, listener.port, reuse_address=True, backlog=1024
+                        factory, listener.host, listener.port, reuse_address=True, reuse_port=True, backlog=1024
                     )
             except OSError as exc:
                 await self.close()
                 raise ConfigError(f"[socketmap] listen: cannot listen on {listener}: {exc.strerror or exc}") from None
             self._servers.append(server)
-            log.info("socketmap listening on %s", listener)
+            log.info("socketmap listening on %s%s", listener, " (socket held by systemd)" if passed else "")
+        for sock in self.extra:
+            self._servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
+            log.warning("socketmap also listening on %s: systemd passed it but [socketmap] listen does not name it;"
+                        " make mtasts.socket and [socketmap] listen agree", describe(sock))
+        self.extra = []
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Stop accepting, answer what was asked, close every connection (see the module)."""
+        for server in self._servers:
+            server.close()  # a socket systemd passed stays open in systemd, queueing for the next daemon
+        connections = list(self.connections)
+        for protocol in connections:
+            protocol.drain()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.connections:
+            log.warning("closing %d socketmap connections with lookups still running after %g s (Postfix retries them)",
+                        len(self.connections), timeout)
+            for protocol in list(self.connections):
+                protocol.abort()
+        log.info("socketmap drained (%d connections closed)", len(connections))
 
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        for protocol in list(self.connections):
+            protocol.abort()
         for server in self._servers:
             await server.wait_closed()
         for owned in self._unix:
@@ -180,3 +254,15 @@ class SocketmapServer:
         self._servers = []
         self._unix = []
 
+
+def _refuse_if_served(listener: Listener) -> None:
+    """Every listener binds with SO_REUSEPORT, so a second mtasts of the same user would
+    share the port silently: refuse unless it was asked to take over."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+    try:
+        with socket.create_connection((host, listener.port), timeout=0.5):
+            pass
+    except OSError:
+        return
+    raise OSError(errno.EADDRINUSE, "another process is listening there (a running mtasts? `mtasts serve --takeover`"
+                  " replaces it without refusing a lookup)")

@@ -7,6 +7,9 @@
   refused); anything else, including a live daemon's socket, is left alone.
 * On close, or after a failed start, only the file this process created (same device and
   inode) is unlinked.
+* A daemon taking over from another (``mtasts serve --takeover``) binds beside the path,
+  listens, and renames its socket over the old one: every connect(2) finds a listener, the
+  old daemon keeps the connections it has, and its close leaves the new file alone.
 """
 
 from __future__ import annotations
@@ -48,17 +51,31 @@ class OwnedUnixSocket:
         self.mode = mode
         self._identity: Optional[Tuple[int, int]] = None
 
-    def bind(self) -> socket.socket:
-        """A listening-ready socket bound at the path with the mode; OSError if it cannot be."""
+    def bind(self, replace: bool = False, backlog: int = 1024) -> socket.socket:
+        """A listening-ready socket bound at the path with the mode; OSError if it cannot be.
+        With *replace*, a live socket at the path is replaced by this one, already listening."""
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, exist_ok=True)
-        remove_stale(self.path)
+        where = self.path
+        if replace:
+            where = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.new")
+            remove_stale(where)
+        else:
+            remove_stale(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o777 & ~self.mode)
         try:
-            sock.bind(self.path)
+            sock.bind(where)
+            if replace:
+                sock.listen(backlog)  # before the rename: no connect(2) may find it deaf
+                os.rename(where, self.path)
         except OSError:
             sock.close()
+            if replace:
+                try:
+                    os.unlink(where)
+                except OSError:
+                    pass
             raise
         finally:
             os.umask(old)
