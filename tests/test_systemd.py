@@ -26,7 +26,7 @@ KNOWN_219 = {
                 "PrivateDevices", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "ReadWriteDirectories",
                 "CapabilityBoundingSet", "RestrictAddressFamilies", "LimitNOFILE", "WatchdogSec"},
     "Socket": {"ListenStream", "Backlog", "NoDelay", "SocketUser", "SocketGroup", "SocketMode", "Service"},
-    "Install": {"WantedBy"},
+    "Install": {"WantedBy", "Also"},
 }
 
 
@@ -38,7 +38,8 @@ def directives(path):
 
 
 def test_units_exist():
-    assert {u.name for u in UNITS} == {"mtasts.service", "mtasts-publish.service", "mtasts-publish.socket"}
+    assert {u.name for u in UNITS} == {"mtasts.service", "mtasts.socket", "mtasts-publish.service",
+                                       "mtasts-publish.socket"}
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
@@ -85,3 +86,18 @@ def test_systemd_analyze_verify(tmp_path):
     bad = tmp_path / "bad.service"
     bad.write_text("[Service]\nExecStart=/bin/true\nBogusKey=1\n")
     assert any("BogusKey" in line for line in analyze(tmp_path, [bad]))  # the check can fail
+
+
+def test_the_resolver_socket_is_where_the_shipped_configs_listen():
+    """The daemon matches systemd's socket by address: mtasts.socket, the embedded default
+    and the RPM's mtasts.toml must name the same place, or restarts are not covered."""
+    from mtasts.config import Config, load_config
+
+    units = {u.name: directives(u) for u in UNITS}
+    held = units["mtasts.socket"]["Socket"]["ListenStream"]
+    rpm_config = load_config(str(pathlib.Path(__file__).resolve().parent.parent / "packaging/rpm/mtasts.toml"))
+    for config in (Config(), rpm_config):
+        assert [str(listener) for listener in config.socketmap.listen] == [f"inet:{held}"]
+    service = units["mtasts.service"]["Unit"]
+    assert "mtasts.socket" in service["Wants"] and "mtasts.socket" in service["After"]
+    assert "Requires" not in service  # a socket that cannot be made must not keep the resolver down

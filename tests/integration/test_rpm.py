@@ -102,7 +102,7 @@ def test_files_owners_and_modes(package, installed):
     assert files["/etc/mtasts/mtasts.toml"] == ["root:mtasts", "-rw-r-----", "cn"]  # %config(noreplace)
     assert files["/var/lib/mtasts"][:2] == ["mtasts:mtasts", "drwxr-x---"]
     assert files["/usr/bin/mtasts"][:2] == ["root:root", "-rwxr-xr-x"]
-    for unit in ("mtasts.service", "mtasts-publish.socket", "mtasts-publish.service"):
+    for unit in ("mtasts.service", "mtasts.socket", "mtasts-publish.socket", "mtasts-publish.service"):
         assert files[f"/usr/lib/systemd/system/{unit}"][:2] == ["root:root", "-rw-r--r--"]
         assert (installed / f"usr/lib/systemd/system/{unit}").read_text() == (ROOT / "systemd" / unit).read_text()
     assert "/opt/mtasts/bin/mtasts" in files
@@ -112,7 +112,8 @@ def test_files_owners_and_modes(package, installed):
     nothing_else = [f for f in files if not f.startswith(("/opt/mtasts", "/usr/share/doc/mtasts", "/usr/share/licenses"))]
     assert sorted(nothing_else) == sorted([
         "/etc/mtasts", "/etc/mtasts/mtasts.toml", "/usr/bin/mtasts", "/var/lib/mtasts",
-        "/usr/lib/systemd/system/mtasts.service", "/usr/lib/systemd/system/mtasts-publish.socket",
+        "/usr/lib/systemd/system/mtasts.service", "/usr/lib/systemd/system/mtasts.socket",
+        "/usr/lib/systemd/system/mtasts-publish.socket",
         "/usr/lib/systemd/system/mtasts-publish.service",
         "/usr/share/mtasts", "/usr/share/mtasts/monitoring", "/usr/share/mtasts/monitoring/mtasts-alerts.yml",
         "/usr/share/mtasts/monitoring/grafana-dashboard.json",
