@@ -92,6 +92,12 @@ probe = "example.org."
         ("[postfix]\nmail_version = \"3.7\"\n", "[postfix] mail_version: unknown key; known keys: postconf,"),
         ("[cache]\nnegative_ttl_min = 100\nnegative_ttl_max = 10\n", "[cache] negative_ttl_min: expected at most"),
         ("not toml = = =\n", "not valid TOML"),
+        ("[cache]\nbackend = \"redis\"\nsentinels = [\"10.0.0.1\"]\n", "[cache] sentinel_master: expected the name"),
+        ("[cache]\nbackend = \"redis\"\nsentinel_master = \"m\"\n", "[cache] sentinels: expected at least one"),
+        ("[cache]\nsentinels = [\"10.0.0.1\"]\nsentinel_master = \"m\"\n",
+         "[cache] sentinels: only used with backend = \"redis\", got backend = 'sqlite'"),
+        ("[cache]\nsentinels = \"10.0.0.1:26379\"\n", "[cache] sentinels: expected a list of 'HOST:PORT'"),
+        ("[cache]\nsentinels = [\"10.0.0.1:0\"]\n", "[cache] sentinels: expected a list of 'HOST:PORT'"),
     ],
 )
 def test_errors_name_file_key_expectation(tmp_path, text, message):
@@ -148,3 +154,11 @@ def test_socketmap_and_publish_listeners_accept_both_forms(tmp_path):
     assert c.publish.listen == (("127.0.0.1", 443), ("::1", 443))
     with pytest.raises(ConfigError, match=r"\[socketmap\] listen: expected a list of 'inet:HOST:PORT' \(or 'HOST:PORT'\)"):
         load_config(write(tmp_path, '[socketmap]\nlisten = ["::1:8461"]\n'))
+
+
+def test_sentinels_take_the_default_port_and_ipv6(tmp_path):
+    path = write(tmp_path, '[cache]\nbackend = "redis"\nsentinel_master = "mymaster"\n'
+                           'sentinels = ["s1.example", "10.0.0.2:26380", "[2001:db8::1]:26381", "[2001:db8::2]"]\n')
+    cache = load_config(path).cache
+    assert cache.sentinels == (("s1.example", 26379), ("10.0.0.2", 26380), ("2001:db8::1", 26381), ("2001:db8::2", 26379))
+    assert cache.sentinel_master == "mymaster"

@@ -143,6 +143,10 @@ class CacheSection:
     backend: str = "sqlite"
     path: str = DEFAULT_CACHE_PATH
     url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel: where the sentinels are and the name of the master they watch; the
+    # url then gives only the database, user and password.
+    sentinels: Tuple[Tuple[str, int], ...] = ()
+    sentinel_master: str = ""
     prefix: str = "mtasts:"
     timeout: float = 0.25
     memory_entries: int = 100000
@@ -276,6 +280,16 @@ def _redis_url(value: Any) -> str:
     return value
 
 
+def _sentinel(value: Any) -> Tuple[str, int]:
+    """One ``[cache] sentinels`` item: "HOST:PORT", "[IPv6]:PORT" or "HOST" (port 26379)."""
+    if not isinstance(value, str) or not value or value.startswith(("inet:", "unix:")):
+        raise ValueError
+    if ":" not in value or (value.startswith("[") and value.endswith("]")):
+        value = f"{value}:26379"
+    listener = Listener.parse(value)
+    return listener.host, listener.port
+
+
 def _metrics_listen(value: Any) -> Optional[Tuple[str, int]]:
     """``[metrics] listen``: "HOST:PORT", or "" for none."""
     if value == "":
@@ -345,6 +359,8 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
     "cache": {
         "backend": (_choice("sqlite", "memory", "redis"), "\"sqlite\", \"memory\" or \"redis\""),
         "url": (_redis_url, "a redis://, rediss:// or unix:// URL"),
+        "sentinels": (_list_of(_sentinel), "a list of 'HOST:PORT' (or 'HOST', port 26379) of Redis Sentinels"),
+        "sentinel_master": (_string, "the name of the master the sentinels watch (their 'sentinel monitor NAME')"),
         "prefix": (_string, "a string that starts every Redis key"),
         "timeout": (_positive, "a positive number of seconds (each Redis call)"),
         "path": (_string, "a path to the SQLite file"),
@@ -444,6 +460,15 @@ def _check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: [cache] path: expected an absolute path, got {cache.path!r}")
     if config.socketmap.listen == ():
         raise ConfigError(f"{source}: [socketmap] listen: expected at least one listener")
+    if cache.sentinels and not cache.sentinel_master:
+        raise ConfigError(f"{source}: [cache] sentinel_master: expected the name the sentinels know the master by"
+                          " (needed with [cache] sentinels)")
+    if cache.sentinel_master and not cache.sentinels:
+        raise ConfigError(f"{source}: [cache] sentinels: expected at least one 'HOST:PORT' (needed with"
+                          " [cache] sentinel_master)")
+    if cache.sentinels and cache.backend != "redis":
+        raise ConfigError(f"{source}: [cache] sentinels: only used with backend = \"redis\", got"
+                          f" backend = {cache.backend!r}")
     if cache.negative_ttl_min > cache.negative_ttl_max:
         raise ConfigError(
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "

@@ -103,7 +103,8 @@ def open_shared(config: Config):
     try:
         from mtasts.store.shared import SharedCache
 
-        return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout)
+        return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout,
+                           config.cache.sentinels, config.cache.sentinel_master)
     except ImportError:
         raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
                           " (pip install 'mtasts[redis]')") from None
@@ -225,7 +226,7 @@ class Daemon:
         if config.metrics.listen is not None:
             await self._start_metrics(*config.metrics.listen)
         where = {"sqlite": config.cache.path, "memory": "memory only",
-                 "redis": f"{config.cache.path} + {config.cache.url}"}[config.cache.backend]
+                 "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}"}[config.cache.backend]
         log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
                  ", ".join(dns_client.nameservers) or "system")
 
@@ -322,7 +323,7 @@ class Daemon:
             return
         fixed = (("socketmap", "listen"), ("socketmap", "socket_mode"), ("resolver", "nameservers"), ("fetch", "ca_file"),
                  ("cache", "backend"), ("cache", "path"), ("cache", "memory_entries"), ("control", "socket"),
-                 ("cache", "url"), ("cache", "prefix"), ("cache", "timeout"), ("metrics", "listen"))
+                 ("cache", "url"), ("cache", "sentinels"), ("cache", "sentinel_master"), ("cache", "prefix"), ("cache", "timeout"), ("metrics", "listen"))
         ignored, kept = [], new
         for section, key in fixed:
             running = getattr(getattr(self.config, section), key)

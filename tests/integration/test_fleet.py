@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import threading
 import time
 
@@ -13,6 +11,7 @@ import pytest
 from tests.integration.conftest import Daemon
 from tests.support.launcher import free_port, wait_for
 from tests.support.policies import policy_text
+from tests.support.redis import RedisServer
 from tests.support.socketmap import netstring, read_netstring
 
 pytestmark = [
@@ -20,34 +19,6 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed (.ci/run installs it)"),
 ]
 pytest.importorskip("redis")
-
-
-class RedisServer:
-    def __init__(self, port: int, directory) -> None:
-        self.port, self.dir, self.proc = port, directory, None
-
-    def start(self) -> "RedisServer":
-        # No persistence: mtasts keeps each host's SQLite store, Redis only shares.
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-    def keys(self):
-        import redis
-
-        return sorted(k.decode() for k in redis.Redis(port=self.port).keys("*"))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import time
-from typing import Awaitable, Callable, List, Optional
+from typing import Awaitable, Callable, List, Optional, Sequence, Tuple
 
 from mtasts.core.entrycodec import decode_entry, encode_entry, lifetime
 from mtasts.core.freshness import CacheEntry
@@ -38,22 +38,34 @@ RETRY_SECONDS = 2.0
 
 
 class SharedCache:
-    def __init__(self, url: str, prefix: str, timeout: float) -> None:
+    def __init__(self, url: str, prefix: str, timeout: float, sentinels: Sequence[Tuple[str, int]] = (),
+                 sentinel_master: str = "") -> None:
         import redis.asyncio  # the optional extra: mtasts[redis]
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.retry import Retry
 
-        self.url = url
         self.prefix = prefix
         self.timeout = timeout
         self.host_id = f"{socket.gethostname()}:{os.getpid()}"
         # One retry on a connection error: after a Redis restart the pooled connections are
         # dead, and the first command on each must not count as an outage.
-        self._client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
-        )
+        options = dict(socket_timeout=timeout, socket_connect_timeout=timeout,
+                       retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
+        if sentinels:
+            from redis.asyncio.connection import parse_url
+            from redis.asyncio.sentinel import Sentinel
+
+            # Each new connection asks a sentinel for the master; a failover is a connection
+            # error (or READONLY from the demoted master) like any outage: the pool is dropped
+            # (_failed) and the next call finds the new master.
+            credentials = {k: v for k, v in parse_url(url).items() if k in ("db", "username", "password")}
+            self.url = f"sentinel {sentinel_master} at " + ", ".join(f"{h}:{p}" for h, p in sentinels)
+            self._client = Sentinel(list(sentinels), socket_timeout=timeout, socket_connect_timeout=timeout).master_for(
+                sentinel_master, **credentials, **options)
+        else:
+            self.url = url
+            self._client = redis.asyncio.Redis.from_url(url, **options)
         self._down_since: Optional[float] = None
         self._retry_at = 0.0
         self.errors = 0
