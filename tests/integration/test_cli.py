@@ -80,6 +80,13 @@ def test_override_add_list_show_remove_through_the_running_daemon(world, daemon)
     assert daemon.cli("override", "remove", d).returncode == 1  # nothing left to remove
 
 
+def test_cache_show_names_the_override_of_a_domain_not_yet_looked_up(world, daemon):
+    d = world.new_domain()
+    assert daemon.cli("override", "add", d, "--until", "2h", "--reason", "ticket 8").returncode == 0
+    shown = daemon.cli("cache", "show", d)
+    assert shown.returncode == 1 and shown.stdout.startswith("not cached\noverride:       " + d)
+
+
 def test_purge_takes_effect_in_running_daemon(world, daemon):
     d = world.new_domain()
     world.publish(d)

@@ -190,6 +190,10 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
         entry = response.get("entry")
         if entry is None:
             print("not cached")
+            if response.get("override"):  # it applies from the first lookup on: say so
+                from mtasts.commands.override import describe
+
+                print(f"{'override:':16}{describe(response['override'])}")
             return
         for key, value in entry.items():
             if key in ("policy", "dane"):
