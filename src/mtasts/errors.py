@@ -76,6 +76,10 @@ class AnswerError(MtastsError):
     """An ``smtp_tls_policy_maps`` answer that Postfix's grammar would not read."""
 
 
+class ReportError(MtastsError):
+    """A TLSRPT report (RFC 8460 §4) that cannot be read: kept as broken, with this reason."""
+
+
 class StoreError(MtastsError):
     """The persistent cache store failed (local fault)."""
 

@@ -61,6 +61,17 @@ def parse_until(text: str, now: float) -> float:
     return when
 
 
+def parse_since(text: str, now: float) -> float:
+    """``7d``, ``24h``, ``2w`` before *now*, or a UTC date (``parse_date``); ValueError otherwise."""
+    text = text.strip()
+    duration = _DURATION.match(text)
+    if duration:
+        return now - int(duration.group(1)) * _UNITS[duration.group(2)]
+    if not _DATE.match(text):
+        raise ValueError(f"expected a duration such as 24h, 7d, 2w or a UTC date such as 2026-11-01, got {text!r}")
+    return parse_date(text)
+
+
 def parse_date(text: str) -> float:
     """A UTC date ``2026-12-24`` or ``2026-12-24T18:00`` as a time; ValueError otherwise."""
     date = _DATE.match(text.strip())
