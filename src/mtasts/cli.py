@@ -94,6 +94,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("domain", help="the exempted domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    reports = sub.add_parser("reports", help="TLSRPT reports received for the published domains (RFC 8460)")
+    reports_sub = reports.add_subparsers(dest="action", metavar="ACTION")
+    reports_sub.required = True
+    reports_sub.add_parser("ingest", parents=[common],
+                           help="store the report in the mail on stdin (a Postfix pipe transport; exit 0 unless a"
+                                " local fault, 75)")
+    for name, text in (("list", "the reports received"), ("summary", "per domain and day: sessions, failures, advice"),
+                       ("digest", "a plain-text summary for a daily mail")):
+        p = reports_sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("--since", default="1d" if name == "digest" else "7d",
+                       help="24h, 7d, 2w or a UTC date (default %(default)s)")
+        p.add_argument("--domain", help="only this policy domain")
+        if name != "digest":
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = reports_sub.add_parser("show", parents=[common], help="one report: failures with advice, and its JSON")
+    p.add_argument("report_id", metavar="REPORT-ID", help="as 'reports list' shows it")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     cache = sub.add_parser("cache", help="inspect and change the policy cache")
     cache_sub = cache.add_subparsers(dest="action", metavar="ACTION")
     cache_sub.required = True
@@ -171,6 +189,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         from mtasts.commands.override import override_command
 
         return override_command(config, args)
+    if args.command == "reports":
+        from mtasts.commands.reports import reports_command
+
+        return reports_command(config, args)
     if args.command == "publish":
         from mtasts.commands.publish import publish_command
 

@@ -208,6 +208,19 @@ class PublishSection:
 
 
 @dataclass(frozen=True)
+class ReportsSection:
+    """TLSRPT reports received for the [publish.domains] (RFC 8460)."""
+
+    path: str = ""  # "": reports.sqlite3 beside the cache
+    https_path: str = "/tlsrpt"  # POST path on the policy host; "" to accept none over HTTPS
+    max_body: int = 1024 * 1024  # bytes of one POST body (gzip); the JSON inside is bounded apart
+    retention_days: int = 180
+    per_client_per_hour: int = 60  # POSTs from one address (an IPv6 /64) per hour
+    listen: Optional[Tuple[str, int]] = None  # the dashboard's "HOST:PORT" (loopback); None: no dashboard
+    given: FrozenSet[str] = field(default=frozenset(), compare=False)
+
+
+@dataclass(frozen=True)
 class Config:
     source: str = "<embedded defaults>"
     socketmap: SocketmapSection = SocketmapSection()
@@ -219,6 +232,7 @@ class Config:
     postfix: PostfixSection = PostfixSection()
     control: ControlSection = ControlSection()
     log: LogSection = LogSection()
+    reports: ReportsSection = ReportsSection()
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
     default_profile: MapProfile = MapProfile()
     publish: PublishSection = PublishSection()
@@ -227,6 +241,12 @@ class Config:
 
     def profile(self, map_name: str) -> Optional[MapProfile]:
         return self.maps.get(map_name)
+
+    @property
+    def reports_path(self) -> str:
+        if self.reports.path:
+            return self.reports.path
+        return os.path.join(os.path.dirname(self.cache.path), "reports.sqlite3")
 
     @property
     def control_path(self) -> str:
@@ -277,6 +297,15 @@ def _mode(value: Any) -> int:
 def _redis_url(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError
+    return value
+
+
+def _https_path(value: Any) -> str:
+    if not isinstance(value, str) or (value and not (value.startswith("/") and value.isascii()
+                                                     and not any(c in value for c in "?# "))):
+        raise ValueError
+    if value.startswith("/.well-known/mta-sts"):
+        raise ValueError  # the policy's own path
     return value
 
 
@@ -395,6 +424,14 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
         "level": (_choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS)),
         "format": (_choice("text", "json"), '"text" (journald-friendly) or "json" (one object per line)'),
     },
+    "reports": {
+        "path": (_string, "a path to the SQLite file of received TLSRPT reports"),
+        "https_path": (_https_path, "a URL path such as \"/tlsrpt\", or \"\" to accept no reports over HTTPS"),
+        "max_body": (_count, "a positive whole number of bytes"),
+        "retention_days": (_count, "a positive whole number of days"),
+        "per_client_per_hour": (_count, "a positive whole number"),
+        "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:8462\" (the dashboard), or \"\" for none"),
+    },
 }
 
 _PROFILE_SCHEMA = {
@@ -409,7 +446,7 @@ _PROFILE_SCHEMA = {
 _SECTIONS = {
     "socketmap": SocketmapSection, "resolver": ResolverSection, "fetch": FetchSection, "cache": CacheSection,
     "metrics": MetricsSection, "dane": DaneSection, "postfix": PostfixSection, "control": ControlSection,
-    "log": LogSection,
+    "log": LogSection, "reports": ReportsSection,
 }
 
 
@@ -456,6 +493,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
 def _check(config: Config, source: str) -> None:
     """The rules between keys, once every key has its value."""
     cache, dane, postfix = config.cache, config.dane, config.postfix
+    if config.reports.path and not os.path.isabs(config.reports.path):
+        raise ConfigError(f"{source}: [reports] path: expected an absolute path, got {config.reports.path!r}")
     if "path" in cache.given and not os.path.isabs(cache.path):
         raise ConfigError(f"{source}: [cache] path: expected an absolute path, got {cache.path!r}")
     if config.socketmap.listen == ():

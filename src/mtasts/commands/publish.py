@@ -72,6 +72,10 @@ def publish_command(config: Config, args: argparse.Namespace) -> int:
             for d in domains:
                 print(f"; {d.domain}: policy {policy_id(policy_text(d))} (mode {d.mode.value})")
                 print("\n".join(zone_lines(d, config.publish.ttl)))
+                https_rua = f"https://{d.policy_host}{config.reports.https_path}"
+                if config.reports.https_path and https_rua not in d.tlsrpt_rua:
+                    # RFC 8460 §3: reports may also be POSTed; this publisher receives them.
+                    print(f"; to receive TLSRPT reports here too (mtasts reports), add \"{https_rua}\" to tlsrpt_rua")
         for problem in check_domain_files(config, time.time()):
             print(f"mtasts: warning: {problem}", file=sys.stderr)
         return EXIT_OK
