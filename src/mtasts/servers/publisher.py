@@ -28,6 +28,7 @@ from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
 from mtasts.servers.activation import PassedSockets, describe
 from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.servers.reportsink import ReportSink
 
 log = logging.getLogger("mtasts.publisher")
 
@@ -194,6 +195,7 @@ class PolicyPublisher:
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
         self._refusals = RateLimitedLog(log)
+        self.reports = ReportSink(config)  # TLSRPT reports POSTed to [reports] https_path
         self._load(config)
 
     # -- policies and certificates -----------------------------------------------------
@@ -230,6 +232,7 @@ class PolicyPublisher:
     def reload(self, config: Config) -> None:
         """Serve *config*'s policies and certificates from now on (SIGHUP)."""
         self._load(config)
+        self.reports.reload(config)
         log.info("publisher reloaded: %s", self.serving())
 
     def _select_certificate(self, sslobj, server_name, _context):
@@ -333,6 +336,9 @@ class PolicyPublisher:
         host = request.host or ""
         host = "" if host.startswith("[") else host.split(":", 1)[0].lower()
         body = self._bodies.get(host)
+        if body is not None and request.path == self.config.reports.https_path and self.config.reports.https_path:
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            return await self.reports.handle(request, client_of(peer))
         if request.path != POLICY_PATH or body is None:
             return web.Response(status=404, text="not found\n")
         if request.method not in ("GET", "HEAD"):
@@ -390,6 +396,7 @@ class PolicyPublisher:
         if getattr(self, "_server", None) is not None:
             await self._server.shutdown(1.0)
         self._listeners = []
+        self.reports.close()
 
 
 def _mtime(path: str) -> float:
