@@ -39,6 +39,10 @@ def exported_names():
         suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_count", "_sum")}.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
         names.update(sample.name for sample in family.samples)
+    # The reports dashboard's /metrics (the publisher's side), from its own text.
+    from mtasts.servers.dashboard import metrics_text
+
+    names.update(re.findall(r"^# TYPE (\S+) ", metrics_text([], {}, {}), re.M))
     return names
 
 

@@ -157,6 +157,7 @@ class Daemon:
         self.socketmap: Optional[SocketmapServer] = None
         self.control: Optional[ControlServer] = None
         self.metrics: Optional[Any] = None
+        self.dashboard: Optional[Any] = None
         self.shared: Optional[Any] = None
         self._reloads: Set["asyncio.Task[None]"] = set()
         self._reload_lock: Optional[asyncio.Lock] = None
@@ -182,6 +183,8 @@ class Daemon:
 
             self.publisher = PolicyPublisher(self.config, self.passed)
             await self.publisher.start()
+            if self.config.reports.listen is not None:
+                await self._start_dashboard(*self.config.reports.listen)
         if self.run_resolver:
             await self._start_resolver(held)
         else:
@@ -229,6 +232,17 @@ class Daemon:
                  "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}"}[config.cache.backend]
         log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
                  ", ".join(dns_client.nameservers) or "system")
+
+    async def _start_dashboard(self, host: str, port: int) -> None:
+        from mtasts.servers.dashboard import ReportsDashboard
+
+        assert self.publisher is not None
+        self.dashboard = ReportsDashboard(self.config, host, port, lambda: dict(self.publisher.reports.counts))
+        try:
+            await self.dashboard.start()
+        except OSError as exc:
+            raise ConfigError(f"{self.config.source}: [reports] listen: cannot listen on {host}:{port}:"
+                              f" {exc.strerror or exc}") from None
 
     async def _start_metrics(self, host: str, port: int) -> None:
         from mtasts.servers.metrics import MetricsServer, ModeCounts
@@ -288,7 +302,7 @@ class Daemon:
         for task in list(self._reloads):
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
-        for part in (self.metrics, self.publisher, self.socketmap, self.control, self.resolver, self.fetcher,
+        for part in (self.metrics, self.dashboard, self.publisher, self.socketmap, self.control, self.resolver, self.fetcher,
                      self.shared):
             if part is not None:
                 await part.close()
@@ -319,6 +333,8 @@ class Daemon:
             return
         if self.publisher is not None:
             self.publisher.reload(new)
+        if self.dashboard is not None:
+            self.dashboard.reload(new)
         if self.resolver is None:
             return
         fixed = (("socketmap", "listen"), ("socketmap", "socket_mode"), ("resolver", "nameservers"), ("fetch", "ca_file"),

@@ -1,15 +1,21 @@
 """JSON views of cache entries and DANE results, as ``cache show``/``cache list``/``query``
-print them, from the daemon (``servers.control``) or from the store with no daemon."""
+print them, from the daemon (``servers.control``) or from the store with no daemon; and of
+received TLSRPT reports, as ``reports summary`` and the dashboard show them."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from mtasts.core.dane import DaneResult, result_to_json
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.history import Change
 from mtasts.core.override import Override, override_to_json
+from mtasts.core.reportadvice import advise
+
+if TYPE_CHECKING:
+    from mtasts.config import Config
+    from mtasts.store.reports import ReportStore
 
 
 def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
@@ -62,3 +68,26 @@ def override_view(override: Override) -> Dict[str, Any]:
 def change_view(change: Change) -> Dict[str, Any]:
     return {"at": iso_time(change.at), "change": change.kind, "old": change.old, "new": change.new,
             "downgrade": change.downgrade}
+
+
+def failure_advice(config: "Config", failure: Dict[str, Any]) -> List[str]:
+    """What a stored failure means for our publication (``core.reportadvice``)."""
+    published = config.publish.domains.get(failure["domain"])
+    return advise(failure["domain"], failure["result_type"], failure["receiving_mx"],
+                  failure["policy_strings"], published)
+
+
+def report_summary(config: "Config", store: "ReportStore", since: float, domain: str) -> Dict[str, Any]:
+    """Per policy domain and day since *since*, and the latest failures with their advice."""
+    from mtasts.store.reports import day_of
+
+    days = store.summary(day_of(since), domain)
+    failures = store.failures(day_of(since), domain, limit=20)
+    for f in failures:
+        f["advice"] = failure_advice(config, f)
+    return {
+        "days": [{"domain": d.domain, "day": d.day, "successful": d.successful, "failed": d.failed,
+                  "success_rate": d.success_rate, "failures": d.failures, "reporters": list(d.reporters),
+                  "mx_hosts": list(d.mx_hosts)} for d in days],
+        "latest_failures": failures,
+    }

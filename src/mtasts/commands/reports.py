@@ -12,15 +12,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL
 from mtasts.config import Config
 from mtasts.core.override import parse_since
-from mtasts.core.reportadvice import advise
 from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, read_received, report_in_mail
 from mtasts.errors import StoreError, UsageError
-from mtasts.store.reports import ReportStore, day_of
+from mtasts.store.reports import ReportStore
+from mtasts.views import failure_advice, report_summary
 
 DAY = 86400.0
 
@@ -47,7 +47,7 @@ def reports_command(config: Config, args: argparse.Namespace) -> int:
             return _list(store, since, domain, args.json)
         if args.action == "summary":
             return _summary(config, store, since, domain, args.json)
-        return _digest(config, store, since, domain)
+        return _digest(config, store, since, domain, args.mail_to)
     finally:
         store.close()
 
@@ -103,12 +103,6 @@ def _list(store: ReportStore, since: float, domain: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def advice_for(config: Config, failure: Dict[str, Any]) -> List[str]:
-    published = config.publish.domains.get(failure["domain"])
-    return advise(failure["domain"], failure["result_type"], failure["receiving_mx"],
-                  failure["policy_strings"], published)
-
-
 def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> int:
     report = store.report(report_id)
     if report is None:
@@ -116,7 +110,7 @@ def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> 
         return EXIT_NO
     failures = [f for f in store.failures("0000-00-00", limit=10000) if f["report_id"] == report_id]
     for f in failures:
-        f["advice"] = advice_for(config, f)
+        f["advice"] = failure_advice(config, f)
     if as_json:
         report = dict(report, received=_time(report["received"]), start=_time(report["start"]),
                       end=_time(report["end"]), failures=failures)
@@ -149,21 +143,8 @@ def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> 
     return EXIT_OK
 
 
-def summary_data(config: Config, store: ReportStore, since: float, domain: str) -> Dict[str, Any]:
-    days = store.summary(day_of(since), domain)
-    failures = store.failures(day_of(since), domain, limit=20)
-    for f in failures:
-        f["advice"] = advice_for(config, f)
-    return {
-        "days": [{"domain": d.domain, "day": d.day, "successful": d.successful, "failed": d.failed,
-                  "success_rate": d.success_rate, "failures": d.failures, "reporters": list(d.reporters),
-                  "mx_hosts": list(d.mx_hosts)} for d in days],
-        "latest_failures": failures,
-    }
-
-
 def _summary(config: Config, store: ReportStore, since: float, domain: str, as_json: bool) -> int:
-    data = summary_data(config, store, since, domain)
+    data = report_summary(config, store, since, domain)
     if as_json:
         print(json.dumps(data, indent=2))
         return EXIT_OK
@@ -194,12 +175,21 @@ def render_summary(data: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _digest(config: Config, store: ReportStore, since: float, domain: str) -> int:
-    data = summary_data(config, store, since, domain)
+def _digest(config: Config, store: ReportStore, since: float, domain: str, mail_to: str = "") -> int:
+    data = report_summary(config, store, since, domain)
     received = store.reports(since, domain)
     broken = [r for r in received if r["status"] == "broken"]
-    print(f"TLSRPT digest since {_time(since)}: {len(received)} report(s) received"
-          + (f", {len(broken)} unreadable" if broken else ""))
+    failed = sum(d["failed"] for d in data["days"])
+    head = (f"TLSRPT digest since {_time(since)}: {len(received)} report(s) received"
+            + (f", {len(broken)} unreadable" if broken else ""))
+    if mail_to:
+        # A whole message for `sendmail -t` (the shipped timer unit pipes it there).
+        import email.utils
+
+        print(f"To: {mail_to}\nSubject: TLSRPT: {failed} failed session(s) reported since {_time(since)}\n"
+              f"Date: {email.utils.formatdate(usegmt=True)}\nMIME-Version: 1.0\n"
+              "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\nAuto-Submitted: auto-generated\n")
+    print(head)
     print()
     print(render_summary(data))
     for r in broken:

@@ -180,6 +180,14 @@ class ReportStore:
                         "successful": ok, "failed": failed})
         return out
 
+    def status_counts(self) -> Dict[Tuple[str, str], int]:
+        """(status, "https" | "mail") -> reports kept."""
+        counts: Dict[Tuple[str, str], int] = {}
+        for status, source, count in self._rows("SELECT status, source, count(*) FROM reports GROUP BY status, source", ()):
+            via = "https" if source.startswith("https") else "mail"
+            counts[(status, via)] = counts.get((status, via), 0) + count
+        return counts
+
     def report(self, report_id: str) -> Optional[Dict[str, Any]]:
         rows = self._rows("SELECT report_id, received, source, organization, contact, start, end, status, reason,"
                           " deviations, raw FROM reports WHERE report_id = ?", (report_id,))
