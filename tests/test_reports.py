@@ -123,6 +123,13 @@ def test_ingest_exits_0_for_everything_but_a_local_fault(config, tmp_path):
     assert sorted(r["status"] for r in listed) == ["broken", "ok"]
     digest = cli(config, "reports", "digest", "--since", "2026-11-01")
     assert b"2 report(s) received, 1 unreadable" in digest.stdout and b"not valid gzip" in digest.stdout
+    mailed = cli(config, "reports", "digest", "--since", "2026-11-01", "--mail-to", "postmaster@example.net")
+    import email
+
+    digest_mail = email.message_from_bytes(mailed.stdout)
+    assert digest_mail["To"] == "postmaster@example.net"
+    assert digest_mail["Subject"].startswith("TLSRPT: 4 failed session(s)")
+    assert "covers one label only" in digest_mail.get_payload()
     assert cli(config, "reports", "show", "nonesuch").returncode == 1
     assert cli(config, "reports", "list", "--since", "soon").returncode == 64
 

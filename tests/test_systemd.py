@@ -24,8 +24,9 @@ KNOWN_219 = {
     "Service": {"Type", "NotifyAccess", "User", "Group", "ExecStart", "ExecReload", "Restart", "RestartSec",
                 "TimeoutStopSec", "RuntimeDirectory", "RuntimeDirectoryMode", "UMask", "PrivateTmp",
                 "PrivateDevices", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "ReadWriteDirectories",
-                "CapabilityBoundingSet", "RestrictAddressFamilies", "LimitNOFILE", "WatchdogSec"},
+                "CapabilityBoundingSet", "RestrictAddressFamilies", "LimitNOFILE", "WatchdogSec", "Environment"},
     "Socket": {"ListenStream", "Backlog", "NoDelay", "SocketUser", "SocketGroup", "SocketMode", "Service"},
+    "Timer": {"OnCalendar", "Persistent", "Unit"},
     "Install": {"WantedBy", "Also"},
 }
 
@@ -39,7 +40,8 @@ def directives(path):
 
 def test_units_exist():
     assert {u.name for u in UNITS} == {"mtasts.service", "mtasts.socket", "mtasts-publish.service",
-                                       "mtasts-publish.socket"}
+                                       "mtasts-publish.socket", "mtasts-reports-digest.service",
+                                       "mtasts-reports-digest.timer"}
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)

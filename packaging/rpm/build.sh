@@ -85,7 +85,8 @@ fi
 mkdir -p "$STAGE/usr/bin"
 sed -e "s|@PYTHON@|$PYTHON|g" -e "s|@LIBRARY_PATH@|$ldpath|" "$HERE/mtasts.sh" > "$STAGE/usr/bin/mtasts"
 chmod 0755 "$STAGE/usr/bin/mtasts"
-for unit in mtasts.service mtasts.socket mtasts-publish.socket mtasts-publish.service; do
+for unit in mtasts.service mtasts.socket mtasts-publish.socket mtasts-publish.service \
+            mtasts-reports-digest.service mtasts-reports-digest.timer; do
     install -D -m 0644 "$ROOT/systemd/$unit" "$STAGE/usr/lib/systemd/system/$unit"
 done
 for file in mtasts-alerts.yml grafana-dashboard.json; do  # Prometheus rules, Grafana dashboard

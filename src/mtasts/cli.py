@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--domain", help="only this policy domain")
         if name != "digest":
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            p.add_argument("--mail-to", default="", metavar="ADDRESS",
+                           help="print a whole message to ADDRESS, for 'sendmail -t' (the timer unit does this)")
     p = reports_sub.add_parser("show", parents=[common], help="one report: failures with advice, and its JSON")
     p.add_argument("report_id", metavar="REPORT-ID", help="as 'reports list' shows it")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -102,7 +102,8 @@ def test_files_owners_and_modes(package, installed):
     assert files["/etc/mtasts/mtasts.toml"] == ["root:mtasts", "-rw-r-----", "cn"]  # %config(noreplace)
     assert files["/var/lib/mtasts"][:2] == ["mtasts:mtasts", "drwxr-x---"]
     assert files["/usr/bin/mtasts"][:2] == ["root:root", "-rwxr-xr-x"]
-    for unit in ("mtasts.service", "mtasts.socket", "mtasts-publish.socket", "mtasts-publish.service"):
+    for unit in ("mtasts.service", "mtasts.socket", "mtasts-publish.socket", "mtasts-publish.service",
+                 "mtasts-reports-digest.service", "mtasts-reports-digest.timer"):
         assert files[f"/usr/lib/systemd/system/{unit}"][:2] == ["root:root", "-rw-r--r--"]
         assert (installed / f"usr/lib/systemd/system/{unit}").read_text() == (ROOT / "systemd" / unit).read_text()
     assert "/opt/mtasts/bin/mtasts" in files
@@ -114,7 +115,8 @@ def test_files_owners_and_modes(package, installed):
         "/etc/mtasts", "/etc/mtasts/mtasts.toml", "/usr/bin/mtasts", "/var/lib/mtasts",
         "/usr/lib/systemd/system/mtasts.service", "/usr/lib/systemd/system/mtasts.socket",
         "/usr/lib/systemd/system/mtasts-publish.socket",
-        "/usr/lib/systemd/system/mtasts-publish.service",
+        "/usr/lib/systemd/system/mtasts-publish.service", "/usr/lib/systemd/system/mtasts-reports-digest.service",
+        "/usr/lib/systemd/system/mtasts-reports-digest.timer",
         "/usr/share/mtasts", "/usr/share/mtasts/monitoring", "/usr/share/mtasts/monitoring/mtasts-alerts.yml",
         "/usr/share/mtasts/monitoring/grafana-dashboard.json",
     ])
