@@ -119,6 +119,7 @@ def test_ingest_exits_0_for_everything_but_a_local_fault(config, tmp_path):
     assert summary.returncode == 0
     assert b"2026-11-29  example.net: 1200 sessions ok, 4 failed (99.67% ok)" in summary.stdout
     assert b"'*.backup.example.net' covers one label only" in summary.stdout
+    assert b"accepted deviations from RFC 8460" not in summary.stdout  # the array sender has none
     listed = json.loads(cli(config, "reports", "list", "--since", "2026-11-01", "--json").stdout)
     assert sorted(r["status"] for r in listed) == ["broken", "ok"]
     digest = cli(config, "reports", "digest", "--since", "2026-11-01")
@@ -151,3 +152,31 @@ def test_publish_records_offers_the_https_rua_until_it_is_listed(tmp_path):
     assert hint not in out and "rua=mailto:tlsrpt@example.net,https://mta-sts.example.net/tlsrpt" in out
     path.write_text(base.format("") + '[reports]\nhttps_path = ""\n')
     assert hint not in cli(path, "publish", "records").stdout.decode()
+
+
+def test_summary_counts_the_deviations_accepted(config):
+    for n in range(3):
+        sparse = shapes.sparse_sender(report_id=f"sparse-{n}", mx_host="mx1.example.net")
+        message = report_mail("application/tlsrpt+json", shapes.as_json(sparse), "r.json")
+        assert cli(config, "reports", "ingest", stdin=message).returncode == 0
+    data = json.loads(cli(config, "reports", "summary", "--since", "2026-11-01", "--json").stdout)
+    assert data["deviations"]["no sending-mta-ip"] == 3
+    assert data["deviations"]["no policy-domain (taken from TLS-Report-Domain)"] == 3
+    text = cli(config, "reports", "summary", "--since", "2026-11-01").stdout.decode()
+    assert "      3  no sending-mta-ip" in text
+
+
+def test_with_a_dkim_verifier_named_only_signed_report_mail_is_kept(config):
+    config.write_text(config.read_text().replace("[reports]\n", '[reports]\ndkim_authserv_id = "mx.example.net"\n'))
+    payload = shapes.as_gzip(shapes.array_sender("example.net", report_id="signed"))
+    unsigned = cli(config, "reports", "ingest", stdin=report_mail("application/tlsrpt+gzip", payload))
+    assert unsigned.returncode == 0 and b"no dkim=pass of that domain" in unsigned.stderr
+    forged = cli(config, "reports", "ingest", stdin=report_mail(
+        "application/tlsrpt+gzip", payload, headers="Authentication-Results: elsewhere; dkim=pass header.d=array.example\r\n"))
+    assert forged.returncode == 0 and b"dropped" in forged.stderr
+    signed = cli(config, "reports", "ingest", stdin=report_mail(
+        "application/tlsrpt+gzip", payload,
+        headers="Authentication-Results: mx.example.net; dkim=pass header.d=array.example\r\n"))
+    assert signed.returncode == 0 and b"report signed stored" in signed.stderr
+    listed = json.loads(cli(config, "reports", "list", "--since", "2026-11-01", "--json").stdout)
+    assert [r["report_id"] for r in listed] == ["signed"]  # the unsigned and forged ones were not kept

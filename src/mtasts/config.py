@@ -217,6 +217,9 @@ class ReportsSection:
     retention_days: int = 180
     per_client_per_hour: int = 60  # POSTs from one address (an IPv6 /64) per hour
     listen: Optional[Tuple[str, int]] = None  # the dashboard's "HOST:PORT" (loopback); None: no dashboard
+    # Mailed reports must be DKIM-signed by the reporter (RFC 8460 §3): the authserv-id of the
+    # Authentication-Results header the local DKIM verifier adds; "": not checked.
+    dkim_authserv_id: str = ""
     given: FrozenSet[str] = field(default=frozenset(), compare=False)
 
 
@@ -431,6 +434,8 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
         "retention_days": (_count, "a positive whole number of days"),
         "per_client_per_hour": (_count, "a positive whole number"),
         "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:8462\" (the dashboard), or \"\" for none"),
+        "dkim_authserv_id": (_string, "the authserv-id of your DKIM verifier's Authentication-Results header,"
+                                      " or \"\" not to check"),
     },
 }
 

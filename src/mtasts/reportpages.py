@@ -108,6 +108,12 @@ def overview_page(data: Dict[str, Any], reports: List[Dict[str, Any]], since: st
                         f"<td class=num>{f['sessions']}</td><td>{_e(f['receiving_mx'] or '-')}</td>"
                         f'<td><a href="report/{_e(_quote(f["report_id"]))}">{_e(f["organization"] or "?")}</a></td></tr>')
         body.append("</table>")
+    if data.get("deviations"):
+        body.append("<h2>Deviations from RFC 8460 accepted</h2><table id=\"deviations\"><tr><th class=num>reports</th>"
+                    "<th>deviation</th></tr>")
+        for deviation, count in sorted(data["deviations"].items(), key=lambda kv: -kv[1]):
+            body.append(f"<tr><td class=num>{count}</td><td>{_e(deviation)}</td></tr>")
+        body.append("</table>")
     body.append("<h2>Reports received</h2>")
     body.append('<table id="reports"><tr><th>received</th><th>reporter</th><th>domains</th><th class=num>ok</th>'
                 "<th class=num>failed</th><th>status</th></tr>")

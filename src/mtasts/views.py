@@ -90,4 +90,5 @@ def report_summary(config: "Config", store: "ReportStore", since: float, domain:
                   "success_rate": d.success_rate, "failures": d.failures, "reporters": list(d.reporters),
                   "mx_hosts": list(d.mx_hosts)} for d in days],
         "latest_failures": failures,
+        "deviations": store.deviation_counts(since),
     }

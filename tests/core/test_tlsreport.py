@@ -174,3 +174,19 @@ def test_mail_without_a_report_part_is_none():
 def test_a_zlib_stream_is_not_gzip():
     with pytest.raises(ReportError):
         parse_report(unpack(zlib.compress(b"{}")))
+
+
+def test_dkim_results_count_only_from_our_verifier():
+    from mtasts.core.tlsreport import dkim_passed, signed_by
+
+    results = [
+        "mx.example.net 1; spf=pass smtp.mailfrom=array.example;"
+        " dkim=pass (2048-bit key; unprotected) header.d=array.example header.s=s1; dkim=fail header.d=x.example",
+        "mx.example.net; dkim=pass header.i=@reports.big.example",
+        "forged.example; dkim=pass header.d=evil.example",  # another id: the sender's own claim
+    ]
+    assert dkim_passed(results, "MX.example.net") == ("array.example", "reports.big.example")
+    assert signed_by("array.example", dkim_passed(results, "mx.example.net"))
+    assert signed_by("tlsrpt.big.example", ["big.example"]) and signed_by("big.example", ["reports.big.example"])
+    assert not signed_by("evil.example", dkim_passed(results, "mx.example.net"))
+    assert not signed_by("", ["array.example"]) and not signed_by("notarray.example", ["array.example"])

@@ -109,12 +109,13 @@ def as_gzip(report: Dict[str, Any]) -> bytes:
     return gzip.compress(as_json(report))
 
 
-def report_mail(content_type: str, payload: bytes, filename: str = "r.json.gz", encoding: str = "base64") -> bytes:
+def report_mail(content_type: str, payload: bytes, filename: str = "r.json.gz", encoding: str = "base64",
+                headers: str = "") -> bytes:
     """A report mail as RFC 8460 §5.3 describes it (multipart/report, the TLS-Report-* headers)."""
     body = base64.encodebytes(payload).decode() if encoding == "base64" else payload.decode()
     return (
         "From: reports@array.example\r\nTo: tlsrpt@example.net\r\nSubject: Report Domain: example.net\r\n"
-        "TLS-Report-Domain: example.net\r\nTLS-Report-Submitter: array.example\r\nMIME-Version: 1.0\r\n"
+        f"{headers}TLS-Report-Domain: example.net\r\nTLS-Report-Submitter: array.example\r\nMIME-Version: 1.0\r\n"
         'Content-Type: multipart/report; report-type="tlsrpt"; boundary="b1"\r\n\r\n'
         "--b1\r\nContent-Type: text/plain\r\n\r\nThis is a TLS report.\r\n"
         f'--b1\r\nContent-Type: {content_type}\r\nContent-Disposition: attachment; filename="{filename}"\r\n'

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL
 from mtasts.config import Config
 from mtasts.core.override import parse_since
-from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, read_received, report_in_mail
+from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
 from mtasts.errors import StoreError, UsageError
 from mtasts.store.reports import ReportStore
 from mtasts.views import failure_advice, report_summary
@@ -62,6 +62,15 @@ def ingest(config: Config, stream) -> int:
         print("mtasts: no TLSRPT report in this message: dropped", file=sys.stderr)
         return EXIT_OK
     reading = read_received(mailed.payload, frozenset(config.publish.domains), mailed.domain_hint)
+    authserv = config.reports.dkim_authserv_id
+    if authserv:
+        reporter = mailed.submitter or (reading.report.contact.rpartition("@")[2] if reading.report else "")
+        signers = dkim_passed(mailed.authentication_results, authserv)
+        if not signed_by(reporter, signers):
+            print(f"mtasts: report mail from {reporter or 'an unnamed reporter'} has no dkim=pass of that domain in"
+                  f" the Authentication-Results of {authserv} (signed by: {', '.join(signers) or 'nobody'}): dropped"
+                  " (RFC 8460 §3)", file=sys.stderr)
+            return EXIT_OK
     if reading.foreign:
         print(f"mtasts: report {reading.report.report_id} is about {', '.join(reading.report.domains) or 'no domain'},"
               " none of [publish.domains]: dropped", file=sys.stderr)
@@ -164,6 +173,11 @@ def render_summary(data: Dict[str, Any]) -> str:
             lines.append(f"    {kind}: {sessions}")
         if d["mx_hosts"]:
             lines.append(f"    MX hosts in failures: {', '.join(d['mx_hosts'])}")
+    if data.get("deviations"):
+        lines.append("")
+        lines.append("accepted deviations from RFC 8460 (reports):")
+        for deviation, count in sorted(data["deviations"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {count:5}  {deviation}")
     if data["latest_failures"]:
         lines.append("")
         lines.append("latest failures:")

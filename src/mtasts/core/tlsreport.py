@@ -23,7 +23,7 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Optional, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 from mtasts.errors import ReportError
 
@@ -309,6 +309,7 @@ class MailedReport:
     payload: bytes  # the part's decoded body: JSON or gzip
     domain_hint: str  # TLS-Report-Domain
     submitter: str  # TLS-Report-Submitter
+    authentication_results: Tuple[str, ...] = ()  # the message's Authentication-Results headers
 
 
 def report_in_mail(message: bytes) -> Optional[MailedReport]:
@@ -333,8 +334,40 @@ def report_in_mail(message: bytes) -> Optional[MailedReport]:
             if not payload:
                 continue
             return MailedReport(payload=payload, domain_hint=_header(parsed, "TLS-Report-Domain"),
-                                submitter=_header(parsed, "TLS-Report-Submitter"))
+                                submitter=_header(parsed, "TLS-Report-Submitter"),
+                                authentication_results=tuple(str(v) for v in
+                                                             parsed.get_all("Authentication-Results") or ()))
     return None
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def dkim_passed(results: Sequence[str], authserv_id: str) -> Tuple[str, ...]:
+    """The signing domains (``header.d``) of ``dkim=pass`` results in the Authentication-Results
+    headers (RFC 8601) that *authserv_id* added; headers of any other id are a sender's word."""
+    domains: List[str] = []
+    for value in results:
+        text = " ".join(_COMMENT.sub(" ", value).split())
+        head, _, rest = text.partition(";")
+        if not head.split() or head.split()[0].lower() != authserv_id.lower():
+            continue
+        for result in rest.split(";"):
+            tokens = dict(t.split("=", 1) for t in result.split() if "=" in t)
+            if tokens.get("dkim", "").lower() != "pass":
+                continue
+            signer = tokens.get("header.d") or tokens.get("header.i", "").rpartition("@")[2]
+            if signer:
+                domains.append(signer.lower().rstrip(".").strip('"'))
+    return tuple(domains)
+
+
+def signed_by(reporter: str, signers: Sequence[str]) -> bool:
+    """RFC 8460 §3: the report is signed by the reporting domain (or a domain it is within,
+    or one within it: an organisation's signing domain)."""
+    reporter = reporter.lower().rstrip(".")
+    return bool(reporter) and any(
+        reporter == d or reporter.endswith("." + d) or d.endswith("." + reporter) for d in signers)
 
 
 def _header(message, name: str) -> str:

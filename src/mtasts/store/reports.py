@@ -180,6 +180,15 @@ class ReportStore:
                         "successful": ok, "failed": failed})
         return out
 
+    def deviation_counts(self, since: float) -> Dict[str, int]:
+        """Each deviation from RFC 8460 accepted in reports received since *since*: in how many."""
+        counts: Dict[str, int] = {}
+        for (deviations,) in self._rows("SELECT deviations FROM reports WHERE received >= ? AND deviations != '[]'",
+                                        (since,)):
+            for deviation in json.loads(deviations):
+                counts[deviation] = counts.get(deviation, 0) + 1
+        return counts
+
     def status_counts(self) -> Dict[Tuple[str, str], int]:
         """(status, "https" | "mail") -> reports kept."""
         counts: Dict[Tuple[str, str], int] = {}
