@@ -180,3 +180,27 @@ def test_with_a_dkim_verifier_named_only_signed_report_mail_is_kept(config):
     assert signed.returncode == 0 and b"report signed stored" in signed.stderr
     listed = json.loads(cli(config, "reports", "list", "--since", "2026-11-01", "--json").stdout)
     assert [r["report_id"] for r in listed] == ["signed"]  # the unsigned and forged ones were not kept
+
+
+def test_a_failed_policy_fetch_names_an_expired_publisher_certificate(tmp_path):
+    import datetime
+    import inspect
+
+    import trustme
+
+    if "not_after" not in inspect.signature(trustme.CA.issue_cert).parameters:
+        pytest.skip("this trustme cannot issue an expired certificate")
+    ca = trustme.CA()
+    issued = ca.issue_cert("mta-sts.example.net", not_after=datetime.datetime.now(datetime.timezone.utc)
+                           - datetime.timedelta(days=1))
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    path = tmp_path / "m.toml"
+    path.write_text(f'[reports]\npath = "{tmp_path}/r.sqlite3"\n[publish.domains."example.net"]\n'
+                    f'mx = ["mx1.example.net"]\ncert = "{cert}"\nkey = "{key}"\n')
+    message = report_mail("application/tlsrpt+json", shapes.as_json(shapes.sparse_sender(mx_host="mx1.example.net")),
+                          "r.json")
+    assert cli(path, "reports", "ingest", stdin=message).returncode == 0
+    out = cli(path, "reports", "summary", "--since", "2026-11-01").stdout.decode()
+    assert "the certificate the publisher serves for mta-sts.example.net has expired: renew it" in out

@@ -71,10 +71,20 @@ def change_view(change: Change) -> Dict[str, Any]:
 
 
 def failure_advice(config: "Config", failure: Dict[str, Any]) -> List[str]:
-    """What a stored failure means for our publication (``core.reportadvice``)."""
+    """What a stored failure means for our publication (``core.reportadvice``); for a failed
+    policy fetch, whether the certificate the publisher serves has expired by now."""
     published = config.publish.domains.get(failure["domain"])
+    expired = False
+    if published is not None and published.cert and failure["result_type"] in ("sts-policy-fetch-error",
+                                                                                "sts-webpki-invalid"):
+        from mtasts.servers.publisher import read_certificate
+
+        try:
+            expired = read_certificate(published.cert).not_after <= time.time()
+        except ValueError:
+            expired = False  # unreadable: the publisher logs that, the advice stays general
     return advise(failure["domain"], failure["result_type"], failure["receiving_mx"],
-                  failure["policy_strings"], published)
+                  failure["policy_strings"], published, expired)
 
 
 def report_summary(config: "Config", store: "ReportStore", since: float, domain: str) -> Dict[str, Any]:
