@@ -68,11 +68,15 @@ def test_the_store_keeps_each_report_once_and_sums_per_domain_and_day(tmp_path):
     assert days["2026-11-29"].failures == {"certificate-expired": 3, "starttls-not-supported": 4}
     assert days["2026-11-29"].mx_hosts == ("mx1.example.net", "mx2.example.net")
     assert days["2026-11-28"].success_rate == 1.0
+    comma = shapes.array_sender("example.net", report_id="r4")
+    comma["organization-name"] = "Mail, Inc."
+    assert store.add(parse_report(shapes.as_json(comma)), shapes.as_json(comma), "test")
+    assert {d.day: d for d in store.summary("2026-11-01")}["2026-11-29"].reporters == ("Array Mail Inc.", "Mail, Inc.")
     assert store.summary("2026-11-29", domain="other.example") == []
     shown = store.report("r2")
     assert json.loads(shown["raw"])["report-id"] == "r2"
     assert {f["result_type"] for f in store.failures("2026-11-01")} == {"certificate-expired", "starttls-not-supported"}
-    assert store.prune(time.time() + 1) == 3 and store.summary("2000-01-01") == [] and store.report("r1") is None
+    assert store.prune(time.time() + 1) == 4 and store.summary("2000-01-01") == [] and store.report("r1") is None
 
 
 def test_receive_keeps_broken_reports_as_such_and_drops_foreign_ones(tmp_path):

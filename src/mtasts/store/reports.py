@@ -209,40 +209,49 @@ class ReportStore:
 
     def summary(self, since_day: str, domain: str = "") -> List[DaySummary]:
         """Per policy domain and day (the day a report's range starts), oldest first."""
-        where, args = "WHERE s.day >= ?", [since_day]
-        if domain:
-            where += " AND s.policy_domain = ?"
-            args.append(domain)
+        where, args = _day_filter("s", since_day, domain)
         totals = self._rows(
-            "SELECT s.policy_domain, s.day, sum(s.successful), sum(s.failed), group_concat(DISTINCT r.organization)"
-            f" FROM results s JOIN reports r ON r.report_id = s.report_id {where}"
-            " GROUP BY s.policy_domain, s.day ORDER BY s.day, s.policy_domain", tuple(args))
-        where_f = where.replace("s.", "f.")
+            f"SELECT s.policy_domain, s.day, sum(s.successful), sum(s.failed) FROM results s {where}"
+            " GROUP BY s.policy_domain, s.day ORDER BY s.day, s.policy_domain", args)
+        reporters: Dict[Tuple[str, str], set] = {}
+        for d, day, org in self._rows(  # one row each: an organisation's name may hold commas
+                "SELECT DISTINCT s.policy_domain, s.day, r.organization FROM results s"
+                f" JOIN reports r ON r.report_id = s.report_id {where}", args):
+            if org:
+                reporters.setdefault((d, day), set()).add(org)
+        where_f, args_f = _day_filter("f", since_day, domain)
         failures: Dict[Tuple[str, str], Dict[str, int]] = {}
         hosts: Dict[Tuple[str, str], set] = {}
-        for d, day, kind, sessions, mx in self._rows(
-                f"SELECT f.policy_domain, f.day, f.result_type, sum(f.sessions), group_concat(DISTINCT f.receiving_mx)"
-                f" FROM failures f {where_f} GROUP BY f.policy_domain, f.day, f.result_type", tuple(args)):
+        for d, day, kind, sessions in self._rows(
+                f"SELECT f.policy_domain, f.day, f.result_type, sum(f.sessions) FROM failures f {where_f}"
+                " GROUP BY f.policy_domain, f.day, f.result_type", args_f):
             failures.setdefault((d, day), {})[kind] = sessions
-            hosts.setdefault((d, day), set()).update(h for h in (mx or "").split(",") if h)
-        return [DaySummary(d, day, ok, failed, failures.get((d, day), {}),
-                           tuple(sorted(o for o in (orgs or "").split(",") if o)), tuple(sorted(hosts.get((d, day), ()))))
-                for d, day, ok, failed, orgs in totals]
+        for d, day, mx in self._rows(f"SELECT DISTINCT f.policy_domain, f.day, f.receiving_mx FROM failures f {where_f}",
+                                     args_f):
+            if mx:
+                hosts.setdefault((d, day), set()).add(mx)
+        return [DaySummary(d, day, ok, failed, failures.get((d, day), {}), tuple(sorted(reporters.get((d, day), ()))),
+                           tuple(sorted(hosts.get((d, day), ()))))
+                for d, day, ok, failed in totals]
 
     def failures(self, since_day: str, domain: str = "", limit: int = 50) -> List[Dict[str, Any]]:
         """The latest failure details with the policy the reporter applied, newest first."""
-        where, args = "WHERE f.day >= ?", [since_day]
-        if domain:
-            where += " AND f.policy_domain = ?"
-            args.append(domain)
+        where, args = _day_filter("f", since_day, domain)
         rows = self._rows(
             "SELECT f.report_id, f.policy_domain, f.day, f.result_type, f.sessions, f.receiving_mx, f.sending_ip,"
             " f.receiving_ip, f.reason_code, r.organization, s.policy_type, s.policy_strings, s.mx_hosts"
             " FROM failures f JOIN reports r ON r.report_id = f.report_id"
             " LEFT JOIN results s ON s.report_id = f.report_id AND s.policy_domain = f.policy_domain"
-            f" {where} ORDER BY f.day DESC, r.received DESC LIMIT ?", tuple(args) + (limit,))
+            f" {where} ORDER BY f.day DESC, r.received DESC LIMIT ?", args + (limit,))
         return [{"report_id": r[0], "domain": r[1], "day": r[2], "result_type": r[3], "sessions": r[4],
                  "receiving_mx": r[5], "sending_ip": r[6], "receiving_ip": r[7], "reason_code": r[8],
                  "organization": r[9], "policy_type": r[10] or "",
                  "policy_strings": json.loads(r[11]) if r[11] else [], "mx_hosts": json.loads(r[12]) if r[12] else []}
                 for r in rows]
+
+
+def _day_filter(table: str, since_day: str, domain: str) -> Tuple[str, tuple]:
+    """The WHERE clause (and its values) for rows of *table* from *since_day* on, of *domain* if given."""
+    if domain:
+        return f"WHERE {table}.day >= ? AND {table}.policy_domain = ?", (since_day, domain)
+    return f"WHERE {table}.day >= ?", (since_day,)
