@@ -208,3 +208,19 @@ def test_a_failed_policy_fetch_names_an_expired_publisher_certificate(tmp_path):
     assert cli(path, "reports", "ingest", stdin=message).returncode == 0
     out = cli(path, "reports", "summary", "--since", "2026-11-01").stdout.decode()
     assert "the certificate the publisher serves for mta-sts.example.net has expired: renew it" in out
+
+
+def test_a_failure_keeps_the_policy_it_was_listed_under(tmp_path):
+    store = ReportStore(str(tmp_path / "r.sqlite3"))
+    document = shapes.rfc_appendix_b(domain="example.net")
+    tlsa = {"policy": {"policy-type": "tlsa", "policy-string": ["3 0 1 1F850A337E6DB9C609C522D136A475638CC43E1ED424F8EEC8513D747D1D085D"],
+                       "policy-domain": "example.net", "mx-host": ["mx1.example.net"]},
+            "summary": {"total-successful-session-count": 1, "total-failure-session-count": 1},
+            "failure-details": [shapes.failure("tlsa-invalid", "mx1.example.net", 1)]}
+    document["policies"].insert(0, tlsa)
+    store.add(parse_report(shapes.as_json(document)), shapes.as_json(document), "test")
+    by_type = {}
+    for f in store.failures("2000-01-01", limit=100):
+        by_type.setdefault(f["result_type"], set()).add(f["policy_type"])
+    assert by_type == {"tlsa-invalid": {"tlsa"}, "certificate-expired": {"sts"}, "starttls-not-supported": {"sts"},
+                       "validation-failure": {"sts"}}

@@ -32,12 +32,12 @@ CREATE TABLE IF NOT EXISTS reports (
     status TEXT NOT NULL, reason TEXT NOT NULL, deviations TEXT NOT NULL, raw BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS reports_received ON reports(received);
 CREATE TABLE IF NOT EXISTS results (
-    report_id TEXT NOT NULL, policy_domain TEXT NOT NULL, policy_type TEXT NOT NULL, day TEXT NOT NULL,
+    report_id TEXT NOT NULL, policy_index INTEGER NOT NULL, policy_domain TEXT NOT NULL, policy_type TEXT NOT NULL, day TEXT NOT NULL,
     successful INTEGER NOT NULL, failed INTEGER NOT NULL, policy_strings TEXT NOT NULL, mx_hosts TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS results_domain_day ON results(policy_domain, day);
 CREATE INDEX IF NOT EXISTS results_report ON results(report_id);
 CREATE TABLE IF NOT EXISTS failures (
-    report_id TEXT NOT NULL, policy_domain TEXT NOT NULL, day TEXT NOT NULL, result_type TEXT NOT NULL,
+    report_id TEXT NOT NULL, policy_index INTEGER NOT NULL, policy_domain TEXT NOT NULL, day TEXT NOT NULL, result_type TEXT NOT NULL,
     sessions INTEGER NOT NULL, receiving_mx TEXT NOT NULL, sending_ip TEXT NOT NULL, receiving_ip TEXT NOT NULL,
     reason_code TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS failures_domain_day ON failures(policy_domain, day);
@@ -108,13 +108,15 @@ class ReportStore:
             "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', '', ?, ?)",
             (report.report_id, received, source, report.organization, report.contact, report.start, report.end,
              json.dumps(list(report.deviations)), zlib.compress(raw)))]
-        for policy in report.policies:
-            statements.append(("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (
-                report.report_id, policy.policy_domain, policy.policy_type, day, policy.successful, policy.failed,
+        # policy_index: a report may hold an sts and a tlsa policy for one domain; a failure
+        # belongs to the policy it was listed under.
+        for index, policy in enumerate(report.policies):
+            statements.append(("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                report.report_id, index, policy.policy_domain, policy.policy_type, day, policy.successful, policy.failed,
                 json.dumps(list(policy.policy_strings)), json.dumps(list(policy.mx_hosts)))))
             for f in policy.failures:
-                statements.append(("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-                    report.report_id, policy.policy_domain, day, f.result_type, f.failed_sessions,
+                statements.append(("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                    report.report_id, index, policy.policy_domain, day, f.result_type, f.failed_sessions,
                     f.receiving_mx_hostname, f.sending_mta_ip, f.receiving_ip, f.failure_reason_code)))
         self._write(statements)
         return True
@@ -241,7 +243,7 @@ class ReportStore:
             "SELECT f.report_id, f.policy_domain, f.day, f.result_type, f.sessions, f.receiving_mx, f.sending_ip,"
             " f.receiving_ip, f.reason_code, r.organization, s.policy_type, s.policy_strings, s.mx_hosts"
             " FROM failures f JOIN reports r ON r.report_id = f.report_id"
-            " LEFT JOIN results s ON s.report_id = f.report_id AND s.policy_domain = f.policy_domain"
+            " LEFT JOIN results s ON s.report_id = f.report_id AND s.policy_index = f.policy_index"
             f" {where} ORDER BY f.day DESC, r.received DESC LIMIT ?", args + (limit,))
         return [{"report_id": r[0], "domain": r[1], "day": r[2], "result_type": r[3], "sessions": r[4],
                  "receiving_mx": r[5], "sending_ip": r[6], "receiving_ip": r[7], "reason_code": r[8],
