@@ -48,6 +48,13 @@ def test_advice_without_our_publication_says_what_the_type_means():
     assert "not one RFC 8460 defines" in advise("x.example", "made-up", "mx", [], None)[0]
 
 
+@pytest.fixture
+def store(tmp_path):
+    opened = ReportStore(str(tmp_path / "r.sqlite3"))
+    yield opened
+    opened.close()
+
+
 def report(domain="example.net", report_id="r1", ok=10, failures=(), start="2026-11-29T00:00:00Z"):
     document = shapes.array_sender(domain, report_id=report_id, ok=ok, failures=list(failures))
     document["date-range"]["start-datetime"] = start
@@ -55,8 +62,7 @@ def report(domain="example.net", report_id="r1", ok=10, failures=(), start="2026
     return parse_report(data), data
 
 
-def test_the_store_keeps_each_report_once_and_sums_per_domain_and_day(tmp_path):
-    store = ReportStore(str(tmp_path / "r.sqlite3"))
+def test_the_store_keeps_each_report_once_and_sums_per_domain_and_day(store):
     r1, raw1 = report(report_id="r1", ok=10, failures=[shapes.failure("certificate-expired", "mx1.example.net", 2)])
     r2, raw2 = report(report_id="r2", ok=5, failures=[shapes.failure("certificate-expired", "mx1.example.net", 1),
                                                       shapes.failure("starttls-not-supported", "mx2.example.net", 4)])
@@ -79,8 +85,7 @@ def test_the_store_keeps_each_report_once_and_sums_per_domain_and_day(tmp_path):
     assert store.prune(time.time() + 1) == 4 and store.summary("2000-01-01") == [] and store.report("r1") is None
 
 
-def test_receive_keeps_broken_reports_as_such_and_drops_foreign_ones(tmp_path):
-    store = ReportStore(str(tmp_path / "r.sqlite3"))
+def test_receive_keeps_broken_reports_as_such_and_drops_foreign_ones(store):
     ours = frozenset({"example.net"})
     broken = read_received(b"{not json", ours)
     outcome, broken_id = store.receive(broken, "mail")
@@ -210,8 +215,7 @@ def test_a_failed_policy_fetch_names_an_expired_publisher_certificate(tmp_path):
     assert "the certificate the publisher serves for mta-sts.example.net has expired: renew it" in out
 
 
-def test_a_failure_keeps_the_policy_it_was_listed_under(tmp_path):
-    store = ReportStore(str(tmp_path / "r.sqlite3"))
+def test_a_failure_keeps_the_policy_it_was_listed_under(store):
     document = shapes.rfc_appendix_b(domain="example.net")
     tlsa = {"policy": {"policy-type": "tlsa", "policy-string": ["3 0 1 1F850A337E6DB9C609C522D136A475638CC43E1ED424F8EEC8513D747D1D085D"],
                        "policy-domain": "example.net", "mx-host": ["mx1.example.net"]},
