@@ -287,8 +287,9 @@ class Daemon:
     async def hand_over(self) -> None:
         """--takeover, once this daemon listens: the one it replaces drains and stops."""
         if self._predecessor is not None:
-            pid = await self._predecessor.retire()
-            log.info("took over from mtasts pid %s: it answers what it was asked and stops", pid)
+            pid = await self._predecessor.retire()  # None: refused or no reply, logged as an ERROR
+            if pid is not None:
+                log.info("took over from mtasts pid %s: it answers what it was asked and stops", pid)
             self._predecessor = None
 
     async def drain(self) -> None:
