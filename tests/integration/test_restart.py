@@ -8,6 +8,7 @@ plain restart, for comparison, does.
 
 from __future__ import annotations
 
+import pathlib
 import shutil
 import signal
 import socket
@@ -224,3 +225,28 @@ def _unix(path: str) -> socket.socket:
     s.connect(path)
     return s
 
+
+
+def test_takeover_of_a_daemon_that_cannot_hand_over_says_so_and_serves(make_daemon, tmp_path):
+    """An older mtasts knows no "handover": the new one serves anyway and says to stop the old one."""
+    import json
+    import threading
+
+    d = make_daemon(start=False)
+    control = str(pathlib.Path(d.cache).parent / "control.sock")
+    old = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old.bind(control)
+    old.listen(4)
+
+    def answer_like_an_old_daemon():
+        conn, _ = old.accept()
+        with conn:
+            request = json.loads(conn.makefile().readline())
+            conn.sendall(json.dumps({"ok": False, "error": f"unknown command {request['command']!r}"}).encode() + b"\n")
+
+    threading.Thread(target=answer_like_an_old_daemon, daemon=True).start()
+    d.proc, d._log = launch(mtasts_command("serve", "--takeover", "--config", str(d.config)), d.logfile)
+    assert wait_for(lambda: "refused the handover: unknown command 'handover'; stop it yourself" in d.log()), d.log()
+    assert "took over from" not in d.log()
+    assert d.query("example.invalid") == "NOTFOUND "
+    old.close()
