@@ -218,7 +218,7 @@ class Daemon:
         self.control = ControlServer(
             self.resolver,
             config.control_path,
-            stats_extra=lambda: {"connections": len(self.socketmap.connections) if self.socketmap else 0},
+            stats_extra=self._stats_extra,
             on_handover=self.stop.set if self.stop is not None else None,
             takeover=self.takeover,
         )
@@ -232,6 +232,13 @@ class Daemon:
                  "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}"}[config.cache.backend]
         log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
                  ", ".join(dns_client.nameservers) or "system")
+
+    def _stats_extra(self) -> Dict[str, Any]:
+        socketmap = self.socketmap
+        return {"connections": len(socketmap.connections) if socketmap else 0,
+                # For `mtasts doctor`: do restarts refuse lookups (README "Restarts")?
+                "held_by_systemd": socketmap.held if socketmap else [],
+                "under_systemd": bool(os.environ.get("NOTIFY_SOCKET"))}
 
     async def _start_dashboard(self, host: str, port: int) -> None:
         from mtasts.servers.dashboard import ReportsDashboard

@@ -4,6 +4,7 @@ Postfix configuration directory of the test's own (``[postfix] config_directory`
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -62,6 +63,7 @@ def test_a_wired_postfix_is_healthy(make_daemon, postfix_etc, tmp_path):
     assert "the daemon answers Postfix's own client (postmap -q)" in checks[("policy_maps", "ok")]
     assert ("map postfix: secure match=... servername=hostname, no DANE answers, no TLSRPT attributes"
             in checks[("answers", "ok")])
+    assert "serve --takeover" in checks[("restarts", "ok")]  # not under systemd, no socket held
     text = d.cli("doctor")
     assert text.returncode == 0 and text.stdout.splitlines()[-1] == "OK: exit 0"
 
@@ -111,3 +113,24 @@ def test_doctor_without_postfix_says_unknown(make_daemon, tmp_path):
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"cannot ask Postfix: cannot run {tmp_path}/no-such-postconf" in done.stdout
     assert done.stdout.splitlines()[-1] == "UNKNOWN: exit 3"
+
+
+@needs_postfix
+def test_doctor_warns_when_systemd_runs_the_daemon_without_its_socket(make_daemon, postfix_etc, tmp_path):
+    import socket
+
+    from tests.support.launcher import launch, mtasts_command
+
+    d = make_daemon(start=False)
+    d.config.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:{d.port}"]\n[cache]\npath = "{d.cache}"\n'
+                        f'[postfix]\nconfig_directory = "{postfix_etc}"\n[dane]\nmode = "off"\n')
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's end of sd_notify
+    notify.bind(str(tmp_path / "notify.sock"))
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    d.proc, d._log = launch(mtasts_command("serve", "--config", str(d.config)), d.logfile, env=env)
+    assert notify.recv(100) == b"READY=1"
+    code, checks, report = doctor(d, postfix_etc, f"smtp_tls_policy_maps = socketmap:inet:127.0.0.1:{d.port}:postfix\n"
+                                                  f"smtp_tls_CAfile = {tmp_path}/ca.pem\n")
+    assert code == 1, report  # the only finding: this warning
+    assert "without mtasts.socket: a restart or an upgrade refuses" in checks[("restarts", "warn")]
+    notify.close()

@@ -8,6 +8,7 @@ plain restart, for comparison, does.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import shutil
 import signal
@@ -101,6 +102,8 @@ def test_restarts_through_a_socket_systemd_holds_lose_no_lookup(make_daemon, wor
     command = mtasts_command("serve", "--config", str(d.config))
     d.proc, d._log = launch_with_sockets(command, [held], d.logfile)
     _cache_answers(d, expected)
+    stats = json.loads(d.cli("cache", "stats", "--json").stdout)["stats"]  # what `mtasts doctor` reads
+    assert stats["held_by_systemd"] == [f"inet:127.0.0.1:{d.port}"]
     with Load(lambda: socket.create_connection(("127.0.0.1", d.port)), expected) as load:
         for _ in range(3):
             assert load.answered_more_than(load.answers + 50)
@@ -229,7 +232,6 @@ def _unix(path: str) -> socket.socket:
 
 def test_takeover_of_a_daemon_that_cannot_hand_over_says_so_and_serves(make_daemon, tmp_path):
     """An older mtasts knows no "handover": the new one serves anyway and says to stop the old one."""
-    import json
     import threading
 
     d = make_daemon(start=False)

@@ -101,7 +101,28 @@ class Doctor:
         self._policy_maps(postconf_path, values)
         self._trust_anchors(values)
         self._dnssec(info)
+        self._restarts()
         return EXIT_CODES[overall(self.findings)]
+
+    def _restarts(self) -> None:
+        """Will a restart of the running daemon refuse Postfix's lookups (README "Restarts")?"""
+        from mtasts.commands.cache import control_request
+        from mtasts.errors import MtastsError
+
+        try:
+            stats = control_request(self.config.control_path, {"command": "stats"}, timeout=10).get("stats", {})
+        except (MtastsError, OSError):
+            return  # no daemon: policy_maps says so already
+        held = stats.get("held_by_systemd", [])
+        if held:
+            self.add("restarts", OK, f"systemd holds {', '.join(held)} (mtasts.socket): restarts refuse no lookup")
+        elif stats.get("under_systemd"):
+            self.add("restarts", WARN, "the daemon runs under systemd without mtasts.socket: a restart or an upgrade"
+                                       " refuses Postfix's lookups meanwhile (deferred mail); systemctl enable --now"
+                                       " mtasts.socket && systemctl restart mtasts")
+        else:
+            self.add("restarts", OK, "the daemon binds its own sockets: replace it with `mtasts serve --takeover`"
+                                     " so that no lookup is refused")
 
     def _answers(self, info: PostfixInfo) -> None:
         maps, default, warnings = fit_profiles(self.config.maps, self.config.default_profile, info)

@@ -189,6 +189,7 @@ class SocketmapServer:
         self.extra = list(extra)
         self.takeover = takeover
         self.connections: set = set()
+        self.held: List[str] = []  # the listeners whose socket systemd holds
         self.protocol_errors = 0
         self.error_log = RateLimitedLog(log)
         self._servers: List[asyncio.AbstractServer] = []
@@ -202,6 +203,7 @@ class SocketmapServer:
             try:
                 if passed is not None:
                     server = await loop.create_server(factory, sock=passed, backlog=1024)
+                    self.held.append(str(listener))
                 elif listener.kind == "unix":
                     owned = OwnedUnixSocket(listener.path, self.socket_mode)
                     sock = owned.bind(replace=self.takeover)
