@@ -10,8 +10,9 @@ from __future__ import annotations
 import html
 import json
 import math
-import time
 from typing import Any, Dict, List, Sequence
+
+from mtasts.views import iso_time
 
 CHART_WIDTH = 640
 CHART_HEIGHT = 180
@@ -152,7 +153,7 @@ def report_page(report: Dict[str, Any], failures: List[Dict[str, Any]]) -> str:
 
 
 def _utc(moment: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(moment)) if moment is not None else "-"
+    return iso_time(moment) if moment is not None else "-"  # a broken report has no range
 
 
 def _quote(report_id: str) -> str:

@@ -25,3 +25,10 @@ EXIT_RUNTIME = 70  # EX_SOFTWARE
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: reports ingest, a local fault (Postfix retries the delivery)
 EXIT_NOPERM = 77  # EX_NOPERM
 EXIT_CONFIG = 78  # EX_CONFIG
+
+
+def print_table(rows) -> None:
+    """Rows of strings as aligned columns (the first row the header); the last column unpadded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])

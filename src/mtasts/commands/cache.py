@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
-from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME
+from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME, print_table
 from mtasts.commands.query import print_dane
 from mtasts.config import Config
 from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError
@@ -181,9 +181,7 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
         for e in response["entries"]:
             rows.append([e["domain"], e["state"], e["mode"] or "-", e["policy_id"] or "-",
                          e["expires_at"] or (e["hold_until"] or "-"), ",".join(e["mx"]) or "-"])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        print_table(rows)
         count = len(rows) - 1
         print(f"({count} {'entry' if count == 1 else 'entries'}, from the {response['via']})")
     elif action in ("show", "refresh"):

@@ -14,13 +14,13 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL
+from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL, print_table
 from mtasts.config import Config
 from mtasts.core.override import parse_since
 from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
 from mtasts.errors import StoreError, UsageError
 from mtasts.store.reports import ReportStore
-from mtasts.views import failure_advice, report_summary
+from mtasts.views import failure_advice, iso_time, report_summary
 
 DAY = 86400.0
 
@@ -92,7 +92,7 @@ def ingest(config: Config, stream) -> int:
 
 
 def _time(moment: Optional[float]) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment is not None else "-"
+    return iso_time(moment) if moment is not None else "-"  # a broken report has no range
 
 
 def _list(store: ReportStore, since: float, domain: str, as_json: bool) -> int:
@@ -105,9 +105,7 @@ def _list(store: ReportStore, since: float, domain: str, as_json: bool) -> int:
     for r in rows:
         table.append([_time(r["received"]), r["organization"] or "-", ",".join(r["domains"]) or "-",
                       str(r["successful"]), str(r["failed"]), r["status"], r["report_id"]])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    print_table(table)
     print(f"({len(rows)} report{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
 
