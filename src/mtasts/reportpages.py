@@ -152,6 +152,11 @@ def report_page(report: Dict[str, Any], failures: List[Dict[str, Any]]) -> str:
     return _page(f"mtasts: report {report['report_id']}", "".join(body))
 
 
+def message_page(text: str) -> str:
+    """A page saying one thing (an error), escaped like everything else."""
+    return _page("mtasts: TLSRPT reports", f'<p><a href="/">all reports</a></p><p>{_e(text)}</p>')
+
+
 def _utc(moment: Any) -> str:
     return iso_time(moment) if moment is not None else "-"  # a broken report has no range
 

@@ -5,7 +5,7 @@ received TLSRPT reports, as ``reports summary`` and the dashboard show them."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from mtasts.core.dane import DaneResult, result_to_json
 from mtasts.core.freshness import CacheEntry
@@ -70,21 +70,34 @@ def change_view(change: Change) -> Dict[str, Any]:
             "downgrade": change.downgrade}
 
 
-def failure_advice(config: "Config", failure: Dict[str, Any]) -> List[str]:
+def failure_advice(config: "Config", failure: Dict[str, Any],
+                   expired: Optional[Dict[str, bool]] = None) -> List[str]:
     """What a stored failure means for our publication (``core.reportadvice``); for a failed
-    policy fetch, whether the certificate the publisher serves has expired by now."""
+    policy fetch, whether the certificate the publisher serves has expired by now (*expired*:
+    what callers advising many failures already read, by certificate file)."""
     published = config.publish.domains.get(failure["domain"])
-    expired = False
+    cert_expired = False
     if published is not None and published.cert and failure["result_type"] in ("sts-policy-fetch-error",
                                                                                 "sts-webpki-invalid"):
-        from mtasts.servers.publisher import read_certificate
+        known = expired if expired is not None else {}
+        if published.cert not in known:
+            from mtasts.servers.publisher import read_certificate
 
-        try:
-            expired = read_certificate(published.cert).not_after <= time.time()
-        except ValueError:
-            expired = False  # unreadable: the publisher logs that, the advice stays general
+            try:
+                known[published.cert] = read_certificate(published.cert).not_after <= time.time()
+            except ValueError:
+                known[published.cert] = False  # unreadable: the publisher logs that, the advice stays general
+        cert_expired = known[published.cert]
     return advise(failure["domain"], failure["result_type"], failure["receiving_mx"],
-                  failure["policy_strings"], published, expired)
+                  failure["policy_strings"], published, cert_expired)
+
+
+def advised(config: "Config", failures: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """*failures* with their advice added (each certificate file read once)."""
+    expired: Dict[str, bool] = {}
+    for f in failures:
+        f["advice"] = failure_advice(config, f, expired)
+    return failures
 
 
 def report_summary(config: "Config", store: "ReportStore", since: float, domain: str) -> Dict[str, Any]:
@@ -92,9 +105,7 @@ def report_summary(config: "Config", store: "ReportStore", since: float, domain:
     from mtasts.store.reports import day_of
 
     days = store.summary(day_of(since), domain)
-    failures = store.failures(day_of(since), domain, limit=20)
-    for f in failures:
-        f["advice"] = failure_advice(config, f)
+    failures = advised(config, store.failures(day_of(since), domain, limit=20))
     return {
         "days": [{"domain": d.domain, "day": d.day, "successful": d.successful, "failed": d.failed,
                   "success_rate": d.success_rate, "failures": d.failures, "reporters": list(d.reporters),

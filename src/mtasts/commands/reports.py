@@ -20,7 +20,7 @@ from mtasts.core.override import parse_since
 from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
 from mtasts.errors import StoreError, UsageError
 from mtasts.store.reports import ReportStore
-from mtasts.views import failure_advice, iso_time, report_summary
+from mtasts.views import advised, iso_time, report_summary
 
 DAY = 86400.0
 
@@ -115,9 +115,7 @@ def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> 
     if report is None:
         print(f"mtasts: no report {report_id!r} (see 'mtasts reports list')", file=sys.stderr)
         return EXIT_NO
-    failures = [f for f in store.failures("0000-00-00", limit=10000) if f["report_id"] == report_id]
-    for f in failures:
-        f["advice"] = failure_advice(config, f)
+    failures = advised(config, store.report_failures(report_id))
     if as_json:
         report = dict(report, received=_time(report["received"]), start=_time(report["start"]),
                       end=_time(report["end"]), failures=failures)

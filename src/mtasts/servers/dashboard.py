@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mtasts.config import Config
 from mtasts.core.override import parse_since
-from mtasts.reportpages import overview_page, report_page
+from mtasts.reportpages import message_page, overview_page, report_page
 
 log = logging.getLogger("mtasts.dashboard")
 
@@ -88,7 +88,7 @@ class ReportsDashboard:
         try:
             since = parse_since(since_text, time.time())
         except ValueError as exc:
-            return self._page(f"<p>since: {_escape(str(exc))}</p>", status=400)
+            return self._page(message_page(f"since: {exc}"), status=400)
         domain = request.query.get("domain", "").lower().rstrip(".")
 
         def gather(store) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
@@ -98,21 +98,18 @@ class ReportsDashboard:
         return self._page(overview_page(data, reports, since_text))
 
     async def _report(self, request):
-        from mtasts.views import failure_advice
+        from mtasts.views import advised
 
         report_id = request.match_info["report_id"]
 
         def gather(store) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
             report = store.report(report_id)
-            failures = [f for f in store.failures("0000-00-00", limit=10000) if f["report_id"] == report_id]
-            return report, failures
+            return report, store.report_failures(report_id)
 
         report, failures = await self._read(gather)
         if report is None:
-            return self._page(f"<p>no report {_escape(report_id)}</p>", status=404)
-        for f in failures:
-            f["advice"] = failure_advice(self.config, f)
-        return self._page(report_page(report, failures))
+            return self._page(message_page(f"no report {report_id}"), status=404)
+        return self._page(report_page(report, advised(self.config, failures)))
 
     async def _metrics(self, _request):
         from aiohttp import web
@@ -124,12 +121,6 @@ class ReportsDashboard:
         text = metrics_text(days, statuses, self._https_counts())
         return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text, quote=True)
 
 
 def _label(value: str) -> str:

@@ -239,6 +239,13 @@ class ReportStore:
     def failures(self, since_day: str, domain: str = "", limit: int = 50) -> List[Dict[str, Any]]:
         """The latest failure details with the policy the reporter applied, newest first."""
         where, args = _day_filter("f", since_day, domain)
+        return self._failures(where, args, limit)
+
+    def report_failures(self, report_id: str) -> List[Dict[str, Any]]:
+        """Every failure detail of one report (index failures_report), as ``failures`` gives them."""
+        return self._failures("WHERE f.report_id = ?", (report_id,), -1)
+
+    def _failures(self, where: str, args: tuple, limit: int) -> List[Dict[str, Any]]:
         rows = self._rows(
             "SELECT f.report_id, f.policy_domain, f.day, f.result_type, f.sessions, f.receiving_mx, f.sending_ip,"
             " f.receiving_ip, f.reason_code, r.organization, s.policy_type, s.policy_strings, s.mx_hosts"
