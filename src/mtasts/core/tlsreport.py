@@ -141,16 +141,20 @@ def parse_report(data: bytes, domain_hint: str = "") -> Report:
     )
 
 
+# Every byte but the four brackets, for bytes.translate: the depth scan then walks only those.
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def _check_depth(data: bytes) -> None:
     """Refuse nesting deeper than MAX_DEPTH before json.loads recurses into it (brackets
     inside strings counted too: a real report's strings hold none that deep)."""
     depth = 0
-    for byte in data:
+    for byte in data.translate(None, _NOT_BRACKETS):
         if byte in (0x5B, 0x7B):  # [ {
             depth += 1
             if depth > MAX_DEPTH:
                 raise ReportError(f"JSON nested deeper than {MAX_DEPTH} levels")
-        elif byte in (0x5D, 0x7D):
+        else:
             depth -= 1
 
 

@@ -3,10 +3,11 @@
 The policy host is public, so everything is bounded before it costs anything: the body
 (``[reports] max_body``, refused from Content-Length before it is read), the JSON inside a
 gzip (``core.tlsreport.unpack``), the time to send it, and the POSTs per client per hour.
+Unpacking, parsing and store writes run on one worker thread, never on the event loop.
 Answers: 201 stored, 200 a report already stored (senders retry), 400 unreadable (with the
 reason, not stored: anyone can POST), 403 a report about none of the published domains,
 413/415/429 for size, type and rate, 503 when the local store fails (the sender retries,
-§5.5). Store writes run in a thread: SQLite may wait for a lock held by ``reports ingest``.
+§5.5). (SQLite may also wait there for a lock held by ``reports ingest``.)
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ class ReportSink:
         if body is None:
             self._count("refused")
             return web.Response(status=413, text=f"a report body is at most {limit} bytes here\n")
-        reading = read_received(body, frozenset(self.config.publish.domains), limit=MAX_REPORT_BYTES)
+        # Unpacking and parsing (up to 4 MiB of JSON) on the worker thread: not on the loop
+        # that serves the policies.
+        loop = asyncio.get_running_loop()
+        reading = await loop.run_in_executor(self._writer, read_received, body,
+                                             frozenset(self.config.publish.domains), "", MAX_REPORT_BYTES)
         if reading.report is None:
             self._count("unreadable")
             self._log.warning("TLSRPT report from %s refused: %s", client, reading.error)
@@ -96,7 +101,7 @@ class ReportSink:
             return web.Response(status=403, text=f"no domain of this report ({', '.join(reading.report.domains)})"
                                                  " is published here\n")
         try:
-            outcome, report_id = await asyncio.get_running_loop().run_in_executor(
+            outcome, report_id = await loop.run_in_executor(
                 self._writer, self._store_reading, reading, f"https from {client}")
         except StoreError as exc:
             self._count("store_error")
