@@ -4,7 +4,8 @@
     ├── ConfigError            local configuration is wrong (file, key, expectation)
     ├── ProtocolError          a peer broke a wire protocol
     │   ├── NetstringError     malformed netstring: close that connection
-    │   └── RequestError       well-formed netstring, unusable socketmap request
+    │   ├── RequestError       well-formed netstring, unusable socketmap request
+    │   └── DnsWireError       a DNS message that cannot be read (or a name that cannot be sent)
     ├── RecordError            the _mta-sts TXT answer yields no usable record (remote)
     ├── PolicyError            the policy body is invalid (remote)
     ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
@@ -39,6 +40,10 @@ class NetstringError(ProtocolError):
 
 class RequestError(ProtocolError):
     """A netstring that is not a ``NAME SP KEY`` socketmap request."""
+
+
+class DnsWireError(ProtocolError):
+    """A DNS response that breaks RFC 1035's format, or a name no query can carry."""
 
 
 class RecordError(MtastsError):

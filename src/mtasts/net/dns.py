@@ -1,29 +1,34 @@
-"""DNS through dnspython's async resolver: TXT discovery and host addresses.
+"""DNS for discovery, the policy host's addresses and DANE: a stub resolver's exchange.
 
 One ``DnsClient`` serves discovery and the HTTPS connector (``DnsConnectorResolver``),
-so one DNS configuration governs everything. dnspython keeps no cache here: the
-policy cache decides what to remember.
+so one DNS configuration governs everything. The queries a lookup sends (TXT, A/AAAA,
+the DNSSEC-flagged MX/A/AAAA/TLSA of DANE) go out through ``_ask``: messages built and read
+by ``core/dnswire``, one fresh UDP socket per query, TCP after a truncated answer.
+dnspython reads the system's resolv.conf, makes the rdata objects DANE reads, and answers
+``mtasts check``'s queries of any type. Nothing is cached here: the policy cache decides
+what to remember.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import secrets
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Protocol, Sequence, Tuple
 
 import dns.asyncresolver
 import dns.exception
-import dns.flags
-import dns.message
 import dns.nameserver
-import dns.rdatatype
+import dns.rdata
 import dns.resolver
 from aiohttp.abc import AbstractResolver
 
 from mtasts.config import Nameserver
-from mtasts.errors import ConfigError
+from mtasts.core import dnswire
+from mtasts.errors import ConfigError, DnsWireError
 
 # Answer for negative lookups when the response carries no SOA (RFC 2308 §5).
 DEFAULT_NEGATIVE_TTL = 900
@@ -91,23 +96,22 @@ class DnsClient:
             ) from None
         if nameservers:
             resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in nameservers]
-        resolver.lifetime = timeout
-        resolver.timeout = min(timeout, 2.0)  # per-server try; lifetime bounds the whole lookup
         resolver.cache = None
         self._resolver = resolver
-        # DNSSEC lookups (DANE): DO and AD set, so a validating resolver reports validation
-        # in the AD bit (RFC 6840 §5.7). Only these queries pay for the larger answers.
-        secure = dns.asyncresolver.Resolver(configure=False)
-        secure.nameservers = resolver.nameservers
-        secure.lifetime, secure.timeout, secure.cache = resolver.lifetime, resolver.timeout, None
-        secure.use_edns(0, dns.flags.DO, 1232)
-        secure.flags = dns.flags.RD | dns.flags.AD
-        self._secure = secure
+        # Discovery, the policy host's addresses and DANE ask through our own exchange
+        # (core/dnswire.py): dnspython's Resolver cost four times the CPU per query, most of a
+        # first lookup's (BENCHMARKS.md). It still reads resolv.conf and serves `check`.
+        self._servers = [_Server.of(ns, resolver.port) for ns in resolver.nameservers]
+        self.set_timeout(timeout)
 
     def set_timeout(self, timeout: float) -> None:
-        for resolver in (self._resolver, self._secure):
-            resolver.lifetime = timeout
-            resolver.timeout = min(timeout, 2.0)
+        self._resolver.lifetime = timeout
+        self._resolver.timeout = min(timeout, 2.0)
+        self._lifetime = timeout
+        # Per server and try: every server gets its turn within the lifetime (a dead first
+        # server must not use it all up), and no try waits over 2 s (RFC 1536 §1's advice
+        # against long retransmission timers; glibc and dnspython wait 2 s too).
+        self._try_timeout = min(timeout / max(1, len(self._servers)), 2.0)
 
     @property
     def nameservers(self) -> List[str]:
@@ -120,19 +124,17 @@ class DnsClient:
 
     async def txt(self, name: str) -> TxtAnswer:
         try:
-            answer = await self._resolver.resolve(name, "TXT", raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN as exc:
-            return TxtAnswer(Outcome.NXDOMAIN, ttl=_negative_ttl(exc.responses().values()))
-        except dns.exception.Timeout as exc:
-            return TxtAnswer(Outcome.TIMEOUT, detail=str(exc))
-        except dns.resolver.NoNameservers as exc:
-            return TxtAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
-        except dns.exception.DNSException as exc:
-            return TxtAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
-        if answer.rrset is None:
-            return TxtAnswer(Outcome.NODATA, ttl=_negative_ttl([answer.response]))
-        texts = tuple(b"".join(rdata.strings) for rdata in answer.rrset)
-        return TxtAnswer(Outcome.RECORDS, texts=texts, ttl=answer.rrset.ttl)
+            response, chain = await self._ask(name, dnswire.TXT)
+            if response.rcode == dnswire.NXDOMAIN:
+                return TxtAnswer(Outcome.NXDOMAIN, ttl=_denial_ttl(response, chain))
+            if not chain.records:
+                return TxtAnswer(Outcome.NODATA, ttl=_denial_ttl(response, chain))
+            texts = tuple(dnswire.txt_data(response, r) for r in chain.records)
+        except _Unanswered as exc:
+            return TxtAnswer(exc.outcome, detail=exc.detail)
+        except DnsWireError as exc:
+            return TxtAnswer(Outcome.SERVFAIL, detail=str(exc))
+        return TxtAnswer(Outcome.RECORDS, texts=texts, ttl=chain.ttl)
 
     async def query(self, name: str, rdtype: str) -> Tuple[Outcome, List[Any], str]:
         """Any record type: (outcome, rdata list, detail). For ``mtasts check``."""
@@ -151,45 +153,90 @@ class DnsClient:
     async def secure(self, name: str, rdtype: str) -> "SecureAnswer":
         """A lookup whose answer says whether the resolver validated it (AD bit)."""
         try:
-            answer = await self._secure.resolve(name, rdtype, raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN as exc:
-            responses = list(exc.responses().values())
-            return SecureAnswer(Outcome.NXDOMAIN, (), _negative_ttl(responses), _authenticated(responses))
-        except dns.exception.Timeout as exc:
-            return SecureAnswer(Outcome.TIMEOUT, detail=str(exc))
-        except dns.exception.DNSException as exc:
+            response, chain = await self._ask(name, dnswire.TYPES[rdtype], dnssec=True)
+            validated = response.authenticated
+            canonical = dnswire.name_text(chain.canonical)
+            if response.rcode == dnswire.NXDOMAIN:
+                return SecureAnswer(Outcome.NXDOMAIN, (), _denial_ttl(response, chain), validated, name=canonical)
+            if not chain.records:
+                return SecureAnswer(Outcome.NODATA, (), _denial_ttl(response, chain), validated, name=canonical)
+            # The callers read dnspython's rdata classes (MX exchange, TLSA fields): made from
+            # the same wire, for the few records a DANE check reads.
+            records = tuple(
+                dns.rdata.from_wire(r.rdclass, r.rdtype, response.wire, r.offset, r.length) for r in chain.records
+            )
+        except _Unanswered as exc:
+            return SecureAnswer(exc.outcome, detail=exc.detail)
+        except (DnsWireError, dns.exception.DNSException) as exc:
             return SecureAnswer(Outcome.SERVFAIL, detail=_first_line(exc))
-        validated = _authenticated([answer.response])
-        canonical = answer.canonical_name.to_text(omit_final_dot=True).lower()
-        if answer.rrset is None:
-            return SecureAnswer(Outcome.NODATA, (), _negative_ttl([answer.response]), validated, name=canonical)
-        return SecureAnswer(Outcome.RECORDS, tuple(answer.rrset), answer.rrset.ttl, validated, name=canonical)
+        return SecureAnswer(Outcome.RECORDS, records, chain.ttl, validated, name=canonical)
 
     async def addresses(self, host: str, family: int = socket.AF_UNSPEC) -> List[Tuple[int, str]]:
         """A and/or AAAA addresses of *host*; raise OSError when there are none."""
         kinds = []
         if family in (socket.AF_UNSPEC, socket.AF_INET):
-            kinds.append((socket.AF_INET, "A"))
+            kinds.append((socket.AF_INET, dnswire.A, "A"))
         if family in (socket.AF_UNSPEC, socket.AF_INET6):
-            kinds.append((socket.AF_INET6, "AAAA"))
-        answers = await asyncio.gather(
-            *(self._resolver.resolve(host, rdtype, raise_on_no_answer=False) for _fam, rdtype in kinds),
-            return_exceptions=True,
-        )
+            kinds.append((socket.AF_INET6, dnswire.AAAA, "AAAA"))
+        answers = await asyncio.gather(*(self._ask(host, rdtype) for _fam, rdtype, _t in kinds),
+                                       return_exceptions=True)
         found: List[Tuple[int, str]] = []
         errors = []
-        for (fam, rdtype), answer in zip(kinds, answers):
-            if isinstance(answer, dns.exception.DNSException):
-                errors.append(f"{rdtype}: {_first_line(answer)}")
+        for (fam, _rdtype, label), answer in zip(kinds, answers):
+            if isinstance(answer, _Unanswered):
+                errors.append(f"{label}: {answer.detail or answer.outcome.value}")
+                continue
+            if isinstance(answer, DnsWireError):
+                errors.append(f"{label}: {answer}")
                 continue
             if isinstance(answer, BaseException):
                 raise answer
-            if answer.rrset is not None:
-                found.extend((fam, rdata.address) for rdata in answer.rrset)
+            response, chain = answer
+            try:
+                found.extend((fam, dnswire.address(response, r)) for r in chain.records)
+            except DnsWireError as exc:
+                errors.append(f"{label}: {exc}")
         if not found:
             why = "; ".join(errors) if errors else "no A or AAAA record"
             raise OSError(f"cannot resolve {host}: {why}")
         return found
+
+    async def _ask(self, name: str, rdtype: int, dnssec: bool = False) -> Tuple[dnswire.Response, dnswire.Chain]:
+        """One question to the nameservers in order, as a stub resolver asks (RFC 1035 §7.2):
+        a server that times out is tried again while the lifetime lasts, one that fails
+        (SERVFAIL, REFUSED, unreachable, unreadable answers) is not asked again for this
+        question. Raises ``_Unanswered`` when no server gives NOERROR or NXDOMAIN."""
+        qname = dnswire.encode_name(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lifetime
+        servers = list(self._servers)
+        failures: List[str] = []
+        while servers:
+            for server in list(servers):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise _Unanswered(Outcome.TIMEOUT, f"no answer for {name} {_type_text(rdtype)} within"
+                                      f" {self._lifetime:g} s ({'; '.join(failures) or 'no server answered'})")
+                qid = _query_id()
+                query = dnswire.build_query(qid, name, rdtype, dnssec)
+                try:
+                    response = await _udp_exchange(loop, server, query, qid, qname, rdtype,
+                                                   min(self._try_timeout, remaining))
+                    if response.truncated:  # RFC 7766 §5: the whole answer over TCP, same server
+                        response = await _tcp_exchange(server, query, qid, qname, rdtype,
+                                                       max(0.0, deadline - loop.time()))
+                except _NoReply:
+                    failures.append(f"{server.label} timed out")
+                    continue
+                except (OSError, DnsWireError) as exc:
+                    servers.remove(server)
+                    failures.append(f"{server.label}: {_first_line(exc)}")
+                    continue
+                if response.rcode in (dnswire.NOERROR, dnswire.NXDOMAIN):
+                    return response, dnswire.follow(response, qname, rdtype)
+                servers.remove(server)
+                failures.append(f"{server.label} answered {dnswire.RCODE_NAMES.get(response.rcode, response.rcode)}")
+        raise _Unanswered(Outcome.SERVFAIL, f"no nameserver answered {name} {_type_text(rdtype)}: {'; '.join(failures)}")
 
 
 class DnsConnectorResolver(AbstractResolver):
@@ -245,26 +292,125 @@ class DnsConnectorResolver(AbstractResolver):
             self.forget(host)
 
 
+class _Unanswered(Exception):
+    """No nameserver gave an answer (NOERROR or NXDOMAIN) to one question."""
+
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+class _NoReply(Exception):
+    """One server sent no matching reply within its try's time."""
+
+
+@dataclass(frozen=True)
+class _Server:
+    label: str  # as dnspython names it in messages: Do53:ADDRESS@PORT
+    family: int
+    sockaddr: Tuple[Any, ...]
+
+    @classmethod
+    def of(cls, nameserver: Any, default_port: int) -> "_Server":
+        address = getattr(nameserver, "address", nameserver)
+        port = getattr(nameserver, "port", default_port)
+        # Numeric only (resolv.conf and [resolver] hold addresses); keeps an IPv6 scope id.
+        family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
+            address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0]
+        return cls(f"Do53:{address}@{port}", family, sockaddr)
+
+
+def _query_id() -> int:
+    # RFC 5452 §9.2: an unpredictable ID, besides the kernel's random source port.
+    return secrets.randbits(16)
+
+
+async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query: bytes, qid: int,
+                        qname: bytes, rdtype: int, timeout: float) -> dnswire.Response:
+    """Send *query* from a fresh socket (a new random source port per query, RFC 5452 §9.2)
+    connected to *server*, so the kernel drops datagrams from anywhere else; wait for the
+    reply that answers it. Unreadable or unrelated datagrams are ignored, as forgeries
+    would be; an ICMP error (port unreachable) raises OSError."""
+    sock = socket.socket(server.family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(server.sockaddr)
+        sock.send(query)
+        reply: "asyncio.Future[dnswire.Response]" = loop.create_future()
+
+        def readable() -> None:
+            while not reply.done():
+                try:
+                    data = sock.recv(65535)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    reply.set_exception(exc)
+                    return
+                try:
+                    response = dnswire.parse_response(data)
+                except DnsWireError:
+                    continue
+                if dnswire.answers_question(response, qid, qname, rdtype):
+                    reply.set_result(response)
+
+        def expired() -> None:
+            if not reply.done():
+                reply.set_exception(_NoReply())
+
+        fileno = sock.fileno()
+        loop.add_reader(fileno, readable)
+        timer = loop.call_later(timeout, expired)
+        try:
+            return await reply
+        finally:
+            timer.cancel()
+            loop.remove_reader(fileno)
+    finally:
+        sock.close()
+
+
+async def _tcp_exchange(server: _Server, query: bytes, qid: int, qname: bytes, rdtype: int,
+                        timeout: float) -> dnswire.Response:
+    """The same query over TCP (RFC 1035 §4.2.2: a two-octet length before each message)."""
+    async def exchange() -> dnswire.Response:
+        reader, writer = await asyncio.open_connection(server.sockaddr[0], server.sockaddr[1])
+        try:
+            writer.write(struct.pack("!H", len(query)) + query)
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            response = dnswire.parse_response(await reader.readexactly(length))
+        except asyncio.IncompleteReadError:
+            raise ConnectionResetError("TCP answer cut off") from None
+        finally:
+            writer.close()
+        if not dnswire.answers_question(response, qid, qname, rdtype):
+            raise DnsWireError("TCP answer to another question")
+        return response
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout)
+    except asyncio.TimeoutError:
+        raise _NoReply() from None
+
+
+def _type_text(rdtype: int) -> str:
+    return next((text for text, number in dnswire.TYPES.items() if number == rdtype), str(rdtype))
+
+
+def _denial_ttl(response: dnswire.Response, chain: dnswire.Chain) -> int:
+    """RFC 2308 §5 through the CNAMEs that led to the denial; without an SOA, the default."""
+    ttl = dnswire.negative_ttl(response)
+    if ttl is None:
+        ttl = DEFAULT_NEGATIVE_TTL
+    return min(ttl, chain.ttl) if chain.canonical != response.question[0] else ttl
+
+
 def discard_result(task: "asyncio.Future[Any]") -> None:
     """A done callback for a lookup started early that may go unused: its exception is
     taken, so asyncio does not log "exception was never retrieved"."""
     if not task.cancelled():
         task.exception()
-
-
-def _negative_ttl(responses) -> int:
-    """RFC 2308 §5: the negative TTL is min(SOA TTL, SOA MINIMUM)."""
-    for response in responses:
-        if not isinstance(response, dns.message.Message):
-            continue
-        for rrset in response.authority:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return min(rrset.ttl, rrset[0].minimum)
-    return DEFAULT_NEGATIVE_TTL
-
-
-def _authenticated(responses) -> bool:
-    return bool(responses) and all(r.flags & dns.flags.AD for r in responses)
 
 
 def _first_line(exc: BaseException) -> str:
