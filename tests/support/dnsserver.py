@@ -35,7 +35,16 @@ class TestDns:
         self.delay = 0.0  # seconds before each answer: a simulated network (bench/run.py)
         self._lock = threading.Lock()
         handler = self._make_handler()
-        self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
+        for _attempt in range(100 if port == 0 else 1):
+            self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
+            try:
+                # The TCP side takes the same port; a free UDP port may be taken for TCP.
+                self._tcp = _TCPServer((host, self._udp.server_address[1]), handler[1])
+                break
+            except OSError:
+                self._udp.server_close()
+                if port != 0 or _attempt == 99:
+                    raise
         # A burst of first lookups sends four queries per domain at once (TXT, the policy
         # host's A/AAAA, MX): room for them while this Python server starts its threads,
         # as a C resolver would read them in time. SO_RCVBUFFORCE (root) passes rmem_max.
@@ -46,7 +55,6 @@ class TestDns:
             except OSError:
                 continue
         self.port = self._udp.server_address[1]
-        self._tcp = _TCPServer((host, self.port), handler[1])
         self.address = f"{host}:{self.port}"
         for srv in (self._udp, self._tcp):
             srv.daemon_threads = True
