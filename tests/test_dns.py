@@ -221,3 +221,12 @@ def test_a_name_no_query_can_carry_is_a_servfail_not_a_crash(scripted):
     server = scripted(lambda q: [answer(q).to_wire()])
     got = txt([server.nameserver], name="_mta-sts." + "x" * 64 + ".example")
     assert got.outcome is Outcome.SERVFAIL and "63" in got.detail and server.sources == []
+
+
+def test_a_nameserver_that_is_no_address_is_a_config_error_naming_it():
+    from mtasts.errors import ConfigError
+    from mtasts.net.dns import _Server
+
+    with pytest.raises(ConfigError, match=r"\[resolver\] nameservers .*'dns\.example' is not an IP address"):
+        _Server.of("dns.example", 53)
+    assert _Server.of("::1", 5353).sockaddr[:2] == ("::1", 5353)

@@ -316,8 +316,12 @@ class _Server:
         address = getattr(nameserver, "address", nameserver)
         port = getattr(nameserver, "port", default_port)
         # Numeric only (resolv.conf and [resolver] hold addresses); keeps an IPv6 scope id.
-        family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
-            address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0]
+        try:
+            family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
+                address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0]
+        except (socket.gaierror, TypeError, ValueError) as exc:
+            raise ConfigError(f"[resolver] nameservers (or /etc/resolv.conf): {address!r} is not an IP address"
+                              f" this resolver can send DNS queries to ({exc})") from None
         return cls(f"Do53:{address}@{port}", family, sockaddr)
 
 
