@@ -146,5 +146,13 @@ def test_idn_mapping_agrees_with_libidn2(name):
 
         if is_domain(expected) and not expected.rsplit(".", 1)[-1].isdigit():
             assert ours == expected, (name, done.stdout)
+    elif name.isascii() and "two hyphens" in done.stderr:
+        # Postfix converts only non-ASCII names to A-labels (allascii() skips IDNA), so an LDH
+        # label with "--" in positions 3-4 is looked up as DNS holds it; libidn2 applies
+        # IDNA 2008's hyphen rule (RFC 5891 §4.2.3.1) to pure-ASCII input as well.
+        from mtasts.core.hostname import is_domain
+
+        plain = name.lower()
+        assert ours == (plain if is_domain(plain) and not plain.rsplit(".", 1)[-1].isdigit() else None), name
     else:
         assert ours is None, (name, done.stderr)
