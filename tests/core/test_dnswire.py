@@ -47,7 +47,7 @@ def wire_name(name):
 
 @given(NAME, st.sampled_from(["TXT", "A", "AAAA", "MX", "TLSA"]), st.integers(0, 0xFFFF), st.booleans())
 def test_queries_read_back_as_what_was_asked(name, rdtype, qid, dnssec):
-    query = dns.message.from_wire(dnswire.build_query(qid, name, dnswire.TYPES[rdtype], dnssec))
+    query = dns.message.from_wire(dnswire.build_query(qid, wire_name(name), dnswire.TYPES[rdtype], dnssec))
     assert query.id == qid and query.flags & dns.flags.RD and not query.flags & dns.flags.QR
     assert query.question[0].name == dns.name.from_text(name)
     assert query.question[0].rdtype == dns.rdatatype.from_text(rdtype)
@@ -60,7 +60,7 @@ def test_queries_read_back_as_what_was_asked(name, rdtype, qid, dnssec):
 
 
 def test_query_bytes_are_exactly_the_rfc_1035_layout():
-    wire = dnswire.build_query(0x1234, "Example.COM.", dnswire.TXT)
+    wire = dnswire.build_query(0x1234, wire_name("Example.COM."), dnswire.TXT)
     assert wire == (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
                     b"\x07example\x03com\x00\x00\x10\x00\x01")
 
@@ -210,7 +210,7 @@ def test_names_that_would_loop_or_overrun_are_refused(body, why):
 
 def test_a_query_is_not_a_response():
     with pytest.raises(DnsWireError, match="QR"):
-        dnswire.parse_response(dnswire.build_query(1, "a.example", dnswire.TXT))
+        dnswire.parse_response(dnswire.build_query(1, wire_name("a.example"), dnswire.TXT))
 
 
 def test_every_prefix_of_a_response_is_refused_whole():

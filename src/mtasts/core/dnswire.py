@@ -129,15 +129,16 @@ def name_text(wire_name: bytes) -> str:
 _PLAIN = [chr(c).isalnum() and c < 128 or chr(c) in "-_*" for c in range(256)]
 
 
-def build_query(qid: int, name: str, rdtype: int, dnssec: bool = False) -> bytes:
-    """A recursive query (RD) for (*name*, *rdtype*, IN).
+def build_query(qid: int, qname: bytes, rdtype: int, dnssec: bool = False) -> bytes:
+    """A recursive query (RD) for (*qname*, *rdtype*, IN); *qname* in wire form (``encode_name``,
+    done once per question: the same name is matched against every reply).
 
     *dnssec*: EDNS0 with the DO bit and AD set, so a validating resolver says in the AD bit
     whether it validated the answer (RFC 6840 §5.7); plain queries carry no EDNS, as before.
     """
     flags = RD | (AD if dnssec else 0)
     header = _HEADER.pack(qid, flags, 1, 0, 0, 1 if dnssec else 0)
-    question = encode_name(name) + _QUESTION_FIXED.pack(rdtype, CLASS_IN)
+    question = qname + _QUESTION_FIXED.pack(rdtype, CLASS_IN)
     if not dnssec:
         return header + question
     # OPT RR (RFC 6891 §6.1.2): root owner, class = payload size, TTL = ext-rcode/version/flags.

@@ -218,7 +218,7 @@ class DnsClient:
                     raise _Unanswered(Outcome.TIMEOUT, f"no answer for {name} {_type_text(rdtype)} within"
                                       f" {self._lifetime:g} s ({'; '.join(failures) or 'no server answered'})")
                 qid = _query_id()
-                query = dnswire.build_query(qid, name, rdtype, dnssec)
+                query = dnswire.build_query(qid, qname, rdtype, dnssec)
                 try:
                     response = await _udp_exchange(loop, server, query, qid, qname, rdtype,
                                                    min(self._try_timeout, remaining))
