@@ -1,0 +1,226 @@
+"""core/httpwire: responses framed every way RFC 9112 allows, fed in any pieces, read back to
+the same head and body; limits; truncation; any bytes either read or raise HttpWireError."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtasts.core.httpwire import (MAX_HEAD, BodyTooLarge, HttpWireError, ResponseReader, build_request)
+
+LIMIT = 65536
+TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=12)
+VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, blacklist_characters=","),
+                max_size=20)
+FRAMING = st.sampled_from(["length", "chunked", "close", "gzip-length", "gzip-chunked", "deflate-close"])
+
+
+def read(wire: bytes, pieces=None, limit=LIMIT):
+    """Feed *wire* in *pieces* (cut points), then the end; the reader."""
+    reader = ResponseReader(limit)
+    cuts = sorted(set(pieces or [])) + [len(wire)]
+    at = 0
+    for cut in cuts:
+        reader.feed(wire[at:cut])
+        at = cut
+    if not reader.done:
+        reader.feed(b"")  # the head may have been complete at the last piece
+    if not reader.done:
+        reader.end()
+    return reader
+
+
+def frame(body: bytes, framing: str, chunks, fields=()):
+    head = ["HTTP/1.1 200 OK", "Content-Type: text/plain"] + [f"{n}: {v}" for n, v in fields]
+    sent = body
+    if framing.startswith("gzip"):
+        sent = gzip.compress(body)
+        head.append("Content-Encoding: gzip")
+    elif framing.startswith("deflate"):
+        sent = zlib.compress(body)
+        head.append("Content-Encoding: deflate")
+    if framing.endswith("length"):
+        head.append(f"Content-Length: {len(sent)}")
+        payload = sent
+    elif framing.endswith("chunked"):
+        head.append("Transfer-Encoding: chunked")
+        payload, at = b"", 0
+        for size in chunks:
+            piece = sent[at:at + size]
+            if not piece:
+                break
+            payload += b"%x;ext=1\r\n" % len(piece) + piece + b"\r\n"
+            at += len(piece)
+        if at < len(sent):
+            payload += b"%X\r\n" % (len(sent) - at) + sent[at:] + b"\r\n"
+        payload += b"0\r\nX-Trailer: 1\r\n\r\n"
+    else:
+        payload = sent
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=3000), FRAMING, st.lists(st.integers(1, 700), max_size=8),
+       st.lists(st.tuples(TOKEN, VALUE), max_size=6), st.lists(st.integers(0, 4000), max_size=6))
+def test_any_framing_in_any_pieces_reads_back(body, framing, chunks, fields, cuts):
+    wire = frame(body, framing, chunks, fields)
+    reader = read(wire, [c for c in cuts if c < len(wire)])
+    assert reader.done and reader.body == body
+    assert reader.head.status == 200 and reader.head.get("content-type") == "text/plain"
+    for name, value in fields:
+        assert (name.lower(), value.strip(" \t")) in reader.head.fields
+
+
+def test_feed_stops_after_the_head_so_the_status_is_judged_first():
+    # A 404 with a body over the limit: the caller sees the head before the body's size.
+    wire = b"HTTP/1.1 404 Not Found\r\nContent-Length: 999999\r\n\r\n" + b"x" * 100
+    reader = ResponseReader(LIMIT)
+    reader.feed(wire)
+    assert reader.head.status == 404 and reader.head.reason == "Not Found" and not reader.done
+    with pytest.raises(BodyTooLarge):
+        reader.feed(b"")
+
+
+def test_interim_responses_are_skipped():
+    wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" \
+           b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    reader = read(wire)
+    assert reader.head.status == 200 and reader.body == b"ok"
+
+
+def test_bare_lf_obs_fold_and_http10():
+    wire = b"HTTP/1.0 200 OK\nContent-Type: text/plain;\n charset=utf-8\n\nbody to close"
+    reader = read(wire)
+    assert reader.head.get("Content-Type") == "text/plain; charset=utf-8"
+    assert reader.body == b"body to close"
+
+
+def test_transfer_encoding_overrides_content_length():
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    assert read(wire).body == b"abc"
+
+
+def test_equal_content_lengths_are_one_and_different_ones_an_error():
+    assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok").body == b"ok"
+    for bad in (b"Content-Length: 2\r\nContent-Length: 3", b"Content-Length: -1", b"Content-Length: 0x10",
+                b"Content-Length: \xb2"):
+        with pytest.raises(HttpWireError, match="Content-Length"):
+            read(b"HTTP/1.1 200 OK\r\n" + bad + b"\r\n\r\nok")
+
+
+def test_no_body_for_204_and_304():
+    for status in (204, 304):
+        reader = read(b"HTTP/1.1 %d X\r\nContent-Length: 10\r\n\r\n" % status)
+        assert reader.done and reader.body == b""
+
+
+@pytest.mark.parametrize("wire,match", [
+    (b"", "without a response"),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", "middle of the response header"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "5 octets before the end"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "middle of the chunked body"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "middle of the chunked body"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"x" * 100)[:20], "compressed body ends"),
+])
+def test_truncated_responses_are_errors(wire, match):
+    with pytest.raises(HttpWireError, match=match):
+        read(wire)
+
+
+@pytest.mark.parametrize("wire,match", [
+    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "no HTTP status line"),
+    (b"<html>hello</html>\r\n\r\n", "no HTTP status line"),
+    (b"HTTP/2.0 200 OK\r\n\r\n", "not HTTP/1.x"),
+    (b"HTTP/1.1 20 OK\r\n\r\n", "no HTTP status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type : text/plain\r\n\r\n", "invalid header field"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "invalid header field"),
+    (b"HTTP/1.1 200 OK\r\n continuation\r\n\r\n", "continuation line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx", "unsupported Content-Encoding 'br'"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\nxx", "unsupported Content-Encoding"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "undecodable"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "longer than its size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 2000, "chunk framing line over"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 header fields"),
+])
+def test_unreadable_responses_say_why(wire, match):
+    with pytest.raises(HttpWireError, match=match):
+        read(wire)
+
+
+def test_a_header_section_without_end_is_bounded():
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(HttpWireError, match=f"over {MAX_HEAD} octets"):
+        for _ in range(MAX_HEAD // 1000 + 1):
+            reader.feed(b"X-Pad: " + b"a" * 991 + b"\r\n")
+
+
+def test_endless_trailers_are_bounded():
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    reader.feed(b"1\r\na\r\n0\r\n")
+    with pytest.raises(HttpWireError, match="trailers over"):
+        for _ in range(MAX_HEAD // 100 + 2):
+            reader.feed(b"T: " + b"t" * 95 + b"\r\n")
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close", "gzip-length", "gzip-chunked", "deflate-close"])
+def test_the_limit_holds_as_sent_and_as_decoded(framing):
+    assert read(frame(b"a" * LIMIT, framing, [5000] * 20)).body == b"a" * LIMIT  # at the limit: read
+    with pytest.raises(BodyTooLarge):
+        read(frame(b"a" * (LIMIT + 1), framing, [5000] * 20))
+
+
+def test_a_compression_bomb_stops_at_the_limit():
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))  # 50 MiB of zeros in ~50 KiB
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n")
+    with pytest.raises(BodyTooLarge, match="decoded body over"):
+        reader.feed(bomb[:4096])
+
+
+def test_a_huge_chunk_size_is_refused_before_its_data():
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    with pytest.raises(BodyTooLarge):
+        reader.feed(b"FFFFFFFFFFFFFFFF\r\n")
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=4))
+def test_any_bytes_read_or_raise_httpwireerror(data, cuts):
+    try:
+        read(data, [c for c in cuts if c < len(data)])
+    except HttpWireError:
+        pass
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=1, max_size=500), FRAMING, st.integers(0, 10 ** 6), st.data())
+def test_damaged_responses_read_or_raise_httpwireerror(body, framing, position, data):
+    wire = bytearray(frame(body, framing, [7, 100]))
+    at = position % len(wire)
+    wire[at] = data.draw(st.integers(0, 255))
+    try:
+        read(bytes(wire))
+    except HttpWireError:
+        pass
+
+
+def test_every_prefix_of_a_framed_response_is_an_error_or_a_shorter_close_delimited_body():
+    for framing in ("length", "chunked", "gzip-chunked"):
+        wire = frame(b"version: STSv1\r\nmode: enforce\r\n", framing, [4, 9])
+        for cut in range(len(wire)):
+            with pytest.raises(HttpWireError):
+                read(wire[:cut])
+
+
+def test_the_request_is_one_get_that_closes():
+    wire = build_request("mta-sts.example.com", "/.well-known/mta-sts.txt", (("Accept", "text/plain"),))
+    assert wire == (b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+                    b"Accept: text/plain\r\nConnection: close\r\n\r\n")
