@@ -4,7 +4,8 @@ The package is split by what touches the outside world:
 
 * ``mtasts.core``: the pure core. Protocols, parsers, matching, reply mapping and
   cache decisions. No I/O, no asyncio, no clock: ``now`` is always passed in.
-* ``mtasts.net``: the edges: DNS (dnspython), HTTPS fetch (aiohttp), DANE lookups, the
+* ``mtasts.net``: the edges: DNS (our exchange; dnspython for resolv.conf and ``check``),
+  HTTPS fetch (ssl sockets and ``core.httpwire``), DANE lookups, the
   STARTTLS probe; each takes plain values, and ``DnsLookups``/``PolicySource`` are the
   Protocols that tests replace with fakes.
 * ``mtasts.store``: the cache tiers (memory, SQLite, and the fleet's shared Redis).

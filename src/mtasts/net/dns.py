@@ -1,7 +1,7 @@
 """DNS for discovery, the policy host's addresses and DANE: a stub resolver's exchange.
 
-One ``DnsClient`` serves discovery and the HTTPS connector (``DnsConnectorResolver``),
-so one DNS configuration governs everything. The queries a lookup sends (TXT, A/AAAA,
+One ``DnsClient`` serves discovery, the policy fetch (the policy host's addresses) and
+DANE, so one DNS configuration governs everything. The queries a lookup sends (TXT, A/AAAA,
 the DNSSEC-flagged MX/A/AAAA/TLSA of DANE) go out through ``_ask``: messages built and read
 by ``core/dnswire``, one fresh UDP socket per query, TCP after a truncated answer.
 dnspython reads the system's resolv.conf, makes the rdata objects DANE reads, and answers
@@ -17,14 +17,13 @@ import secrets
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any, Dict, List, Protocol, Sequence, Tuple
+from typing import Any, List, Protocol, Sequence, Tuple
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.rdata
 import dns.resolver
-from aiohttp.abc import AbstractResolver
 
 from mtasts.config import Nameserver
 from mtasts.core import dnswire
@@ -237,59 +236,6 @@ class DnsClient:
                 servers.remove(server)
                 failures.append(f"{server.label} answered {dnswire.RCODE_NAMES.get(response.rcode, response.rcode)}")
         raise _Unanswered(Outcome.SERVFAIL, f"no nameserver answered {name} {_type_text(rdtype)}: {'; '.join(failures)}")
-
-
-class DnsConnectorResolver(AbstractResolver):
-    """aiohttp resolver backed by our DnsClient (so the policy host uses our DNS too).
-
-    ``prefetch`` starts a host's A/AAAA lookup before aiohttp asks for it (discovery asks
-    for the policy host's addresses together with the TXT record); ``resolve`` then takes
-    that lookup instead of starting another."""
-
-    # Prefetches nobody took (a fetch that never came): the oldest are dropped beyond this.
-    MAX_PREFETCHED = 1024
-
-    def __init__(self, client: DnsClient) -> None:
-        self._client = client
-        self._prefetched: Dict[str, "asyncio.Future[List[Tuple[int, str]]]"] = {}
-
-    def prefetch(self, host: str) -> None:
-        if host in self._prefetched:
-            return
-        task = asyncio.ensure_future(self._client.addresses(host))
-        task.add_done_callback(discard_result)  # a lookup nobody takes must not log "never retrieved"
-        self._prefetched[host] = task
-        while len(self._prefetched) > self.MAX_PREFETCHED:
-            self.forget(next(iter(self._prefetched)))
-
-    def forget(self, host: str) -> None:
-        task = self._prefetched.pop(host, None)
-        if task is not None and not task.done():
-            task.cancel()
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
-        early = self._prefetched.pop(host, None)
-        if early is not None:
-            addresses = [(fam, a) for fam, a in await early if family in (socket.AF_UNSPEC, fam)]
-            if not addresses:
-                raise OSError(f"cannot resolve {host}: no address of family {family}")
-        else:
-            addresses = await self._client.addresses(host, family)
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": fam,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for fam, address in addresses
-        ]
-
-    async def close(self) -> None:
-        for host in list(self._prefetched):
-            self.forget(host)
 
 
 class _Unanswered(Exception):
