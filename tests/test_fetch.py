@@ -177,8 +177,10 @@ def test_a_silent_server_meets_the_deadline_and_the_connection_is_closed(tmp_pat
 def test_a_refusing_address_is_passed_for_the_next(tmp_path):
     server = ScriptedHttps(tmp_path, sender(OK_HEAD + b"\r\n" + POLICY))
     assert fetch(server, addresses=Addresses("127.0.0.2", "127.0.0.1")).body == POLICY
-    error = failure(server, addresses=Addresses("127.0.0.2", "127.0.0.3"))
-    assert error.kind == "connect" and "ConnectionRefusedError" in str(error) and f"{HOST}:{server.port}" in str(error)
+    for refusing in (("127.0.0.2", "127.0.0.3"), ("127.0.0.2",)):
+        error = failure(server, addresses=Addresses(*refusing))
+        assert error.kind == "connect" and "ConnectionRefusedError" in str(error), str(error)
+        assert f"{HOST}:{server.port}" in str(error)
 
 
 def test_no_address_is_a_connect_failure_naming_the_host(tmp_path):

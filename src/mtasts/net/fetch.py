@@ -209,6 +209,11 @@ class PolicyFetcher:
         """A TCP connection to one of *addresses*, tried in order, each attempt
         CONNECT_STAGGER after the last began or as soon as it failed (RFC 8305 §5)."""
         loop = asyncio.get_running_loop()
+        if len(addresses) == 1:  # the common case needs no race
+            try:
+                return await _attempt(loop, *addresses[0], self.port)
+            except OSError as exc:
+                raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {_os_reason(exc)}") from None
         errors: List[BaseException] = []
         attempts: "Set[asyncio.Future[socket.socket]]" = set()
         waiting = list(addresses)
