@@ -1,6 +1,7 @@
 """An authoritative test DNS server on loopback (UDP and TCP), driven by a table.
 
-Tests edit ``records`` at run time; ``queries`` logs every question asked. Names not in
+Tests edit the table at run time through ``add`` and ``set``; ``queries`` logs every
+question asked. Names not in
 the table get NXDOMAIN; existing names without the type get NODATA; both with an SOA
 whose MINIMUM is ``negative_ttl``. ``servfail`` and ``drop`` make names fail.
 """
@@ -27,6 +28,9 @@ import dns.rrset
 class TestDns:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.records: Dict[Tuple[str, str], List[str]] = {}
+        # How many types each name holds: NXDOMAIN or NODATA without scanning the table
+        # (bench/run.py's world holds thousands of names).
+        self._types: Dict[str, int] = {}
         self.queries: List[Tuple[str, str]] = []
         self.servfail: Set[str] = set()
         self.drop: Set[str] = set()
@@ -69,15 +73,22 @@ class TestDns:
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
         with self._lock:
-            self.records.setdefault((name.lower().rstrip("."), rdtype), []).extend(values)
+            key = (name.lower().rstrip("."), rdtype)
+            if key not in self.records:
+                self._types[key[0]] = self._types.get(key[0], 0) + 1
+            self.records.setdefault(key, []).extend(values)
 
     def set(self, name: str, rdtype: str, *values: str) -> None:
         with self._lock:
             key = (name.lower().rstrip("."), rdtype)
             if values:
+                if key not in self.records:
+                    self._types[key[0]] = self._types.get(key[0], 0) + 1
                 self.records[key] = list(values)
-            else:
-                self.records.pop(key, None)
+            elif self.records.pop(key, None) is not None:
+                self._types[key[0]] -= 1
+                if not self._types[key[0]]:
+                    del self._types[key[0]]
 
     def count(self, name: str, rdtype: str = "TXT") -> int:
         name = name.lower().rstrip(".")
@@ -112,8 +123,7 @@ class TestDns:
             if values:
                 response.answer.append(dns.rrset.from_text_list(owner, self.ttl, "IN", qtype, values))
             elif not response.answer or name != qname:
-                exists = any(n == name for n, _ in self.records)
-                if not exists:
+                if name not in self._types:
                     response.set_rcode(dns.rcode.NXDOMAIN)
                 soa = dns.rrset.from_text(
                     "test.", self.negative_ttl, "IN", "SOA",
