@@ -40,7 +40,8 @@ class TestDns:
         self._lock = threading.Lock()
         handler = self._make_handler()
         for _attempt in range(100 if port == 0 else 1):
-            self._udp = socketserver.ThreadingUDPServer((host, port), handler[0])
+            self._udp = _UDPServer((host, port), handler[0])
+            self._udp.owner = self
             try:
                 # The TCP side takes the same port; a free UDP port may be taken for TCP.
                 self._tcp = _TCPServer((host, self._udp.server_address[1]), handler[1])
@@ -140,7 +141,7 @@ class TestDns:
                 data, sock = self.request
                 response = server.answer(data)
                 if server.delay:
-                    time.sleep(server.delay)  # one thread per query: the delays overlap
+                    time.sleep(server.delay)  # in its own thread (_UDPServer): the delays overlap
                 if response is not None:
                     sock.sendto(response.to_wire(max_size=65535), self.client_address)
 
@@ -166,6 +167,16 @@ class TestDns:
                     self.request.sendall(struct.pack("!H", len(wire)) + wire)
 
         return Udp, Tcp
+
+
+class _UDPServer(socketserver.ThreadingUDPServer):
+    owner: TestDns
+
+    def process_request(self, request, client_address):
+        if self.owner.delay:  # one thread per query, so that the delays overlap
+            super().process_request(request, client_address)
+        else:  # a thread per datagram would cost the world more than its answer
+            socketserver.BaseServer.process_request(self, request, client_address)
 
 
 class _TCPServer(socketserver.ThreadingTCPServer):
