@@ -110,10 +110,11 @@ def open_shared(config: Config):
                           " (pip install 'mtasts[redis]')") from None
 
 
-# CPython (3.11+) gives every TLS connection a 256 KiB read buffer up front (asyncio's
-# SSLProtocol.max_size). Policies are at most 64 KiB and TLS records 16 KiB: 32 KiB does the
-# same work, and a burst of 64 concurrent policy fetches (or handshakes at the publisher)
-# then holds 2 MB of buffers instead of 16 MB, which glibc rarely returns to the system.
+# CPython (3.11+) gives every asyncio TLS connection a 256 KiB read buffer up front
+# (SSLProtocol.max_size). TLS records are 16 KiB: 32 KiB does the same work, and a burst of
+# 64 handshakes at the publisher (or the metrics and dashboard listeners) then holds 2 MB of
+# buffers instead of 16 MB, which glibc rarely returns to the system. (Policy fetches use
+# no SSLProtocol: net/fetch.py reads an ssl.SSLSocket 16 KiB at a time.)
 TLS_READ_BUFFER = 32 * 1024
 
 
