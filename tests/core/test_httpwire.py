@@ -142,6 +142,7 @@ def test_truncated_responses_are_errors(wire, match):
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx", "unsupported Content-Encoding 'br'"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\nxx", "unsupported Content-Encoding"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "undecodable"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "longer than its size"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 2000, "chunk framing line over"),

@@ -161,10 +161,13 @@ class ResponseReader:
         if head.status in (204, 304) or 100 <= head.status < 200:
             self._finish()
             return _DONE
-        transfer = [c.lower() for c in head.values("transfer-encoding")]
+        transfer = [c.lower() for c in head.values("transfer-encoding") if c.lower() != "identity"]
         if transfer:
-            # A Transfer-Encoding overrides any Content-Length (§6.3 rule 3).
-            return _CHUNK_SIZE if transfer[-1] == "chunked" else _UNTIL_CLOSE
+            # A Transfer-Encoding overrides any Content-Length (§6.3 rule 3); we asked for
+            # no other transfer coding than chunked (RFC 9112 §7.4, no TE field sent).
+            if transfer != ["chunked"]:
+                raise HttpWireError(f"unsupported Transfer-Encoding {', '.join(transfer)!r}")
+            return _CHUNK_SIZE
         lengths = set(head.values("content-length"))
         if not lengths:
             return _UNTIL_CLOSE

@@ -152,6 +152,9 @@ class PolicyFetcher:
             plain = await self._connect(url, host, addresses)
             try:
                 tls = self._ssl.wrap_socket(plain, server_hostname=host, do_handshake_on_connect=False)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                plain.close()
+                raise FetchError("tls", f"{url}: {_os_reason(exc)}", WEBPKI_INVALID) from exc
             except BaseException:
                 plain.close()
                 raise
