@@ -14,7 +14,7 @@ import pytest
 import trustme
 
 from mtasts.errors import FetchError
-from mtasts.net.fetch import PolicyFetcher
+from mtasts.net.fetch import PolicyFetcher, interleave_families
 
 DOMAIN = "example.test"
 HOST = "mta-sts." + DOMAIN
@@ -218,3 +218,11 @@ def test_an_address_that_never_answers_is_overtaken_after_the_stagger(tmp_path):
     for s in queued:
         s.close()
     black_hole.close()
+
+
+def test_address_families_alternate_the_first_family_first():
+    v4, v6 = socket.AF_INET, socket.AF_INET6
+    given = [(v4, "192.0.2.1"), (v4, "192.0.2.2"), (v4, "192.0.2.3"), (v6, "2001:db8::1"), (v6, "2001:db8::2")]
+    assert interleave_families(given) == [given[0], given[3], given[1], given[4], given[2]]
+    assert interleave_families(given[3:] + given[:1]) == [given[3], given[0], given[4]]
+    assert interleave_families(given[:2]) == given[:2]

@@ -209,7 +209,7 @@ class PolicyFetcher:
             reader.end()
 
     async def _connect(self, url: str, host: str, addresses: List[Tuple[int, str]]) -> socket.socket:
-        """A TCP connection to one of *addresses*, tried in order, each attempt
+        """A TCP connection to one of *addresses*, the families alternating, each attempt
         CONNECT_STAGGER after the last began or as soon as it failed (RFC 8305 §5)."""
         loop = asyncio.get_running_loop()
         if len(addresses) == 1:  # the common case needs no race
@@ -219,7 +219,7 @@ class PolicyFetcher:
                 raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {_os_reason(exc)}") from None
         errors: List[BaseException] = []
         attempts: "Set[asyncio.Future[socket.socket]]" = set()
-        waiting = list(addresses)
+        waiting = interleave_families(addresses)
         try:
             while waiting or attempts:
                 if waiting:
@@ -236,6 +236,20 @@ class PolicyFetcher:
                 attempt.add_done_callback(_close_connected)
         reason = "; ".join(dict.fromkeys(_os_reason(e) for e in errors)) or "no address"
         raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {reason}")
+
+
+def interleave_families(addresses: List[Tuple[int, str]]) -> List[Tuple[int, str]]:
+    """RFC 8305 §4: alternate the address families, the first address's family first, so
+    that a family that does not work costs one stagger, not one per address of it."""
+    by_family: Dict[int, List[Tuple[int, str]]] = {}
+    for address in addresses:
+        by_family.setdefault(address[0], []).append(address)
+    queues = list(by_family.values())
+    ordered = []
+    while queues:
+        ordered += [queue.pop(0) for queue in queues]
+        queues = [queue for queue in queues if queue]
+    return ordered
 
 
 async def _attempt(loop: asyncio.AbstractEventLoop, family: int, address: str, port: int) -> socket.socket:
