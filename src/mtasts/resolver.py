@@ -580,6 +580,8 @@ class PolicyResolver:
             assert new.cached is not None
             self._changed(policy_changes(domain, old, new.cached, self._clock()), result.url)
         policy = result.policy
+        if not log.isEnabledFor(logging.INFO):
+            return new  # the summary reads the mx patterns from the body again: not for nothing
         summary = f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'}, max_age {policy.max_age}"
         extra = {"policy_id": policy_id, "mode": policy.mode.value, "duration_ms": took}
         if old is None:
