@@ -225,3 +225,18 @@ def test_the_request_is_one_get_that_closes():
     wire = build_request("mta-sts.example.com", "/.well-known/mta-sts.txt", (("Accept", "text/plain"),))
     assert wire == (b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
                     b"Accept: text/plain\r\nConnection: close\r\n\r\n")
+
+
+def test_a_head_trickled_one_octet_at_a_time_reads_the_same():
+    wire = frame(b"version: STSv1\r\n", "chunked", [3], [("X-A", "1"), ("X-B", "2")])
+    reader = ResponseReader(LIMIT)
+    for i in range(len(wire)):
+        reader.feed(wire[i:i + 1])
+    reader.feed(b"")
+    assert reader.done and reader.body == b"version: STSv1\r\n" and reader.head.get("x-b") == "2"
+    bare = b"HTTP/1.1 200 OK\nA: b\n\nbody"
+    reader = ResponseReader(LIMIT)
+    for i in range(len(bare)):
+        reader.feed(bare[i:i + 1])
+    reader.end()
+    assert reader.head.get("a") == "b" and reader.body == b"body"

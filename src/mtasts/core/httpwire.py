@@ -84,6 +84,7 @@ class ResponseReader:
         self._decoded = bytearray()
         self._decoder: Optional[Any] = None  # a zlib decompressor for a coded body
         self._trailer_octets = 0
+        self._scanned = 0  # head octets already searched for the blank line
 
     @property
     def done(self) -> bool:
@@ -127,13 +128,18 @@ class ResponseReader:
 
     def _read_head(self) -> None:
         while True:
-            end = self._buffer.find(b"\n\r\n")
-            bare = self._buffer.find(b"\n\n")
+            # Only the new bytes (and the two before them) can complete the blank line: a
+            # head trickled one octet at a time is not scanned again from its start each time.
+            start = max(0, self._scanned - 2)
+            end = self._buffer.find(b"\n\r\n", start)
+            bare = self._buffer.find(b"\n\n", start)
             ends = [(i, 3) for i in (end,) if i >= 0] + [(i, 2) for i in (bare,) if i >= 0]
             if not ends:
                 if len(self._buffer) > MAX_HEAD:
                     raise HttpWireError(f"response header section over {MAX_HEAD} octets")
+                self._scanned = len(self._buffer)
                 return
+            self._scanned = 0
             at, skip = min(ends)
             if at + skip > MAX_HEAD:
                 raise HttpWireError(f"response header section over {MAX_HEAD} octets")

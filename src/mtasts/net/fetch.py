@@ -226,10 +226,12 @@ class PolicyFetcher:
                     attempts.add(asyncio.ensure_future(_attempt(loop, *waiting.pop(0), self.port)))
                 done, attempts = await asyncio.wait(
                     attempts, timeout=self.CONNECT_STAGGER if waiting else None, return_when=asyncio.FIRST_COMPLETED)
-                for attempt in done:
-                    if attempt.exception() is None:
-                        return attempt.result()  # the others are cancelled below
-                    errors.append(attempt.exception())
+                connected = [attempt.result() for attempt in done if attempt.exception() is None]
+                errors += [attempt.exception() for attempt in done if attempt.exception() is not None]
+                if connected:
+                    for extra in connected[1:]:  # two connected in the same turn: keep one
+                        extra.close()
+                    return connected[0]  # the attempts still running are cancelled below
         finally:
             for attempt in attempts:
                 attempt.cancel()
@@ -299,7 +301,7 @@ class _Connection:
                 return operation(*args)
             except ssl.SSLWantReadError:
                 await self._ready(self._loop.add_reader, self._loop.remove_reader)
-            except (ssl.SSLWantWriteError, BlockingIOError):
+            except ssl.SSLWantWriteError:
                 await self._ready(self._loop.add_writer, self._loop.remove_writer)
 
     async def _ready(self, add: Callable[..., None], remove: Callable[[int], bool]) -> None:
@@ -320,7 +322,3 @@ def _os_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
