@@ -12,6 +12,7 @@ import time
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import pytest
 
@@ -215,6 +216,42 @@ def test_addresses_of_a_host_without_any_raise_oserror(scripted):
     assert asyncio.run(client.addresses("mta-sts.example.com")) == [(socket.AF_INET, "192.0.2.7")]
     with pytest.raises(OSError, match="no A or AAAA record"):
         asyncio.run(client.addresses("mta-sts.example.com", socket.AF_INET6))
+
+
+@pytest.mark.parametrize("silent", ["AAAA", "A"])
+def test_a_family_that_never_answers_costs_the_resolution_delay_not_the_timeout(scripted, silent):
+    from mtasts.net.dns import RESOLUTION_DELAY
+
+    def script(q):
+        rdtype = dns.rdatatype.to_text(q.question[0].rdtype)
+        if rdtype == silent:
+            return []  # a resolver (or middlebox) that drops this type
+        response = answer(q)
+        if rdtype == "AAAA":
+            response.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "AAAA", "2001:db8::7"))
+        return [response.to_wire()]
+
+    server = scripted(script)
+    started = time.monotonic()
+    got = asyncio.run(DnsClient([server.nameserver], 3.0).addresses("mta-sts.example.com"))
+    took = time.monotonic() - started
+    assert got == ([(socket.AF_INET6, "2001:db8::7")] if silent == "A" else [(socket.AF_INET, "192.0.2.7")])
+    assert RESOLUTION_DELAY <= took < 1.0, took  # RFC 8305 §3; the lifetime is 3 s
+
+
+def test_both_families_are_waited_for_while_neither_has_addresses(scripted):
+    def script(q):
+        if q.question[0].rdtype == dns.rdatatype.AAAA:
+            return []
+        response = answer(q)
+        response.answer.clear()  # A: NODATA
+        return [response.to_wire()]
+
+    server = scripted(script)
+    started = time.monotonic()
+    with pytest.raises(OSError, match=r"AAAA: no answer"):
+        asyncio.run(DnsClient([server.nameserver], 0.6).addresses("mta-sts.example.com"))
+    assert time.monotonic() - started >= 0.5  # the AAAA query had its whole lifetime
 
 
 def test_a_name_no_query_can_carry_is_a_servfail_not_a_crash(scripted):
