@@ -226,3 +226,13 @@ def test_address_families_alternate_the_first_family_first():
     assert interleave_families(given) == [given[0], given[3], given[1], given[4], given[2]]
     assert interleave_families(given[3:] + given[:1]) == [given[3], given[0], given[4]]
     assert interleave_families(given[:2]) == given[:2]
+
+
+def test_a_close_delimited_body_ends_at_close_notify_or_at_a_bare_close(tmp_path):
+    def notify(tls):
+        tls.sendall(OK_HEAD + b"\r\n" + POLICY)
+        tls.unwrap()  # TLS close_notify, then the TCP close
+
+    for script in (notify, sender(OK_HEAD + b"\r\n" + POLICY)):
+        server = ScriptedHttps(tmp_path, script)
+        assert fetch(server).body == POLICY

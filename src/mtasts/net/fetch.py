@@ -164,8 +164,9 @@ class PolicyFetcher:
                     await connection.io(tls.do_handshake)
                 except ssl.SSLCertVerificationError as exc:
                     raise FetchError("certificate", f"{url}: {exc}", WEBPKI_INVALID) from exc
-                except ssl.SSLEOFError as exc:
+                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
                     # The server hung up on our ClientHello: e.g. one that only speaks TLS 1.0/1.1.
+                    # (Python < 3.10 reports OpenSSL 3's unexpected EOF as a zero return.)
                     raise FetchError("connect", f"{url}: {host}:{self.port} closed the connection during the"
                                                 f" TLS handshake ({exc})") from exc
                 except ssl.SSLError as exc:
@@ -190,11 +191,11 @@ class PolicyFetcher:
         reader = ResponseReader(MAX_POLICY_SIZE)
         try:
             while reader.head is None:
-                self._received(reader, await connection.io(connection.tls.recv, _READ_CHUNK))
+                self._received(reader, await connection.io(connection.receive))
             _judge(url, reader.head)
             reader.feed(b"")
             while not reader.done:
-                self._received(reader, await connection.io(connection.tls.recv, _READ_CHUNK))
+                self._received(reader, await connection.io(connection.receive))
         except BodyTooLarge as exc:
             raise FetchError("too-large", f"{url}: body over {MAX_POLICY_SIZE} bytes ({exc})", POLICY_INVALID) from None
         except HttpWireError as exc:
@@ -293,6 +294,13 @@ class _Connection:
         self.tls = tls
         self._fd = tls.fileno()
         self._loop = asyncio.get_running_loop()
+
+    def receive(self) -> bytes:
+        """The next bytes, b"" at the end: a TLS close_notify (a zero return) is an end too."""
+        try:
+            return self.tls.recv(_READ_CHUNK)
+        except ssl.SSLZeroReturnError:
+            return b""
 
     async def io(self, operation: Callable[..., Any], *args: Any) -> Any:
         """*operation* retried until the socket lets it complete."""
