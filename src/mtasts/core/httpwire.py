@@ -107,19 +107,17 @@ class ResponseReader:
 
     def end(self) -> None:
         """The server closed the connection: complete a close-delimited body, or raise."""
-        if self._state == _UNTIL_CLOSE:
-            self._finish()
-            return
-        if self._state == _DONE:
-            return
         if self._state == _HEAD:
             if not self._buffer:
                 raise HttpWireError("connection closed without a response")
             raise HttpWireError("connection closed in the middle of the response header")
         if self._state == _BODY_PENDING:
-            self.feed(b"")
-            if self._state in (_DONE, _UNTIL_CLOSE):
-                return self.end()
+            self.feed(b"")  # frame (and read) what came with the head first
+        if self._state == _UNTIL_CLOSE:
+            self._finish()
+            return
+        if self._state == _DONE:
+            return
         if self._state == _LENGTH:
             raise HttpWireError(f"connection closed {self._remaining} octets before the end of the body")
         raise HttpWireError("connection closed in the middle of the chunked body")

@@ -148,7 +148,7 @@ class PolicyFetcher:
             try:
                 addresses = await (early if early is not None else self._dns.addresses(host))
             except OSError as exc:
-                raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {_os_reason(exc)}") from None
+                raise self._cannot_connect(url, host, _os_reason(exc)) from None
             plain = await self._connect(url, host, addresses)
             try:
                 tls = self._ssl.wrap_socket(plain, server_hostname=host, do_handshake_on_connect=False)
@@ -173,7 +173,7 @@ class PolicyFetcher:
                     raise FetchError("tls", f"{url}: {exc}", WEBPKI_INVALID) from exc
                 except OSError as exc:
                     # A reset during the handshake (the same server, another kernel's way).
-                    raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {_os_reason(exc)}") from exc
+                    raise self._cannot_connect(url, host, _os_reason(exc)) from exc
                 try:
                     body = await self._exchange(connection, host, url)
                 except (ssl.SSLError, OSError) as exc:
@@ -202,6 +202,9 @@ class PolicyFetcher:
             raise FetchError("http", f"{url}: {exc}") from None
         return reader.body
 
+    def _cannot_connect(self, url: str, host: str, reason: str) -> FetchError:
+        return FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {reason}")
+
     @staticmethod
     def _received(reader: ResponseReader, data: bytes) -> None:
         if data:
@@ -217,7 +220,7 @@ class PolicyFetcher:
             try:
                 return await _attempt(loop, *addresses[0], self.port)
             except OSError as exc:
-                raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {_os_reason(exc)}") from None
+                raise self._cannot_connect(url, host, _os_reason(exc)) from None
         errors: List[BaseException] = []
         attempts: "Set[asyncio.Future[socket.socket]]" = set()
         waiting = interleave_families(addresses)
@@ -238,7 +241,7 @@ class PolicyFetcher:
                 attempt.cancel()
                 attempt.add_done_callback(_close_connected)
         reason = "; ".join(dict.fromkeys(_os_reason(e) for e in errors)) or "no address"
-        raise FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {reason}")
+        raise self._cannot_connect(url, host, reason)
 
 
 def interleave_families(addresses: List[Tuple[int, str]]) -> List[Tuple[int, str]]:
