@@ -86,11 +86,15 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
                     break
                 data += chunk
             writer.close()
-            head, _, body = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), head[:40]
-            parse_policy(body)
+            read_reply(data)
 
     (_family, address), *_ = await client.addresses(policy_host(fresh[0]))
+
+    def read_reply(data: bytes) -> None:
+        """What the hand-written ways do with a response: the status line, then the policy."""
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:40]
+        parse_policy(body)
 
     async def blocking(domains: list) -> None:
         for domain in domains:
@@ -103,9 +107,7 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
                     if not chunk:
                         break
                     data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200"), head[:40]
-            parse_policy(body)
+            read_reply(data)
 
     ways = {"fetcher": via_fetcher, "aiohttp": via_aiohttp, "streams": via_streams, "blocking": None}
     per_round = n // rounds
