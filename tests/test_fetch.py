@@ -38,10 +38,11 @@ class Addresses:
 
 class ScriptedHttps:
     """A TLS server on 127.0.0.1 (any port) that reads one request per connection, runs
-    ``script(tls)`` and closes, or with *hold* waits for the client to close (``closed``);
-    ``requests`` holds what each connection sent."""
+    ``script(tls)`` and closes (with a TLS close_notify unless *notify* is false), or with
+    *hold* waits for the client to close (``closed``); ``requests`` holds what each
+    connection sent."""
 
-    def __init__(self, tmp_path, script, name=HOST, port=0, hold=False):
+    def __init__(self, tmp_path, script, name=HOST, port=0, hold=False, notify=True):
         self.ca = trustme.CA()
         self.ca_file = str(tmp_path / "ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_file)
@@ -49,6 +50,7 @@ class ScriptedHttps:
         self.ca.issue_cert(name).configure_cert(self.context)
         self.script = script
         self.hold = hold
+        self.notify = notify
         self.requests = []
         self.closed = threading.Event()  # set when a held connection's client end went away
         self.listener = socket.create_server(("127.0.0.1", port))
@@ -74,6 +76,12 @@ class ScriptedHttps:
                     request += chunk
                 self.requests.append(request)
                 self.script(tls)
+                if self.notify and not self.hold:
+                    try:
+                        tls.unwrap().close()
+                    except (OSError, ssl.SSLError):
+                        pass
+                    return
                 if self.hold:
                     tls.settimeout(10)
                     while tls.recv(4096):  # until the client closes
@@ -135,8 +143,8 @@ def test_a_chunked_response_trickled_in_tiny_segments(tmp_path):
 
 
 @pytest.mark.parametrize("reply,kind,text", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "http", "no HTTP status line"),
-    (OK_HEAD + b"Content-Length: 500\r\n\r\n" + POLICY, "http", "octets before the end of the body"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "http", "illegal status line"),
+    (OK_HEAD + b"Content-Length: 500\r\n\r\n" + POLICY, "http", "before the end of the body"),
     (OK_HEAD + b"Content-Encoding: br\r\n\r\nxx", "http", "unsupported Content-Encoding"),
     (b"", "http", "closed without a response"),
     (OK_HEAD + b"Content-Length: 99999999\r\n\r\n", "too-large", "body over 65536 bytes"),
@@ -228,11 +236,88 @@ def test_address_families_alternate_the_first_family_first():
     assert interleave_families(given[:2]) == given[:2]
 
 
-def test_a_close_delimited_body_ends_at_close_notify_or_at_a_bare_close(tmp_path):
-    def notify(tls):
-        tls.sendall(OK_HEAD + b"\r\n" + POLICY)
-        tls.unwrap()  # TLS close_notify, then the TCP close
+def test_a_close_delimited_body_ends_at_close_notify_only(tmp_path):
+    # RFC 9112 §9.8: a FIN or RST without close_notify may be anyone's, cutting the policy
+    # anywhere: "mx1.victim.atk" read as "mx1.victim.at", max_age 31557600 read as 3.
+    victim = b"version: STSv1\r\nmode: enforce\r\nmx: mx1.victim.atk\r\nmax_age: 31557600\r\n"
+    assert fetch(ScriptedHttps(tmp_path, sender(OK_HEAD + b"\r\n" + victim))).body == victim
+    for cut in (len(victim), len(victim) - 3, len(victim) - 22):
+        server = ScriptedHttps(tmp_path, sender(OK_HEAD + b"\r\n" + victim[:cut]), notify=False)
+        error = failure(server)
+        assert error.kind == "http" and "without TLS close_notify" in str(error), str(error)
 
-    for script in (notify, sender(OK_HEAD + b"\r\n" + POLICY)):
-        server = ScriptedHttps(tmp_path, script)
-        assert fetch(server).body == POLICY
+
+def test_a_reset_after_a_complete_length_framed_body_changes_nothing(tmp_path):
+    def reset(tls):
+        tls.sendall(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(POLICY) + POLICY)
+        time.sleep(0.3)  # read by then: the fetch does not wait for the close
+        tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    assert fetch(ScriptedHttps(tmp_path, reset, notify=False)).body == POLICY
+
+
+def streamer(head, piece):
+    """A host that sends *head*, then *piece* as fast as it can until the client leaves."""
+    def script(tls):
+        tls.sendall(head)
+        block = piece * max(1, 16384 // len(piece))
+        try:
+            while True:
+                tls.sendall(block)
+        except (OSError, ssl.SSLError):
+            pass
+    return script
+
+
+def test_a_host_streaming_interim_responses_is_refused_at_their_bound(tmp_path):
+    # The defect of issue 24: "HTTP/1.1 100 Continue" at ~3 MB/s kept the event loop busy
+    # past the deadline. Refused after MAX_INTERIM of them, whatever the deadline.
+    server = ScriptedHttps(tmp_path, streamer(b"", b"HTTP/1.1 100 Continue\r\n\r\n"), notify=False)
+    error = failure(server, timeout=30.0)
+    assert error.kind == "http" and "interim (1xx) responses" in str(error), str(error)
+
+
+def test_a_host_streaming_chunk_framing_is_refused_at_the_response_bound(tmp_path):
+    server = ScriptedHttps(tmp_path, streamer(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n",
+                                              b"1;" + b"e" * 1000 + b"\r\nx\r\n"), notify=False)
+    error = failure(server, timeout=30.0)
+    assert error.kind == "http" and "octets with its framing" in str(error), str(error)
+
+
+def test_a_fetch_that_keeps_receiving_lets_the_event_loop_run(tmp_path):
+    # A trickle inside every bound (a header field, one octet at a time, never ending): the
+    # loop must still turn between reads, and the deadline must end it.
+    def trickle(tls):
+        tls.sendall(OK_HEAD)
+        try:
+            for _ in range(100000):
+                tls.sendall(b"X")
+                time.sleep(0.001)
+        except (OSError, ssl.SSLError):
+            pass
+
+    server = ScriptedHttps(tmp_path, trickle, notify=False)
+
+    async def run():
+        fetcher = PolicyFetcher(Addresses("127.0.0.1"), 0.5, server.ca_file, port=server.port)
+        await fetcher.start()
+        turns = 0
+
+        async def ticker():
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        try:
+            with pytest.raises(FetchError) as caught:
+                await fetcher.fetch(DOMAIN)
+        finally:
+            task.cancel()
+            await fetcher.close()
+        return caught.value, turns
+
+    error, turns = asyncio.run(run())
+    assert error.kind == "timeout" or "Receive buffer too long" in str(error), str(error)
+    assert turns > 10  # the ticker ran while the fetch was reading

@@ -5,21 +5,32 @@
     ├── ProtocolError          a peer broke a wire protocol
     │   ├── NetstringError     malformed netstring: close that connection
     │   ├── RequestError       well-formed netstring, unusable socketmap request
-    │   └── DnsWireError       a DNS message that cannot be read (or a name that cannot be sent)
+    │   ├── DnsWireError       a DNS message that cannot be read (or a name that cannot be sent)
+    │   └── HttpWireError      a policy host's response that is no bounded HTTP/1.1
+    │       └── BodyTooLarge   its body, as sent or decoded, is over the policy size limit
     ├── RecordError            the _mta-sts TXT answer yields no usable record (remote)
     ├── PolicyError            the policy body is invalid (remote)
     ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
     │   └── FetchError         the HTTPS policy fetch failed, with a TLSRPT result type
     ├── AnswerError            an answer Postfix would not read (our own bug, caught in tests)
+    ├── ReportError            a TLSRPT report that cannot be read (remote; kept as broken)
     ├── StoreError             the local cache store failed (local; sqlite3 errors mapped here)
+    ├── ResourceExhausted      no descriptor, buffer or memory for a lookup (local; TEMP, never
+    │                          "no policy")
     ├── PostfixError           postconf is missing, failed or said nothing usable (local)
     ├── UsageError             a command-line argument the command cannot use
     └── DaemonNotRunning       no daemon answers on the control socket
 
 Remote faults never defer mail: they mean "no policy" unless a valid policy is cached.
+Local faults that leave a lookup undecided (ResourceExhausted, a failing store) defer it.
 """
 
 from __future__ import annotations
+
+import errno
+
+# The errnos of a local resource running out: a lookup that meets one is undecided, not failed.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class MtastsError(Exception):
@@ -44,6 +55,14 @@ class RequestError(ProtocolError):
 
 class DnsWireError(ProtocolError):
     """A DNS response that breaks RFC 1035's format, or a name no query can carry."""
+
+
+class HttpWireError(ProtocolError):
+    """A response that is no readable, bounded HTTP/1.x (the fetch's "http" failure)."""
+
+
+class BodyTooLarge(HttpWireError):
+    """The body, as sent or decoded, is over the reader's limit."""
 
 
 class RecordError(MtastsError):
@@ -87,6 +106,19 @@ class ReportError(MtastsError):
 
 class StoreError(MtastsError):
     """The persistent cache store failed (local fault)."""
+
+
+class ResourceExhausted(MtastsError):
+    """A lookup found no file descriptor, socket buffer or memory (EMFILE, ENFILE, ENOBUFS,
+    ENOMEM). A local fault: the lookup answers TEMP (Postfix retries), never "no policy",
+    which would be a silent downgrade of an enforced domain."""
+
+    @classmethod
+    def check(cls, exc: BaseException, what: str) -> None:
+        """Raise a ResourceExhausted for *exc* (from it) when it is one; else return."""
+        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS):
+            reason = errno.errorcode.get(getattr(exc, "errno", None) or 0, "ENOMEM")
+            raise cls(f"{what}: {reason} ({getattr(exc, 'strerror', None) or exc or 'out of memory'})") from exc
 
 
 class PostfixError(MtastsError):

@@ -1,6 +1,8 @@
 """Cache decisions (RFC 8461 §3.3, §5.1, §10.2), with an explicit clock."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mtasts.core import freshness
 from mtasts.core.freshness import Background, Hold, decide, held, learned, refresh_failed, txt_confirmed
@@ -66,6 +68,14 @@ def test_retry_delay_capped():
     assert freshness.retry_delay(50) == freshness.RETRY_MAX
 
 
+@given(st.integers(min_value=-10, max_value=10 ** 30))
+def test_any_failure_count_gives_a_delay_within_the_bounds(failures):
+    # Issue 24: 1025 failures raised OverflowError, and every lookup answered TEMP.
+    assert freshness.RETRY_MIN <= freshness.retry_delay(failures) <= freshness.RETRY_MAX
+    ttl = freshness.hold_ttl(freshness.Hold.FETCH_FAILURE, 300, failures, (300.0, 3600.0), 60.0)
+    assert freshness.RETRY_MIN <= ttl <= freshness.RETRY_MAX
+
+
 def test_e74_expired_never_revived():
     e = entry(max_age=100)
     d = decide(e, T0 + 100, RECHECK)
@@ -103,8 +113,6 @@ def test_e77_warning_unless_none(mode, warn):
 
 # -- the fleet: merging another host's entry (RFC 8461 §3.3) ---------------------------
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from mtasts.core.dane import DaneResult, DaneState  # noqa: E402
 

@@ -1,5 +1,7 @@
 """core/httpwire: responses framed every way RFC 9112 allows, fed in any pieces, read back to
-the same head and body; limits; truncation; any bytes either read or raise HttpWireError."""
+the same head and body; limits on everything a policy host controls (interim responses,
+framing, the head, the body as sent and decoded); truncation, a close without close_notify
+included; any bytes either read or raise HttpWireError."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtasts.core.httpwire import (MAX_HEAD, BodyTooLarge, HttpWireError, ResponseReader, build_request)
+from mtasts.core.httpwire import MAX_HEAD, MAX_INTERIM, BodyTooLarge, Exchange, HttpWireError
 
 LIMIT = 65536
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=12)
@@ -19,8 +21,12 @@ VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, b
 FRAMING = st.sampled_from(["length", "chunked", "close", "gzip-length", "gzip-chunked", "deflate-close"])
 
 
-def read(wire: bytes, pieces=None, limit=LIMIT):
-    """Feed *wire* in *pieces* (cut points), then the end; the reader."""
+def ResponseReader(limit=LIMIT):  # noqa: N802 - one exchange, read as the fetch reads it
+    return Exchange("mta-sts.example.com", "/.well-known/mta-sts.txt", (), limit)
+
+
+def read(wire: bytes, pieces=None, limit=LIMIT, clean=True):
+    """Feed *wire* in *pieces* (cut points), then the end (*clean*: a close_notify); the reader."""
     reader = ResponseReader(limit)
     cuts = sorted(set(pieces or [])) + [len(wire)]
     at = 0
@@ -30,7 +36,7 @@ def read(wire: bytes, pieces=None, limit=LIMIT):
     if not reader.done:
         reader.feed(b"")  # the head may have been complete at the last piece
     if not reader.done:
-        reader.end()
+        reader.end(clean)
     return reader
 
 
@@ -120,10 +126,10 @@ def test_no_body_for_204_and_304():
 
 @pytest.mark.parametrize("wire,match", [
     (b"", "without a response"),
-    (b"HTTP/1.1 200 OK\r\nContent-Le", "middle of the response header"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "5 octets before the end"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "middle of the chunked body"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "middle of the chunked body"),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", "unreadable response head"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "before the end of the body"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "before the end of the body"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"x" * 100)[:20], "compressed body ends"),
 ])
 def test_truncated_responses_are_errors(wire, match):
@@ -132,20 +138,22 @@ def test_truncated_responses_are_errors(wire, match):
 
 
 @pytest.mark.parametrize("wire,match", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "no HTTP status line"),
-    (b"<html>hello</html>\r\n\r\n", "no HTTP status line"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "illegal status line"),
+    (b"<html>hello</html>\r\n\r\n", "illegal status line"),
     (b"HTTP/2.0 200 OK\r\n\r\n", "not HTTP/1.x"),
-    (b"HTTP/1.1 20 OK\r\n\r\n", "no HTTP status line"),
-    (b"HTTP/1.1 200 OK\r\nContent-Type : text/plain\r\n\r\n", "invalid header field"),
-    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "invalid header field"),
+    (b"HTTP/1.1 20 OK\r\n\r\n", "illegal status line"),
+    (b"HTTP/1.1 200 OK\rX-Smuggled: 1\r\n\r\n", "illegal status line"),  # a bare CR
+    (b"HTTP/1.1 200 OK\r\nContent-Type : text/plain\r\n\r\n", "illegal header line"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "illegal header line"),
     (b"HTTP/1.1 200 OK\r\n continuation\r\n\r\n", "continuation line"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx", "unsupported Content-Encoding 'br'"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\nxx", "unsupported Content-Encoding"),
     (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "undecodable"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "longer than its size"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 2000, "chunk framing line over"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "Only Transfer-Encoding: chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "illegal chunk header"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "chunk"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nab\n0\n\n", "unreadable response body"),  # bare LF framing
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 40000, "Receive buffer too long"),
     (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 header fields"),
 ])
 def test_unreadable_responses_say_why(wire, match):
@@ -156,7 +164,7 @@ def test_unreadable_responses_say_why(wire, match):
 def test_a_header_section_without_end_is_bounded():
     reader = ResponseReader(LIMIT)
     reader.feed(b"HTTP/1.1 200 OK\r\n")
-    with pytest.raises(HttpWireError, match=f"over {MAX_HEAD} octets"):
+    with pytest.raises(HttpWireError, match="Receive buffer too long"):
         for _ in range(MAX_HEAD // 1000 + 1):
             reader.feed(b"X-Pad: " + b"a" * 991 + b"\r\n")
 
@@ -165,7 +173,7 @@ def test_endless_trailers_are_bounded():
     reader = ResponseReader(LIMIT)
     reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     reader.feed(b"1\r\na\r\n0\r\n")
-    with pytest.raises(HttpWireError, match="trailers over"):
+    with pytest.raises(HttpWireError, match="Receive buffer too long"):
         for _ in range(MAX_HEAD // 100 + 2):
             reader.feed(b"T: " + b"t" * 95 + b"\r\n")
 
@@ -185,11 +193,57 @@ def test_a_compression_bomb_stops_at_the_limit():
         reader.feed(bomb[:4096])
 
 
-def test_a_huge_chunk_size_is_refused_before_its_data():
+def test_a_huge_chunk_stops_at_the_limit():
     reader = ResponseReader(LIMIT)
     reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    reader.feed(b"FFFFFFFFFFFFFFFF\r\n")
     with pytest.raises(BodyTooLarge):
-        reader.feed(b"FFFFFFFFFFFFFFFF\r\n")
+        for _ in range(LIMIT // 4096 + 1):
+            reader.feed(b"x" * 4096)
+
+
+def test_interim_responses_are_bounded():
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 100 Continue\r\n\r\n" * MAX_INTERIM)
+    assert reader.head is None
+    with pytest.raises(HttpWireError, match=f"more than {MAX_INTERIM} interim"):
+        reader.feed(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def test_a_stream_of_interim_responses_stops_within_one_read():
+    # What a hostile host sends as fast as it can: one 16 KiB read of it is already refused.
+    with pytest.raises(HttpWireError, match="interim"):
+        ResponseReader(LIMIT).feed(b"HTTP/1.1 100 Continue\r\n\r\n" * 700)
+
+
+def test_chunk_framing_counts_against_the_response_bound():
+    # One-octet chunks with 1 KiB extensions: a small body in megabytes of framing.
+    reader = ResponseReader(LIMIT)
+    reader.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"1;" + b"e" * 1000 + b"\r\nx\r\n"
+    with pytest.raises(HttpWireError, match="octets with its framing"):
+        for _ in range(reader.max_response // len(chunk) + 2):
+            reader.feed(chunk)
+    assert reader.max_response < 1024 * 1024
+
+
+@pytest.mark.parametrize("framing", ["close", "deflate-close"])
+def test_a_close_delimited_body_needs_close_notify(framing):
+    wire = frame(b"version: STSv1\r\nmode: enforce\r\nmx: mx1.victim.atk\r\nmax_age: 31557600\r\n", framing, [])
+    assert read(wire, clean=True).body.endswith(b"max_age: 31557600\r\n")
+    for cut in (len(wire), len(wire) - 5, len(wire) - 30):
+        with pytest.raises(HttpWireError, match="without TLS close_notify"):
+            read(wire[:cut], clean=False)
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "gzip-chunked"])
+def test_a_self_delimited_body_is_complete_before_any_close(framing):
+    wire = frame(b"version: STSv1\r\n", framing, [5])
+    reader = ResponseReader(LIMIT)
+    reader.feed(wire)
+    reader.feed(b"")
+    assert reader.done and reader.body == b"version: STSv1\r\n"
+    reader.end(clean=False)  # a FIN after a complete body changes nothing
 
 
 @settings(max_examples=400)
@@ -213,18 +267,23 @@ def test_damaged_responses_read_or_raise_httpwireerror(body, framing, position, 
         pass
 
 
-def test_every_prefix_of_a_framed_response_is_an_error_or_a_shorter_close_delimited_body():
-    for framing in ("length", "chunked", "gzip-chunked"):
+def test_every_prefix_of_a_framed_response_is_an_error():
+    for framing in ("length", "chunked", "gzip-chunked", "close"):
         wire = frame(b"version: STSv1\r\nmode: enforce\r\n", framing, [4, 9])
         for cut in range(len(wire)):
             with pytest.raises(HttpWireError):
-                read(wire[:cut])
+                read(wire[:cut], clean=framing != "close")
 
 
 def test_the_request_is_one_get_that_closes():
-    wire = build_request("mta-sts.example.com", "/.well-known/mta-sts.txt", (("Accept", "text/plain"),))
+    wire = Exchange("mta-sts.example.com", "/.well-known/mta-sts.txt", (("Accept", "text/plain"),), LIMIT).request
     assert wire == (b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
                     b"Accept: text/plain\r\nConnection: close\r\n\r\n")
+
+
+def test_a_request_no_http_can_carry_is_refused():
+    with pytest.raises(HttpWireError, match="cannot send the request"):
+        Exchange("bad\r\nhost", "/", (), LIMIT)
 
 
 def test_a_head_trickled_one_octet_at_a_time_reads_the_same():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from mtasts.errors import DnsWireError
 
@@ -146,13 +146,19 @@ def build_query(qid: int, qname: bytes, rdtype: int, dnssec: bool = False) -> by
     return header + question + opt
 
 
-def read_name(wire: bytes, pos: int) -> Tuple[bytes, int]:
-    """The name at *pos* (compression followed, letters lowered) and the offset after it."""
+def read_name(wire: bytes, pos: int, known: Optional[Dict[int, bytes]] = None) -> Tuple[bytes, int]:
+    """The name at *pos* (compression followed, letters lowered) and the offset after it.
+
+    *known*: the names already read from this message by where they start; a pointer to one
+    of those takes it whole and every name read adds its own, so reading a message costs at
+    most one step per octet of it, however its pointers chain (a 64 KiB message of names that
+    each chain 127 pointers is no longer 5000 x 127 steps)."""
     out = bytearray()
     end = -1
     pointers = 0
     size = len(wire)
     start = pos  # where the labels being read began: a pointer must lead before it
+    starts = [(pos, 0)]  # (offset, len(out) there): the names that end where this one ends
     while True:
         if pos >= size:
             raise DnsWireError("name runs past the end of the message")
@@ -179,6 +185,13 @@ def read_name(wire: bytes, pos: int) -> Tuple[bytes, int]:
             if end < 0:
                 end = pos + 2
             pos = target
+            suffix = known.get(target) if known is not None else None
+            if suffix is not None:
+                if len(out) + len(suffix) > MAX_NAME:
+                    raise DnsWireError(f"name over {MAX_NAME} octets")
+                out += suffix
+                break
+            starts.append((pos, len(out)))
             continue
         if kind:
             raise DnsWireError(f"unknown label type 0x{kind:02x}")  # RFC 6891 §5: obsolete
@@ -189,14 +202,18 @@ def read_name(wire: bytes, pos: int) -> Tuple[bytes, int]:
         if len(out) + 1 > MAX_NAME:
             raise DnsWireError(f"name over {MAX_NAME} octets")
         pos += 1 + length
-    return bytes(out), end
+    name = bytes(out)
+    if known is not None:
+        for offset, at in starts:
+            known.setdefault(offset, name[at:])
+    return name, end
 
 
-def _records(wire: bytes, pos: int, count: int) -> Tuple[List[Record], int]:
+def _records(wire: bytes, pos: int, count: int, known: Dict[int, bytes]) -> Tuple[List[Record], int]:
     records = []
     size = len(wire)
     for _ in range(count):
-        owner, pos = read_name(wire, pos)
+        owner, pos = read_name(wire, pos, known)
         if pos + 10 > size:
             raise DnsWireError("resource record header cut off")
         rdtype, rdclass, ttl, length = _RR_FIXED.unpack_from(wire, pos)
@@ -220,16 +237,17 @@ def parse_response(wire: bytes) -> Response:
         raise DnsWireError(f"{qdcount} questions in a response")
     pos = _HEADER.size
     question = None
+    known: Dict[int, bytes] = {}
     if qdcount:
-        qname, pos = read_name(wire, pos)
+        qname, pos = read_name(wire, pos, known)
         if pos + 4 > len(wire):
             raise DnsWireError("question cut off")
         qtype, qclass = _QUESTION_FIXED.unpack_from(wire, pos)
         pos += 4
         question = (qname, qtype, qclass)
-    answer, pos = _records(wire, pos, ancount)
-    authority, pos = _records(wire, pos, nscount)
-    additional, pos = _records(wire, pos, arcount)
+    answer, pos = _records(wire, pos, ancount, known)
+    authority, pos = _records(wire, pos, nscount, known)
+    additional, pos = _records(wire, pos, arcount, known)
     rcode = flags & 0x000F
     for record in additional:
         if record.rdtype == OPT:
@@ -238,6 +256,19 @@ def parse_response(wire: bytes) -> Response:
             raw_ttl = struct.unpack_from("!I", wire, record.offset - 6)[0]
             rcode |= (raw_ttl >> 24) << 4
     return Response(wire, qid, flags, rcode, question, tuple(answer), tuple(authority))
+
+
+def may_answer(wire: bytes, qid: int, qname: bytes, rdtype: int) -> bool:
+    """Whether datagram *wire* can be the answer to our query, from its first octets alone:
+    our id, a response, one question that is ours as we wrote it (servers echo the question
+    uncompressed, RFC 1035 §4.1.2; case aside). Anything else is dropped before it is parsed,
+    so a flood of stray or forged datagrams costs a comparison each."""
+    end = _HEADER.size + len(qname) + 4
+    if len(wire) < end or wire[0] != qid >> 8 or wire[1] != qid & 0xFF or not wire[2] & 0x80:
+        return False
+    if wire[4:6] != b"\x00\x01":
+        return False
+    return wire[12:end - 4].lower() == qname and wire[end - 4:end] == _QUESTION_FIXED.pack(rdtype, CLASS_IN)
 
 
 def answers_question(response: Response, qid: int, qname: bytes, rdtype: int) -> bool:

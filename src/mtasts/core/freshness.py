@@ -131,8 +131,13 @@ def refresh_time(fetched_at: float, max_age: int, jitter: float) -> float:
     return fetched_at + interval * (1.0 - REFRESH_JITTER * jitter)
 
 
+# Doublings past this reach RETRY_MAX anyway; the cap keeps 2**n a small float for any count
+# (2**1024 overflowed after 17 h of SERVFAIL with mail retried each minute: TEMP for ever).
+_MAX_DOUBLINGS = 32
+
+
 def retry_delay(failures: int) -> float:
-    return min(RETRY_MAX, RETRY_MIN * (2 ** max(0, failures - 1)))
+    return min(RETRY_MAX, RETRY_MIN * 2.0 ** min(_MAX_DOUBLINGS, max(0, failures - 1)))
 
 
 def hold_ttl(hold: Hold, txt_ttl: int, failures: int, negative: "Tuple[float, float]", failure_ttl: float) -> float:

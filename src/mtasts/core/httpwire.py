@@ -1,38 +1,43 @@
-"""HTTP/1.1 as the policy fetch speaks it (RFC 9112): one GET, one response read whole.
+"""HTTP/1.1 as the policy fetch speaks it (RFC 9112): one GET, one response, through h11.
 
-Pure: ``build_request`` makes the request's bytes; a ``ResponseReader`` is fed the
-response's bytes as they arrive and gives the head, then the body, or raises
-``HttpWireError``. It stops after the head so that the caller judges the status and the
-media type (RFC 8461 §3.3) before reading any body, and it never holds more than the
-size limit of body (``BodyTooLarge``) or ``MAX_HEAD`` of header section.
+Pure: an ``Exchange`` gives the request's bytes and is fed the response's bytes as they
+arrive; it gives the head, then the body, or raises ``HttpWireError``. h11 (the sans-I/O
+parser) reads the messages; this module adds what a policy fetch needs on top and bounds
+everything a policy host controls:
+
+* ``feed`` returns as soon as the final head is read, so the caller judges the status and
+  the media type (RFC 8461 §3.3) before any body is read;
+* at most ``MAX_INTERIM`` interim (1xx) responses, ``MAX_FIELDS`` header fields, a head of
+  ``MAX_HEAD`` octets, and ``MAX_RESPONSE`` octets for the whole response, framing included
+  (a host streaming ``100 Continue`` or one-octet chunks stops at these, not at the deadline);
+* the body at most *limit* octets as sent and as decoded (gzip or deflate, only when a server
+  sends them unasked; a compression bomb stops at the limit);
+* a body delimited by the connection's close is complete only after a TLS close_notify
+  (RFC 9112 §9.8): ``end(clean=False)`` is a truncation, never a shorter policy.
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from mtasts.errors import ProtocolError
+import h11
 
-# A status line and header fields this long are no policy host's (aiohttp allowed ~8 KiB a line).
+from mtasts.errors import BodyTooLarge, HttpWireError
+
+# A status line and header fields this long are no policy host's (h11's default is 16 KiB;
+# aiohttp allowed ~8 KiB a line). Also bounds each chunk-size line and the trailers.
 MAX_HEAD = 32 * 1024
 MAX_FIELDS = 100
-# A chunk-size line with extensions (RFC 9112 §7.1.1); nothing legitimate comes near this.
-MAX_CHUNK_LINE = 1024
+# 100 Continue and 103 Early Hints are all a server may send before its answer to a GET; a
+# few are harmless, a stream of them is an attack on the reader (RFC 9110 §15.2 sets no bound).
+MAX_INTERIM = 8
+# Octets of chunk framing (sizes, extensions, line ends, trailers) allowed beside the body:
+# a policy in one-octet chunks costs six octets an octet; more is no server's honest framing.
+FRAMING_ALLOWANCE = 64 * 1024
 
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: (.*))?\Z", re.S)
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
-
-
-class HttpWireError(ProtocolError):
-    """A response that is no readable HTTP/1.x (the fetch's "http" failure)."""
-
-
-class BodyTooLarge(HttpWireError):
-    """The body, as sent or decoded, is over the reader's limit."""
+__all__ = ["MAX_HEAD", "MAX_FIELDS", "MAX_INTERIM", "Head", "Exchange", "HttpWireError", "BodyTooLarge"]
 
 
 @dataclass(frozen=True)
@@ -57,38 +62,31 @@ class Head:
                 for item in value.split(",") if item.strip()]
 
 
-def build_request(host: str, path: str, fields: Tuple[Tuple[str, str], ...]) -> bytes:
-    """A GET of *path* on *host*; the connection closes after the response (one fetch)."""
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{name}: {value}" for name, value in fields]
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+class Exchange:
+    """One GET of *path* on *host* (the connection closes after the response) and the
+    response to it. ``request``: the bytes to send. ``feed`` the response's bytes as they
+    come; ``head`` is set once the final head is read (``feed`` then returns; the body waits
+    for the next ``feed``, which may be empty); ``end`` says the connection closed, and
+    whether cleanly (a TLS close_notify). ``done``: the body is complete (``body``)."""
 
-
-# Reader states.
-_HEAD, _BODY_PENDING, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(9)
-
-
-class ResponseReader:
-    """Reads one response to a GET. ``feed`` returns as soon as the head is complete
-    (``head`` is then set; the body waits for the next ``feed``, which may be empty);
-    ``end`` says the connection closed. ``done``: the body is complete (``body``)."""
-
-    def __init__(self, limit: int) -> None:
+    def __init__(self, host: str, path: str, fields: Tuple[Tuple[str, str], ...], limit: int) -> None:
         self.limit = limit
+        self.max_response = MAX_HEAD * (MAX_INTERIM + 1) + limit + FRAMING_ALLOWANCE
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        headers = [("Host", host)] + list(fields) + [("Connection", "close")]
+        try:
+            self.request = self._h11.send(h11.Request(method="GET", target=path, headers=headers))
+        except h11.LocalProtocolError as exc:  # a host or field no request can carry
+            raise HttpWireError(f"cannot send the request: {exc}") from None
         self.head: Optional[Head] = None
-        self._state = _HEAD
-        self._buffer = bytearray()
-        self._remaining = 0  # of a Content-Length body or of the current chunk
-        self._raw = 0  # body octets as sent (after the chunk framing)
+        self.done = False
+        self._received = 0
+        self._interim = 0
+        self._body_started = False
+        self._close_delimited = False
+        self._raw = 0  # body octets as sent (after any chunk framing)
         self._decoded = bytearray()
         self._decoder: Optional[Any] = None  # a zlib decompressor for a coded body
-        self._trailer_octets = 0
-        self._scanned = 0  # head octets already searched for the blank line
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
 
     @property
     def body(self) -> bytes:
@@ -96,158 +94,87 @@ class ResponseReader:
         return bytes(self._decoded)
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
-        if self._state == _HEAD:
-            self._read_head()
+        if data:
+            self._received += len(data)
+            if self._received > self.max_response:
+                raise HttpWireError(f"response over {self.max_response} octets with its framing")
+            self._h11.receive_data(data)
+        if self.head is None:
+            self._pump(stop_at_head=True)
             return
-        if self._state == _BODY_PENDING:
-            self._state = self._framing()
-        while self._step():
-            pass
+        self._start_body()
+        self._pump(stop_at_head=False)
 
-    def end(self) -> None:
-        """The server closed the connection: complete a close-delimited body, or raise."""
-        if self._state == _HEAD:
-            if not self._buffer:
-                raise HttpWireError("connection closed without a response")
-            raise HttpWireError("connection closed in the middle of the response header")
-        if self._state == _BODY_PENDING:
-            self.feed(b"")  # frame (and read) what came with the head first
-        if self._state == _UNTIL_CLOSE:
-            self._finish()
+    def end(self, clean: bool = True) -> None:
+        """The server closed the connection; *clean*: after a TLS close_notify."""
+        if self.done:
             return
-        if self._state == _DONE:
-            return
-        if self._state == _LENGTH:
-            raise HttpWireError(f"connection closed {self._remaining} octets before the end of the body")
-        raise HttpWireError("connection closed in the middle of the chunked body")
+        if self.head is None:
+            self._pump(stop_at_head=True)  # a head complete in what came last
+        if self.head is not None:
+            self._start_body()
+        if self.head is not None and self._close_delimited and not clean:
+            raise HttpWireError("connection closed without TLS close_notify: the body, delimited only by the"
+                                " close, may be cut short (RFC 9112 §9.8)")
+        if self.head is None and self._received == 0:
+            raise HttpWireError("connection closed without a response")
+        self._h11.receive_data(b"")
+        self._pump(stop_at_head=False)
+        if not self.done:
+            raise HttpWireError("connection closed in the middle of the response")
 
-    # -- the head -------------------------------------------------------------------
-
-    def _read_head(self) -> None:
-        while True:
-            # Only the new bytes (and the two before them) can complete the blank line: a
-            # head trickled one octet at a time is not scanned again from its start each time.
-            start = max(0, self._scanned - 2)
-            end = self._buffer.find(b"\n\r\n", start)
-            bare = self._buffer.find(b"\n\n", start)
-            ends = [(i, 3) for i in (end,) if i >= 0] + [(i, 2) for i in (bare,) if i >= 0]
-            if not ends:
-                if len(self._buffer) > MAX_HEAD:
-                    raise HttpWireError(f"response header section over {MAX_HEAD} octets")
-                self._scanned = len(self._buffer)
+    def _pump(self, stop_at_head: bool) -> None:
+        while not self.done:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise HttpWireError(_reason(exc, self.head)) from None
+            if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
-            self._scanned = 0
-            at, skip = min(ends)
-            if at + skip > MAX_HEAD:
-                raise HttpWireError(f"response header section over {MAX_HEAD} octets")
-            block = bytes(self._buffer[:at])
-            del self._buffer[:at + skip]
-            head = _parse_head(block)
-            # 1xx (RFC 9110 §15.2): interim; the final response follows. 101 was never asked for.
-            if 100 <= head.status < 200 and head.status != 101:
-                continue
-            self.head = head
-            self._state = _BODY_PENDING
-            return
+            if isinstance(event, h11.InformationalResponse):
+                self._interim += 1
+                if self._interim > MAX_INTERIM:
+                    raise HttpWireError(f"more than {MAX_INTERIM} interim (1xx) responses")
+            elif isinstance(event, h11.Response):
+                self.head = self._read_head(event)
+                if stop_at_head:
+                    return
+            elif isinstance(event, h11.Data):
+                self._content(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self._finish()
+            else:  # ConnectionClosed before a message is caught by h11 itself
+                raise HttpWireError(f"unexpected {type(event).__name__}")
 
-    def _framing(self) -> int:
-        """RFC 9112 §6.3: how the body of this response ends."""
+    def _read_head(self, response: Any) -> Head:
+        if not bytes(response.http_version).startswith(b"1."):
+            raise HttpWireError(f"HTTP/{response.http_version.decode('latin-1')} is not HTTP/1.x")
+        if len(response.headers) > MAX_FIELDS:
+            raise HttpWireError(f"more than {MAX_FIELDS} header fields")
+        fields = tuple((bytes(n).decode("ascii"), bytes(v).decode("latin-1")) for n, v in response.headers)
+        return Head(status=response.status_code, reason=bytes(response.reason).decode("latin-1"), fields=fields)
+
+    def _start_body(self) -> None:
+        """RFC 9112 §6.3 and RFC 9110 §8.4: how the body is framed and coded; once, after the
+        caller has seen the head (a 404 is judged as one, whatever length it announces)."""
+        if self._body_started:
+            return
+        self._body_started = True
         head = self.head
         assert head is not None
         codings = [c.lower() for c in head.values("content-encoding") if c.lower() != "identity"]
-        if codings == ["gzip"] or codings == ["x-gzip"]:
+        if codings in (["gzip"], ["x-gzip"]):
             self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif codings == ["deflate"]:
             self._decoder = zlib.decompressobj()
         elif codings:
             raise HttpWireError(f"unsupported Content-Encoding {', '.join(codings)!r}")
-        if head.status in (204, 304) or 100 <= head.status < 200:
-            self._finish()
-            return _DONE
-        transfer = [c.lower() for c in head.values("transfer-encoding") if c.lower() != "identity"]
-        if transfer:
-            # A Transfer-Encoding overrides any Content-Length (§6.3 rule 3); we asked for
-            # no other transfer coding than chunked (RFC 9112 §7.4, no TE field sent).
-            if transfer != ["chunked"]:
-                raise HttpWireError(f"unsupported Transfer-Encoding {', '.join(transfer)!r}")
-            return _CHUNK_SIZE
-        lengths = set(head.values("content-length"))
-        if not lengths:
-            return _UNTIL_CLOSE
-        if len(lengths) > 1 or not all(c.isdigit() and c.isascii() for c in next(iter(lengths))):
-            raise HttpWireError(f"invalid Content-Length {', '.join(sorted(lengths))!r}")  # §6.3 rule 5
-        self._remaining = int(next(iter(lengths)))
-        if self._remaining > self.limit:
-            raise BodyTooLarge(f"Content-Length {self._remaining} over {self.limit} octets")
-        if self._remaining == 0:
-            self._finish()
-            return _DONE
-        return _LENGTH
-
-    # -- the body -------------------------------------------------------------------
-
-    def _step(self) -> bool:
-        """One step of the body; False when more input (or the end) is needed."""
-        state, buffer = self._state, self._buffer
-        if state in (_LENGTH, _UNTIL_CLOSE, _CHUNK_DATA):
-            if not buffer:
-                return False
-            take = len(buffer) if state == _UNTIL_CLOSE else min(len(buffer), self._remaining)
-            self._content(bytes(buffer[:take]))
-            del buffer[:take]
-            if state == _UNTIL_CLOSE:
-                return False
-            self._remaining -= take
-            if self._remaining:
-                return False
-            if state == _LENGTH:
-                self._finish()
-                self._state = _DONE
-                return False
-            self._state = _CHUNK_END
-            return True
-        if state == _DONE:
-            return False
-        line = self._line()
-        if line is None:
-            return False
-        if state == _CHUNK_END:
-            if line:
-                raise HttpWireError("chunk data longer than its size")
-            self._state = _CHUNK_SIZE
-        elif state == _CHUNK_SIZE:
-            size_text = line.split(b";", 1)[0].strip(b" \t")
-            if not _HEX.match(size_text):
-                raise HttpWireError(f"invalid chunk size {bytes(size_text[:40])!r}")
-            size = int(size_text, 16)
-            if self._raw + size > self.limit:
-                raise BodyTooLarge(f"body over {self.limit} octets")
-            self._remaining = size
-            self._state = _CHUNK_DATA if size else _TRAILER
-        elif state == _TRAILER:  # trailer fields are read and ignored (§7.1.2)
-            if not line:
-                self._finish()
-                self._state = _DONE
-                return False
-        return True
-
-    def _line(self) -> Optional[bytes]:
-        """The next line of chunk framing without its end, or None until it is complete."""
-        at = self._buffer.find(b"\n")
-        if at < 0:
-            if len(self._buffer) > MAX_CHUNK_LINE:
-                raise HttpWireError(f"chunk framing line over {MAX_CHUNK_LINE} octets")
-            return None
-        if at > MAX_CHUNK_LINE:
-            raise HttpWireError(f"chunk framing line over {MAX_CHUNK_LINE} octets")
-        line = bytes(self._buffer[:at])
-        del self._buffer[:at + 1]
-        if self._state == _TRAILER:
-            self._trailer_octets += at + 1
-            if self._trailer_octets > MAX_HEAD:
-                raise HttpWireError(f"chunk trailers over {MAX_HEAD} octets")
-        return line[:-1] if line.endswith(b"\r") else line
+        length = head.get("content-length")
+        bodiless = head.status in (204, 304)
+        if length is not None and not bodiless and not head.values("transfer-encoding"):
+            if int(length) > self.limit:  # h11 checked it is one number
+                raise BodyTooLarge(f"Content-Length {int(length)} over {self.limit} octets")
+        self._close_delimited = not bodiless and length is None and not head.values("transfer-encoding")
 
     def _content(self, data: bytes) -> None:
         self._raw += len(data)
@@ -266,37 +193,16 @@ class ResponseReader:
             raise BodyTooLarge(f"decoded body over {self.limit} octets")
 
     def _finish(self) -> None:
-        if self._decoder is not None:
-            if not self._decoder.eof:
-                raise HttpWireError("compressed body ends before its stream does")
-        self._state = _DONE
+        if self._decoder is not None and self._raw and not self._decoder.eof:
+            raise HttpWireError("compressed body ends before its stream does")
+        self.done = True
 
 
-def _parse_head(block: bytes) -> Head:
-    lines = block.split(b"\n")
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    status_line = lines[0]
-    match = _STATUS_LINE.match(status_line)
-    if match is None:
-        raise HttpWireError(f"no HTTP status line: {status_line[:60]!r}")
-    if match.group(1) != b"1":
-        raise HttpWireError(f"HTTP/{match.group(1).decode()}.{match.group(2).decode()} is not HTTP/1.x")
-    fields: List[Tuple[str, str]] = []
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
-            # obs-fold (RFC 9112 §5.2): a user agent replaces it with a space.
-            if not fields:
-                raise HttpWireError("header section starts with a continuation line")
-            name, value = fields[-1]
-            more = line.strip(b" \t").decode("latin-1")
-            fields[-1] = (name, f"{value} {more}".strip())
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.match(name):
-            # Also a space before the colon, which RFC 9112 §5.1 says to reject.
-            raise HttpWireError(f"invalid header field {line[:60]!r}")
-        fields.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
-        if len(fields) > MAX_FIELDS:
-            raise HttpWireError(f"more than {MAX_FIELDS} header fields")
-    reason = (match.group(4) or b"").decode("latin-1")
-    return Head(status=int(match.group(3)), reason=reason, fields=tuple(fields))
+def _reason(exc: Exception, head: Optional[Head]) -> str:
+    """h11's words, with what a reader of the log needs: where in the response it was."""
+    text = str(exc) or type(exc).__name__
+    if head is None:
+        return f"unreadable response head: {text}"
+    if "complete message body" in text:
+        return f"connection closed before the end of the body: {text}"
+    return f"unreadable response body: {text}"

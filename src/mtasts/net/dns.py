@@ -27,12 +27,15 @@ import dns.resolver
 
 from mtasts.config import Nameserver
 from mtasts.core import dnswire
-from mtasts.errors import ConfigError, DnsWireError
+from mtasts.errors import ConfigError, DnsWireError, ResourceExhausted
 
 # Answer for negative lookups when the response carries no SOA (RFC 2308 §5).
 DEFAULT_NEGATIVE_TTL = 900
 # RFC 8305 §3's "Resolution Delay": how long one address family waits for the other.
 RESOLUTION_DELAY = 0.05
+# Datagrams read from one query's socket per turn of the event loop: a flood from the
+# nameserver's address (or forged as it) waits for the next turn instead of holding this one.
+DATAGRAMS_PER_TURN = 8
 
 
 class Outcome(enum.Enum):
@@ -242,9 +245,12 @@ class DnsClient:
                 try:
                     response = await _udp_exchange(loop, server, query, qid, qname, rdtype,
                                                    min(self._try_timeout, remaining))
-                    if response.truncated:  # RFC 7766 §5: the whole answer over TCP, same server
+                    if response.truncated:
+                        # RFC 7766 §5: the whole answer over TCP from the same server, within one
+                        # try's time like the UDP try, so a server that stalls there leaves the
+                        # lifetime to the next server (dnspython does the same).
                         response = await _tcp_exchange(server, query, qid, qname, rdtype,
-                                                       max(0.0, deadline - loop.time()))
+                                                       max(0.0, min(self._try_timeout, deadline - loop.time())))
                 except _NoReply:
                     failures.append(f"{server.label} timed out")
                     continue
@@ -303,15 +309,25 @@ async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query:
     connected to *server*, so the kernel drops datagrams from anywhere else; wait for the
     reply that answers it. Unreadable or unrelated datagrams are ignored, as forgeries
     would be; an ICMP error (port unreachable) raises OSError."""
-    sock = socket.socket(server.family, socket.SOCK_DGRAM)
     try:
-        sock.setblocking(False)
-        sock.connect(server.sockaddr)
-        sock.send(query)
+        sock = socket.socket(server.family, socket.SOCK_DGRAM)
+    except OSError as exc:
+        ResourceExhausted.check(exc, f"a socket for a DNS query to {server.label}")
+        raise
+    try:
+        try:
+            sock.setblocking(False)
+            sock.connect(server.sockaddr)
+            sock.send(query)
+        except OSError as exc:
+            ResourceExhausted.check(exc, f"a DNS query to {server.label}")
+            raise
         reply: "asyncio.Future[dnswire.Response]" = loop.create_future()
 
         def readable() -> None:
-            while not reply.done():
+            for _ in range(DATAGRAMS_PER_TURN):  # the reader is called again next turn
+                if reply.done():
+                    return
                 try:
                     data = sock.recv(65535)
                 except (BlockingIOError, InterruptedError):
@@ -319,6 +335,8 @@ async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query:
                 except OSError as exc:
                     reply.set_exception(exc)
                     return
+                if not dnswire.may_answer(data, qid, qname, rdtype):
+                    continue  # not ours: dropped unparsed
                 try:
                     response = dnswire.parse_response(data)
                 except DnsWireError:
@@ -346,7 +364,11 @@ async def _tcp_exchange(server: _Server, query: bytes, qid: int, qname: bytes, r
                         timeout: float) -> dnswire.Response:
     """The same query over TCP (RFC 1035 §4.2.2: a two-octet length before each message)."""
     async def exchange() -> dnswire.Response:
-        reader, writer = await asyncio.open_connection(server.sockaddr[0], server.sockaddr[1])
+        try:
+            reader, writer = await asyncio.open_connection(server.sockaddr[0], server.sockaddr[1])
+        except OSError as exc:
+            ResourceExhausted.check(exc, f"a TCP connection for a DNS query to {server.label}")
+            raise
         try:
             writer.write(struct.pack("!H", len(query)) + query)
             (length,) = struct.unpack("!H", await reader.readexactly(2))

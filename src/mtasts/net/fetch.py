@@ -4,6 +4,11 @@ No redirects, status 200 only, ``text/plain``, a 64 KiB cap on the body as sent 
 decoded, one total deadline, WebPKI verification with SNI and no fallback to the subject
 CN, no HTTP caching, one connection per fetch. Socket, TLS and HTTP errors become
 ``FetchError`` here, most specific first.
+
+A policy host is anyone's server: every read yields to the event loop and checks the
+deadline (a host streaming bytes as fast as it can must not keep the loop that answers
+Postfix busy), and a response ended by a FIN or RST without TLS close_notify is not taken
+as complete unless its own framing says it is (RFC 9112 §9.8).
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from mtasts import __version__
-from mtasts.core.httpwire import BodyTooLarge, Head, HttpWireError, ResponseReader, build_request
+from mtasts.core.httpwire import Exchange, Head
 from mtasts.core.policy import MAX_POLICY_SIZE, Policy, parse_policy
-from mtasts.errors import FetchError, PolicyError
+from mtasts.errors import BodyTooLarge, FetchError, HttpWireError, PolicyError, ResourceExhausted
 from mtasts.net.dns import DnsClient, discard_result
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -57,6 +62,9 @@ def make_ssl_context(ca_file: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # §7.2
     # §3.3: "Matching is performed only against the DNS-ID identifiers", never the CN.
     context.hostname_checks_common_name = False
+    # A connection cut without close_notify must say so, or a close-delimited policy cut
+    # short reads as a shorter one (RFC 9112 §9.8). Some builds (pyenv's 3.8) set this.
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     return context
 
 
@@ -83,8 +91,8 @@ class PolicySource(Protocol):
 
 class PolicyFetcher:
     """HTTPS GETs of policies: a non-blocking ``ssl.SSLSocket`` driven from the event loop
-    and ``core.httpwire`` for HTTP/1.1 (no asyncio SSL protocol, no HTTP library: a
-    first lookup's fetch is its largest CPU cost after the TLS handshake itself)."""
+    and ``core.httpwire`` (h11) for HTTP/1.1: no asyncio SSL protocol and no HTTP client
+    session, whose cost was a first lookup's largest after the TLS handshake itself."""
 
     # Prefetches nobody took (a fetch that never came): the oldest are dropped beyond this.
     MAX_PREFETCHED = 1024
@@ -135,12 +143,16 @@ class PolicyFetcher:
 
     async def fetch(self, domain: str) -> FetchResult:
         url = policy_url(domain)
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            return await asyncio.wait_for(self._fetch(domain, url), self.timeout)
+            return await asyncio.wait_for(self._fetch(domain, url, deadline), self.timeout)
         except asyncio.TimeoutError:
-            raise FetchError("timeout", f"{url}: no complete answer within {self.timeout:g} s") from None
+            raise self._late(url) from None
 
-    async def _fetch(self, domain: str, url: str) -> FetchResult:
+    def _late(self, url: str) -> FetchError:
+        return FetchError("timeout", f"{url}: no complete answer within {self.timeout:g} s")
+
+    async def _fetch(self, domain: str, url: str, deadline: float) -> FetchResult:
         assert self._slots is not None, "PolicyFetcher.start() was not awaited"
         host = policy_host(domain)
         early = self._prefetched.pop(host, None)
@@ -151,7 +163,8 @@ class PolicyFetcher:
                 raise self._cannot_connect(url, host, _os_reason(exc)) from None
             plain = await self._connect(url, host, addresses)
             try:
-                tls = self._ssl.wrap_socket(plain, server_hostname=host, do_handshake_on_connect=False)
+                tls = self._ssl.wrap_socket(plain, server_hostname=host, do_handshake_on_connect=False,
+                                            suppress_ragged_eofs=False)
             except (ssl.SSLError, ValueError, OSError) as exc:
                 plain.close()
                 raise FetchError("tls", f"{url}: {_os_reason(exc)}", WEBPKI_INVALID) from exc
@@ -164,18 +177,16 @@ class PolicyFetcher:
                     await connection.io(tls.do_handshake)
                 except ssl.SSLCertVerificationError as exc:
                     raise FetchError("certificate", f"{url}: {exc}", WEBPKI_INVALID) from exc
-                except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
-                    # The server hung up on our ClientHello: e.g. one that only speaks TLS 1.0/1.1.
-                    # (Python < 3.10 reports OpenSSL 3's unexpected EOF as a zero return.)
-                    raise FetchError("connect", f"{url}: {host}:{self.port} closed the connection during the"
-                                                f" TLS handshake ({exc})") from exc
-                except ssl.SSLError as exc:
-                    raise FetchError("tls", f"{url}: {exc}", WEBPKI_INVALID) from exc
-                except OSError as exc:
-                    # A reset during the handshake (the same server, another kernel's way).
+                except (ssl.SSLError, OSError) as exc:
+                    if _cut_off(exc) or isinstance(exc, ssl.SSLZeroReturnError):
+                        # The server hung up on our ClientHello: e.g. one that only speaks TLS 1.0/1.1.
+                        raise FetchError("connect", f"{url}: {host}:{self.port} closed the connection during the"
+                                                    f" TLS handshake ({_os_reason(exc)})") from exc
+                    if isinstance(exc, ssl.SSLError):
+                        raise FetchError("tls", f"{url}: {exc}", WEBPKI_INVALID) from exc
                     raise self._cannot_connect(url, host, _os_reason(exc)) from exc
                 try:
-                    body = await self._exchange(connection, host, url)
+                    body = await self._exchange(connection, host, url, deadline)
                 except (ssl.SSLError, OSError) as exc:
                     raise FetchError("http", f"{url}: {_os_reason(exc)}") from exc
         try:
@@ -184,33 +195,39 @@ class PolicyFetcher:
             raise FetchError("invalid-policy", f"{url}: {exc}", POLICY_INVALID) from exc
         return FetchResult(policy=policy, body=body, url=url)
 
-    async def _exchange(self, connection: "_Connection", host: str, url: str) -> bytes:
-        request = memoryview(build_request(host, POLICY_PATH, self._request_fields))
-        while request:
-            request = request[await connection.io(connection.tls.send, request):]
-        reader = ResponseReader(MAX_POLICY_SIZE)
+    async def _exchange(self, connection: "_Connection", host: str, url: str, deadline: float) -> bytes:
         try:
-            while reader.head is None:
-                self._received(reader, await connection.io(connection.receive))
-            _judge(url, reader.head)
-            reader.feed(b"")
-            while not reader.done:
-                self._received(reader, await connection.io(connection.receive))
+            exchange = Exchange(host, POLICY_PATH, self._request_fields, MAX_POLICY_SIZE)
+            request = memoryview(exchange.request)
+            while request:
+                request = request[await connection.io(connection.tls.send, request):]
+            while exchange.head is None:
+                await self._receive(connection, exchange, url, deadline)
+            _judge(url, exchange.head)
+            exchange.feed(b"")
+            while not exchange.done:
+                await self._receive(connection, exchange, url, deadline)
         except BodyTooLarge as exc:
             raise FetchError("too-large", f"{url}: body over {MAX_POLICY_SIZE} bytes ({exc})", POLICY_INVALID) from None
         except HttpWireError as exc:
             raise FetchError("http", f"{url}: {exc}") from None
-        return reader.body
+        return exchange.body
+
+    async def _receive(self, connection: "_Connection", exchange: Exchange, url: str, deadline: float) -> None:
+        """One read into *exchange*. A read that needs no wait returns at once, so this
+        yields to the event loop after each one and checks the deadline itself: a host
+        streaming as fast as it can gets one turn of the loop per read, like everyone else."""
+        data = await connection.io(connection.receive)
+        if data:
+            exchange.feed(data)
+            await asyncio.sleep(0)
+            if asyncio.get_running_loop().time() >= deadline:
+                raise self._late(url)
+        else:
+            exchange.end(clean=data is not None)
 
     def _cannot_connect(self, url: str, host: str, reason: str) -> FetchError:
         return FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {reason}")
-
-    @staticmethod
-    def _received(reader: ResponseReader, data: bytes) -> None:
-        if data:
-            reader.feed(data)
-        else:
-            reader.end()
 
     async def _connect(self, url: str, host: str, addresses: List[Tuple[int, str]]) -> socket.socket:
         """A TCP connection to one of *addresses*, the families alternating, each attempt
@@ -232,6 +249,9 @@ class PolicyFetcher:
                     attempts, timeout=self.CONNECT_STAGGER if waiting else None, return_when=asyncio.FIRST_COMPLETED)
                 connected = [attempt.result() for attempt in done if attempt.exception() is None]
                 errors += [attempt.exception() for attempt in done if attempt.exception() is not None]
+                exhausted = [e for e in errors if isinstance(e, ResourceExhausted)]
+                if exhausted and not connected:
+                    raise exhausted[0]  # undecided here, not a policy host that cannot be reached
                 if connected:
                     for extra in connected[1:]:  # two connected in the same turn: keep one
                         extra.close()
@@ -259,10 +279,18 @@ def interleave_families(addresses: List[Tuple[int, str]]) -> List[Tuple[int, str
 
 
 async def _attempt(loop: asyncio.AbstractEventLoop, family: int, address: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        ResourceExhausted.check(exc, f"a socket to connect to {address} port {port}")
+        raise
     try:
         sock.setblocking(False)
         await loop.sock_connect(sock, (address, port))
+    except OSError as exc:
+        sock.close()
+        ResourceExhausted.check(exc, f"connecting to {address} port {port}")
+        raise
     except BaseException:
         sock.close()
         raise
@@ -298,12 +326,19 @@ class _Connection:
         self._fd = tls.fileno()
         self._loop = asyncio.get_running_loop()
 
-    def receive(self) -> bytes:
-        """The next bytes, b"" at the end: a TLS close_notify (a zero return) is an end too."""
+    def receive(self) -> Optional[bytes]:
+        """The next bytes; b"" after a TLS close_notify; None when the connection ended
+        without one (a FIN or RST: the server, or anyone on the path, cut it)."""
         try:
             return self.tls.recv(_READ_CHUNK)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
         except ssl.SSLZeroReturnError:
             return b""
+        except (ssl.SSLError, OSError) as exc:
+            if _cut_off(exc):
+                return None
+            raise
 
     async def io(self, operation: Callable[..., Any], *args: Any) -> Any:
         """*operation* retried until the socket lets it complete."""
@@ -327,6 +362,14 @@ class _Connection:
 def _wake(waiter: "asyncio.Future[None]") -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _cut_off(exc: BaseException) -> bool:
+    """Whether *exc* says the TLS connection ended without close_notify. OpenSSL 3 names it
+    UNEXPECTED_EOF_WHILE_READING, which Python < 3.10 raises as a plain SSLError."""
+    if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)):
+        return True
+    return isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) == "UNEXPECTED_EOF_WHILE_READING"
 
 
 def _os_reason(exc: BaseException) -> str:
