@@ -156,3 +156,17 @@ def test_unreadable_dane_column_is_dropped_not_fatal(tmp_path):
     store._db.execute("UPDATE entries SET dane = '{\"state\": \"bogus\"}'")
     assert store.get("example.com").dane is None
     assert store.get("example.com").cached is not None
+
+
+@pytest.mark.parametrize("column,value", [("hold_until", "soon"), ("fetched_at", "yesterday"),
+                                          ("failures", 1.5), ("refresh_at", float("inf"))])
+def test_a_row_with_the_wrong_kind_of_value_is_a_miss_and_removed(tmp_path, column, value):
+    # Issue 24, 9: text in a REAL column made every lookup TEMP, and the row stayed.
+    store = SqliteStore(str(tmp_path / "c.sqlite3"))
+    store.put(policy_entry())
+    store._db.execute(f"UPDATE entries SET {column} = ?", (value,))
+    with pytest.raises(StoreError, match="undecodable row"):
+        store.get("example.com")
+    cache = PolicyCache(10, store)
+    assert cache.get("example.com") is None  # a miss: the lookup discovers again
+    assert store._db.execute("SELECT count(*) FROM entries").fetchone() == (0,)

@@ -56,6 +56,7 @@ class FakeDns:
         self.secure_answers: Dict[Tuple[str, str], SecureAnswer] = {}
         self.asked: List[Tuple[str, str]] = []
         self.gate: Optional[asyncio.Event] = None
+        self.fault: Optional[BaseException] = None  # raised by every query (a local fault)
 
     # -- the world ------------------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class FakeDns:
         self.asked.append((name, rdtype))
         if self.gate is not None:
             await self.gate.wait()
+        if self.fault is not None:
+            raise self.fault
 
     async def txt(self, name: str) -> TxtAnswer:
         await self._wait(name, "TXT")
@@ -113,6 +116,7 @@ class FakePolicies:
         self.prepared: List[str] = []
         self.abandoned: List[str] = []
         self.gate: Optional[asyncio.Event] = None
+        self.fault: Optional[BaseException] = None  # raised by every fetch (a local fault)
 
     def prepare(self, domain: str) -> None:
         self.prepared.append(domain)
@@ -130,6 +134,8 @@ class FakePolicies:
         self.fetched.append(domain)
         if self.gate is not None:
             await self.gate.wait()
+        if self.fault is not None:
+            raise self.fault
         body = self.served.get(domain)
         if body is None:
             raise FetchError("connect", f"{policy_url(domain)}: connection refused")
@@ -169,7 +175,7 @@ class FakeShared:
 
     async def get(self, domain: str) -> Optional[CacheEntry]:
         raw = self.hub.entries.get(domain)
-        return decode_entry(raw) if raw is not None else None
+        return decode_entry(raw, domain) if raw is not None else None
 
     async def put(self, entry: CacheEntry, now: float) -> None:
         self.hub.puts += 1

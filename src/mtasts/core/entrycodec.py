@@ -11,7 +11,7 @@ import json
 from typing import Any, Dict, Optional
 
 from mtasts.core.dane import result_from_json, result_to_json
-from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold
+from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold, implausible
 from mtasts.core.policy import parse_policy
 from mtasts.errors import PolicyError
 
@@ -37,8 +37,18 @@ def encode_entry(entry: CacheEntry) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def decode_entry(raw: bytes) -> Optional[CacheEntry]:
-    """The entry, or None for anything that is not a well-formed entry with a valid policy."""
+def decode_entry(raw: bytes, domain: str) -> Optional[CacheEntry]:
+    """*domain*'s entry, or None for anything that is not a well-formed entry for it with a
+    valid policy and values of the right kind (``freshness.implausible``; the cache that
+    reads it checks the times against its clock): what another host wrote is checked as
+    if a stranger had."""
+    entry = _decoded(raw)
+    if entry is None or implausible(entry, domain, None):
+        return None
+    return entry
+
+
+def _decoded(raw: bytes) -> Optional[CacheEntry]:
     try:
         data = json.loads(raw)
         cached = None
@@ -53,12 +63,20 @@ def decode_entry(raw: bytes) -> Optional[CacheEntry]:
             hold_until=float(data["hold_until"]),
             txt_checked_at=float(data["txt_checked_at"]),
             refresh_at=float(data["refresh_at"]),
-            failures=int(data["failures"]),
+            failures=_whole(data["failures"]),
             last_error=str(data["last_error"]),
             dane=result_from_json(data["dane"]) if data.get("dane") else None,
         )
-    except (ValueError, KeyError, TypeError, AttributeError, PolicyError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError, PolicyError):
         return None
+
+
+def _whole(value: Any) -> int:
+    """A JSON number that is a whole number (1e400 is none: it is infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")) or int(value) != value:
+        raise ValueError(f"{value!r} is no whole number")
+    return int(value)
 
 
 def lifetime(entry: CacheEntry, now: float) -> float:

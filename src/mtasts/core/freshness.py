@@ -20,6 +20,7 @@ Pure functions of a ``CacheEntry`` and ``now``. The rules (RFC 8461 §3.2, §3.3
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
@@ -33,6 +34,13 @@ REFRESH_JITTER = 0.1
 # Back-off after failed refreshes: 5 min (RFC 8461 §3.3 suggests per-id back-off), doubling.
 RETRY_MIN = 300.0
 RETRY_MAX = 3600.0
+# What an entry read back from a store or another host may say: values past these were not
+# written by this code (its longest hold is [cache] negative_ttl_max, at most 30 days), so the
+# entry is dropped, never applied: `hold_until: 1e308` would answer NOTFOUND for ever, and
+# `failures: 1e400` TEMP on every host of a fleet.
+MAX_FAILURES = 10 ** 6
+MAX_AHEAD = 31 * 86400.0  # a hold, a refresh, a DANE result: at most this far in the future
+CLOCK_SKEW = 300.0  # how far another host's "fetched at" or "checked at" may be ahead of ours
 
 
 class Hold(enum.Enum):
@@ -220,6 +228,34 @@ def held(
         last_error=error,
         dane=entry.dane if entry is not None else None,
     )
+
+
+def implausible(entry: CacheEntry, domain: str, now: Optional[float]) -> str:
+    """Why *entry*, read back for *domain*, cannot be one this code wrote ("" when it can);
+    with *now* None, only what needs no clock (a codec's check; the cache checks the rest)."""
+    if entry.domain != domain:
+        return f"the entry is for {entry.domain[:100]!r}"
+    times = (entry.hold_until, entry.txt_checked_at, entry.refresh_at)
+    if not all(isinstance(t, float) and math.isfinite(t) for t in times):
+        return "a time that is no finite number"
+    if not isinstance(entry.failures, int) or not 0 <= entry.failures <= MAX_FAILURES:
+        return f"failures {entry.failures!r} out of 0..{MAX_FAILURES}"
+    cached, dane = entry.cached, entry.dane
+    if cached is not None and not (isinstance(cached.fetched_at, float) and math.isfinite(cached.fetched_at)):
+        return "a fetch time that is no finite number"
+    if dane is not None and not (math.isfinite(dane.checked_at) and math.isfinite(dane.expires_at)):
+        return "a DANE time that is no finite number"
+    if now is None:
+        return ""
+    if entry.hold_until > now + MAX_AHEAD or entry.refresh_at > now + MAX_AHEAD:
+        return "a hold or refresh time too far ahead"
+    if entry.txt_checked_at > now + CLOCK_SKEW:
+        return "a TXT check in the future"
+    if cached is not None and cached.fetched_at > now + CLOCK_SKEW:
+        return "a policy fetched in the future"
+    if dane is not None and (dane.checked_at > now + CLOCK_SKEW or dane.expires_at > now + MAX_AHEAD):
+        return "a DANE result out of time"
+    return ""
 
 
 def needs_warning(entry: CacheEntry) -> bool:

@@ -84,11 +84,24 @@ class FleetCache(PolicyCache):
         if share:
             self._in_background(self.shared.put(entry, self._clock()))
 
+    async def _shared_entry(self, domain: str) -> Optional[CacheEntry]:
+        return self._plausible(domain, await self.shared.get(domain))
+
+    def _plausible(self, domain: str, entry: Optional[CacheEntry]) -> Optional[CacheEntry]:
+        """*entry* unless its times say no host of the fleet wrote it (issue 24, 9)."""
+        if entry is None:
+            return None
+        why = freshness.implausible(entry, domain, self._clock())
+        if why:
+            log.warning("%s: ignoring the shared cache's entry: %s", domain, why)
+            return None
+        return entry
+
     async def recall(self, domain: str, usable: Callable[[CacheEntry], bool]) -> Optional[CacheEntry]:
-        found = await self.shared.get(domain)
+        found = await self._shared_entry(domain)
         if (found is None or not usable(found)) and not await self.shared.lock(domain):
             # Another host is discovering it: wait briefly for its result, else do it ourselves.
-            found = await self.shared.wait_for(domain, self._wait)
+            found = self._plausible(domain, await self.shared.wait_for(domain, self._wait))
         if found is None or not usable(found):
             return None
         super().put(found)
@@ -144,6 +157,6 @@ class FleetCache(PolicyCache):
             local = self.peek(domain)
             if local is None:
                 return
-            keep = freshness.merged(local, await self.shared.get(domain), self._clock())
+            keep = freshness.merged(local, await self._shared_entry(domain), self._clock())
             if keep is not None:
                 super().put(keep)

@@ -126,7 +126,7 @@ class SharedCache:
 
     async def get(self, domain: str) -> Optional[CacheEntry]:
         raw = await self._call("get", self._client.get(self._key("e", domain)))
-        entry = decode_entry(raw) if raw else None
+        entry = decode_entry(raw, domain) if raw else None
         if entry is not None:
             self.hits += 1
         return entry

@@ -11,12 +11,12 @@ import json
 import logging
 import os
 import sqlite3
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mtasts.core.dane import result_from_json, result_to_json
 from mtasts.core.history import Change
 from mtasts.core.override import Override, override_from_json, override_to_json
-from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold
+from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold, implausible
 from mtasts.core.policy import parse_policy
 from mtasts.errors import PolicyError, StoreError
 
@@ -317,21 +317,34 @@ def _entry(row) -> CacheEntry:
     cached = None
     if policy_id is not None:
         try:
-            cached = CachedPolicy(parse_policy(bytes(body)), policy_id, fetched_at)
+            cached = CachedPolicy(parse_policy(bytes(body)), str(policy_id), _real(fetched_at))
         except PolicyError as exc:
             # Stored by an older, more lenient parser: forget it rather than apply it.
             log.warning("dropping cached policy of %s: %s", domain, exc)
-    return CacheEntry(
+    if not isinstance(failures, int):
+        raise ValueError(f"failures {failures!r} is no whole number")
+    entry = CacheEntry(
         domain=domain,
         cached=cached,
         hold=Hold(hold) if hold else None,
-        hold_until=hold_until,
-        txt_checked_at=txt_checked_at,
-        refresh_at=refresh_at,
+        hold_until=_real(hold_until),
+        txt_checked_at=_real(txt_checked_at),
+        refresh_at=_real(refresh_at),
         failures=failures,
-        last_error=last_error,
+        last_error=str(last_error),
         dane=_dane(domain, dane),
     )
+    why = implausible(entry, domain, None)  # SQLite keeps any type in any column
+    if why:
+        raise ValueError(why)
+    return entry
+
+
+def _real(value: Any) -> float:
+    """A REAL column's value; SQLite stores text there just as well (a damaged or edited file)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{str(value)[:40]!r} is no number")
+    return float(value)
 
 
 def _dane(domain: str, text: Optional[str]):
