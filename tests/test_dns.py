@@ -41,8 +41,9 @@ class ScriptedDns:
     """A UDP+TCP nameserver whose every UDP reply is what ``script(query)`` returns: a list
     of datagrams to send back (possibly none). TCP always answers properly."""
 
-    def __init__(self, script):
+    def __init__(self, script, tcp_stall=False):
         self.script = script
+        self.tcp_stall = tcp_stall  # accept TCP connections, read the query, never answer
         for _attempt in range(100):  # a free UDP port may be taken for TCP: try another
             self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.udp.bind(("127.0.0.1", 0))
@@ -88,6 +89,9 @@ class ScriptedDns:
                 while len(data) < length:
                     data += conn.recv(length - len(data))
                 self.tcp_queries += 1
+                if self.tcp_stall:
+                    time.sleep(10)
+                    continue
                 wire = answer(dns.message.from_wire(data)).to_wire()
                 conn.sendall(struct.pack("!H", len(wire)) + wire)
 
@@ -101,8 +105,8 @@ class ScriptedDns:
 def scripted():
     servers = []
 
-    def make(script):
-        server = ScriptedDns(script)
+    def make(script, **options):
+        server = ScriptedDns(script, **options)
         servers.append(server)
         return server
 
@@ -137,6 +141,16 @@ def test_a_truncated_answer_is_asked_again_over_tcp(scripted):
     server = scripted(lambda q: [answer(q, tc=True).to_wire()])
     got = txt([server.nameserver])
     assert got.outcome is Outcome.RECORDS and server.tcp_queries == 1
+
+
+def test_a_truncated_answer_whose_tcp_retry_stalls_leaves_time_for_the_next_server(scripted):
+    # Issue 24, 8: the TCP retry took the whole lifetime, and the healthy second server was
+    # never asked (a 5 s TIMEOUT where dnspython answers in 2 s).
+    stalling = scripted(lambda q: [answer(q, tc=True).to_wire()], tcp_stall=True)
+    good = scripted(lambda q: [answer(q).to_wire()])
+    got = txt([stalling.nameserver, good.nameserver], timeout=4.0)
+    # Answered at all: the stalled TCP retry had one try's time (2 s), and the rest was left.
+    assert got.outcome is Outcome.RECORDS and stalling.tcp_queries == 1 and len(good.sources) == 1
 
 
 def test_a_failing_server_is_left_for_the_next(scripted):

@@ -4,7 +4,7 @@ the per-client unit of the publisher's handshake bound."""
 import logging
 
 from mtasts.servers.publisher import client_of
-from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.logs import RateLimitedLog
 
 
 def test_rate_limited_log_keeps_a_burst_then_sums_up(caplog):

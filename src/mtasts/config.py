@@ -121,6 +121,9 @@ UNSET: Any = _Unset()
 class SocketmapSection:
     listen: Tuple[Listener, ...] = (Listener("inet", host="127.0.0.1", port=8461),)
     socket_mode: int = 0o660
+    # Postfix holds one connection per smtp(8) process and map (default_process_limit 100);
+    # past this the longest idle connection is closed (Postfix reconnects on its next lookup).
+    max_connections: int = 1024
     given: FrozenSet[str] = field(default=frozenset(), compare=False)
 
 
@@ -216,6 +219,8 @@ class ReportsSection:
     max_body: int = 1024 * 1024  # bytes of one POST body (gzip); the JSON inside is bounded apart
     retention_days: int = 180
     per_client_per_hour: int = 60  # POSTs from one address (an IPv6 /64) per hour
+    max_per_day: int = 10000  # reports kept per UTC day (HTTPS and mail, broken ones too)
+    max_store_bytes: int = 1024 ** 3  # the report store's size at which new reports are refused
     listen: Optional[Tuple[str, int]] = None  # the dashboard's "HOST:PORT" (loopback); None: no dashboard
     # Mailed reports must be DKIM-signed by the reporter (RFC 8460 §3): the authserv-id of the
     # Authentication-Results header the local DKIM verifier adds; "": not checked.
@@ -250,6 +255,12 @@ class Config:
         if self.reports.path:
             return self.reports.path
         return os.path.join(os.path.dirname(self.cache.path), "reports.sqlite3")
+
+    @property
+    def report_limits(self) -> "IntakeLimits":
+        from mtasts.store.reports import IntakeLimits
+
+        return IntakeLimits(self.reports.max_per_day, self.reports.max_store_bytes)
 
     @property
     def control_path(self) -> str:
@@ -379,6 +390,7 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
     "socketmap": {
         "listen": (_list_of(Listener.parse), "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'"),
         "socket_mode": (_mode, "an octal mode string such as \"0660\""),
+        "max_connections": (_count, "a positive whole number of connections"),
     },
     "resolver": {
         "nameservers": (_list_of(Nameserver.parse), "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'"),
@@ -433,6 +445,8 @@ _SCHEMA: Dict[str, Dict[str, Tuple[Any, str]]] = {
         "max_body": (_count, "a positive whole number of bytes"),
         "retention_days": (_count, "a positive whole number of days"),
         "per_client_per_hour": (_count, "a positive whole number"),
+        "max_per_day": (_count, "a positive whole number of reports"),
+        "max_store_bytes": (_count, "a positive whole number of bytes"),
         "listen": (_metrics_listen, "\"HOST:PORT\" such as \"127.0.0.1:8462\" (the dashboard), or \"\" for none"),
         "dkim_authserv_id": (_string, "the authserv-id of your DKIM verifier's Authentication-Results header,"
                                       " or \"\" not to check"),

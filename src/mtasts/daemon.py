@@ -52,20 +52,25 @@ def setup_logging(level: str, form: str = "text") -> None:
 
 def with_state_dir(config: Config) -> Config:
     """Make sure the cache directory exists; fall back to a per-user one when the
-    default system directory cannot be created (an ordinary user running the daemon)."""
+    default system directory cannot be created (an ordinary user running the daemon).
+
+    A directory that exists but cannot be written (a read-only file system, another owner)
+    does not stop the start: refusing would defer all mail. The store then fails to open and
+    the cache runs in memory (an ERROR says what to fix), and so may the control socket."""
     if config.cache.backend == "memory" and config.control.socket:
         return config
     directory = os.path.dirname(config.cache.path)
+    explicit = "path" in config.cache.given or directory != SYSTEM_STATE_DIR
     try:
         os.makedirs(directory, mode=0o750, exist_ok=True)
-        if os.access(directory, os.W_OK):
-            return config
-        raise PermissionError(directory)
     except OSError as exc:
-        if ("path" in config.cache.given) or directory != SYSTEM_STATE_DIR:
+        if explicit:
             raise ConfigError(
                 f"{config.source}: [cache] path: cannot create or write {directory}: {exc.strerror or exc}"
             ) from None
+    else:
+        if os.access(directory, os.W_OK) or explicit or os.geteuid() == 0:
+            return config
     fallback = user_state_dir()
     try:
         os.makedirs(fallback, mode=0o700, exist_ok=True)
@@ -225,7 +230,8 @@ class Daemon:
         )
         await self.control.start()
         self.socketmap = SocketmapServer(self.resolver, config.socketmap.listen, config.socketmap.socket_mode,
-                                         passed=held, extra=self.passed.claim_rest(), takeover=self.takeover)
+                                         passed=held, extra=self.passed.claim_rest(), takeover=self.takeover,
+                                         max_connections=config.socketmap.max_connections)
         await self.socketmap.start()
         if config.metrics.listen is not None:
             await self._start_metrics(*config.metrics.listen)
@@ -346,6 +352,8 @@ class Daemon:
             self.dashboard.reload(new)
         if self.resolver is None:
             return
+        if self.socketmap is not None:
+            self.socketmap.max_connections = new.socketmap.max_connections
         fixed = (("socketmap", "listen"), ("socketmap", "socket_mode"), ("resolver", "nameservers"), ("fetch", "ca_file"),
                  ("cache", "backend"), ("cache", "path"), ("cache", "memory_entries"), ("control", "socket"),
                  ("cache", "url"), ("cache", "sentinels"), ("cache", "sentinel_master"), ("cache", "prefix"), ("cache", "timeout"), ("metrics", "listen"))

@@ -119,7 +119,11 @@ async def discover(dns: DnsLookups, fetcher: PolicySource, domain: str, always_f
     that costs one A/AAAA lookup and nothing else: no connection is made to a host the
     domain does not publish (README, "first lookups")."""
     fetcher.prepare(domain)
-    lookup = await read_record(dns, domain)
+    try:
+        lookup = await read_record(dns, domain)
+    except BaseException:  # a local fault (or a cancel): the prefetch must not outlive it
+        fetcher.abandon(domain)
+        raise
     if lookup.record is None and (not always_fetch or lookup.txt.temporary):
         fetcher.abandon(domain)
         return Discovery(domain, lookup)

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from cachetools import LRUCache
 
@@ -30,6 +30,8 @@ from mtasts.core.reply import MapProfile, tls_policy_reply
 from mtasts.core.socketmap import NOTFOUND, Status, format_reply
 from mtasts.core.txtrecord import PolicyRecord
 from mtasts.discovery import Discovery, PolicyFetch, discover, fetch_policy, read_record
+from mtasts.errors import ResourceExhausted
+from mtasts.logs import RateLimitedLog
 from mtasts.net.dane import DaneChecker, non_loopback, resolver_validates
 from mtasts.net.dns import DnsLookups, Outcome, SecureAnswer, discard_result
 from mtasts.net.fetch import FetchResult, PolicySource
@@ -47,6 +49,17 @@ MAX_UNKNOWN_MAPS = 100
 OVERRIDE_LOG_EVERY = 600.0
 # DANE results of relay-shaped keys ([host]:port, host:port): few, kept in memory only.
 RELAY_DANE_ENTRIES = 1024
+# Lookups that wait for the network (discovery, a first DANE check) at once: each holds a few
+# sockets (TXT, A, AAAA, the HTTPS connection, TLSA queries). Postfix asks one lookup at a
+# time per connection, so its own load stays far below; a client pipelining thousands of new
+# domains no longer takes every descriptor and hundreds of MB (issue 24, 7).
+MAX_NETWORK_LOOKUPS = 128
+# Lookups waiting for one of those slots; a lookup beyond answers TEMP at once (Postfix
+# retries it later): undecided, never "no policy".
+MAX_WAITING_LOOKUPS = 4096
+# Background upkeep tasks (TXT re-checks, refreshes) queued at once; beyond, the next lookup
+# or sweep starts it.
+MAX_BACKGROUND = 4096
 
 
 @dataclass
@@ -62,6 +75,8 @@ class Counters:
     refresh_failed_enforced: int = 0
     unknown_map_lookups: int = 0
     override_answers: int = 0
+    resource_faults: int = 0  # lookups answered TEMP for EMFILE, ENOBUFS, ENOMEM
+    busy: int = 0  # lookups answered TEMP: MAX_WAITING_LOOKUPS were already waiting
     # change kind ("id", "mode", "mx", "max_age", "txt-gone", "dane") -> changes seen
     policy_changes: Dict[str, int] = field(default_factory=dict)
     downgrades: int = 0
@@ -146,11 +161,15 @@ class PolicyResolver:
         self.overrides.update((o.domain, o) for o in cache.overrides())
         self._override_logged: Dict[str, float] = {}
         self._record_gone: Set[str] = set()  # domains whose missing TXT record is already noted
+        self._network: Optional[asyncio.Semaphore] = None
+        self._waiting = 0  # lookups in answer(), running or waiting for a network slot
+        self._faults = RateLimitedLog(log)
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         self._semaphore = asyncio.Semaphore(self.config.cache.refresh_concurrency)
+        self._network = asyncio.Semaphore(MAX_NETWORK_LOOKUPS)
         self.cache.on_override = self._override_changed
         for override in await self.cache.fleet_overrides():  # what the other hosts set
             self._override_changed(override.domain, override)
@@ -380,9 +399,34 @@ class PolicyResolver:
         # Bounded label values: configured map names; anything else is the default profile.
         return map_name if map_name in self.config.maps else "default"
 
+    def answer_later(self, map_name: str, key: str) -> "Union[bytes, asyncio.Future[bytes]]":
+        """The reply of a lookup ``answer_nowait`` could not answer: a future of it, or at once
+        TEMP when MAX_WAITING_LOOKUPS already wait (no task is made for a lookup refused:
+        a client pipelining thousands of new domains gets its TEMPs without a task each)."""
+        if self._waiting >= MAX_WAITING_LOOKUPS:
+            self.counters.busy += 1
+            self._faults.warning("%d lookups already wait for the network: answering TEMP for %r (a client"
+                                 " pipelining new domains?)", self._waiting, key[:100])
+            return self.counters.answered(self._map_label(map_name),
+                                          format_reply(Status.TEMP, "mtasts busy, try again later"))
+        self._waiting += 1
+        return asyncio.ensure_future(self._answer_waiting(map_name, key))
+
     async def answer(self, map_name: str, key: str) -> bytes:
         """The reply after discovery; never raises for remote faults."""
-        return self.counters.answered(self._map_label(map_name), await self._answer(map_name, key))
+        later = self.answer_later(map_name, key)
+        return later if isinstance(later, bytes) else await later
+
+    async def _answer_waiting(self, map_name: str, key: str) -> bytes:
+        try:
+            if self._network is None:  # not started (tests that drive answer() alone)
+                reply = await self._answer(map_name, key)
+            else:
+                async with self._network:
+                    reply = await self._answer(map_name, key)
+        finally:
+            self._waiting -= 1
+        return self.counters.answered(self._map_label(map_name), reply)
 
     async def _answer(self, map_name: str, key: str) -> bytes:
         hop = next_hop(key)
@@ -396,6 +440,11 @@ class PolicyResolver:
             reply = await self.final_answer(entry, policy, profile, hop=hop, mx_answer=mx_answer)
         except asyncio.CancelledError:
             raise
+        except ResourceExhausted as exc:
+            # Undecided here, not "no policy": NOTFOUND would downgrade an enforced domain.
+            self.counters.resource_faults += 1
+            self._faults.warning("%s: lookup undecided, answering TEMP: %s", domain, exc)
+            return format_reply(Status.TEMP, "mtasts out of local resources, see its log")
         except Exception:
             # Our bug or an unusable store: we cannot tell whether an enforced policy
             # exists, so this is the one case where deferring the mail is intended.
@@ -465,7 +514,9 @@ class PolicyResolver:
 
     def _dane_done(self, hop: NextHop, future: "asyncio.Future[DaneResult]") -> None:
         self._dane_inflight.pop(hop, None)
-        if not future.cancelled() and future.exception() is not None:
+        if not future.cancelled() and isinstance(future.exception(), ResourceExhausted):
+            self._faults.warning("%s: DANE check undecided: %s", hop.domain, future.exception())
+        elif not future.cancelled() and future.exception() is not None:
             # Also reached by background re-checks, which nobody awaits.
             self.counters.internal_errors += 1
             log.error("%s: DANE check failed: %r", hop.domain, future.exception())
@@ -595,7 +646,7 @@ class PolicyResolver:
     # -- background upkeep -------------------------------------------------------------
 
     def _start_background(self, domain: str, kind: Background) -> None:
-        if domain in self._background or domain in self._inflight:
+        if domain in self._background or domain in self._inflight or len(self._background) >= MAX_BACKGROUND:
             return
         task = asyncio.ensure_future(self._upkeep(domain, kind))
         self._background[domain] = task
@@ -624,6 +675,9 @@ class PolicyResolver:
                 await self._check(domain, kind)
         except asyncio.CancelledError:
             raise
+        except ResourceExhausted as exc:  # nothing learned, nothing changed: tried again later
+            self.counters.resource_faults += 1
+            self._faults.warning("%s: background %s undecided: %s", domain, kind.name.lower(), exc)
         except Exception:
             self.counters.internal_errors += 1
             log.exception("%s: background %s failed", domain, kind.name.lower())

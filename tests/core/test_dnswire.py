@@ -259,3 +259,61 @@ def test_damaged_responses_parse_or_raise_dns_wire_error(data):
             dnswire.txt_data(response, record)
     except DnsWireError:
         pass
+
+
+def _pointer_chain_message(records: int = 400, depth: int = 120) -> bytes:
+    """An answer whose owner names chain up to *depth* compression pointers each, valid A
+    records all: what made a 64 KiB message cost 371 ms to read (issue 24, 8)."""
+    question = b"\x01a\x07example\x00" + struct.pack("!HH", dnswire.A, 1)
+    body, prev = bytearray(), 12
+    for count in range(records):
+        at = 12 + len(question) + len(body)
+        owner = (b"\x01x" if count < depth else b"") + struct.pack("!H", 0xC000 | prev)
+        if count < depth:
+            prev = at
+        body += owner + struct.pack("!HHIH", dnswire.A, 1, 300, 4) + bytes([10, count >> 8, count & 255, 1])
+    return struct.pack("!HHHHHH", 4242, 0x8180, 1, records, 0, 0) + question + bytes(body)
+
+
+@pytest.mark.parametrize("depth", [3, dnswire.MAX_POINTERS - 1, dnswire.MAX_POINTERS, 120])
+def test_names_chained_through_pointers_read_as_dnspython_reads_them(depth):
+    # The last records' owners point at the deepest name: depth + 1 pointers in all.
+    wire = _pointer_chain_message(depth=depth)
+    if depth + 1 > dnswire.MAX_POINTERS:
+        with pytest.raises(DnsWireError, match="too many compression pointers"):
+            dnswire.parse_response(wire)
+        return
+    ours = dnswire.parse_response(wire)
+    theirs = dns.message.from_wire(wire)
+    expected = [rrset.name.to_text(omit_final_dot=True).lower() for rrset in theirs.answer for _ in rrset]
+    got = sorted(dnswire.name_text(r.owner) for r in ours.answer)
+    assert got == sorted(expected) and len(got) == 400
+
+
+def test_may_answer_drops_what_is_not_ours_before_it_is_parsed():
+    name = wire_name("a.example")
+    wire = dns.message.make_response(dns.message.make_query("A.Example", "TXT", id=4242)).to_wire()
+    assert dnswire.may_answer(wire, 4242, name, dnswire.TXT)  # the question echoed in its own case
+    assert not dnswire.may_answer(wire, 4243, name, dnswire.TXT)
+    assert not dnswire.may_answer(wire, 4242, wire_name("b.example"), dnswire.TXT)
+    assert not dnswire.may_answer(wire, 4242, name, dnswire.A)
+    query = dnswire.build_query(4242, name, dnswire.TXT)
+    assert not dnswire.may_answer(query, 4242, name, dnswire.TXT)  # QR clear: no response
+    assert not dnswire.may_answer(wire[:20], 4242, name, dnswire.TXT)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200), st.integers(0, 0xFFFF))
+def test_may_answer_never_drops_an_answer_to_the_question(noise, qid):
+    name = wire_name("a.example")
+    wire = bytearray(dns.message.make_response(dns.message.make_query("a.example", "TXT", id=qid)).to_wire())
+    for at in range(0, len(noise), 2):  # damage anything but the header's first octets and the question
+        position = 20 + (noise[at] % max(1, len(wire) - 20))
+        if position >= 12 + len(name) + 4 and at + 1 < len(noise):
+            wire[position] = noise[at + 1]
+    try:
+        response = dnswire.parse_response(bytes(wire))
+    except DnsWireError:
+        return
+    if dnswire.answers_question(response, qid, name, dnswire.TXT):
+        assert dnswire.may_answer(bytes(wire), qid, name, dnswire.TXT)

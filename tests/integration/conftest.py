@@ -75,7 +75,7 @@ TEST_POSTFIX = '[postfix]\nversion = "3.7.11"\ndnssec = true\n'
 
 
 class Daemon:
-    def __init__(self, tmp_path, dns: TestDns, ca_file: str, extra: str = "") -> None:
+    def __init__(self, tmp_path, dns: TestDns, ca_file: str, extra: str = "", socketmap: str = "") -> None:
         self.dir = tmp_path
         self.port = free_port()
         self.unix = str(tmp_path / "socketmap.sock")
@@ -85,6 +85,7 @@ class Daemon:
             f"""
 [socketmap]
 listen = ["inet:127.0.0.1:{self.port}", "unix:{self.unix}"]
+{socketmap}
 [resolver]
 nameservers = ["{dns.address}"]
 timeout = 2.0
@@ -168,8 +169,8 @@ def make_daemon(tmp_path, dns_server, policy_host):
     ca_file = tmp_path / "ca.pem"
     policy_host.ca.cert_pem.write_to_path(str(ca_file))
 
-    def make(extra: str = "", start: bool = True) -> Daemon:
-        d = Daemon(tmp_path, dns_server, str(ca_file), extra)
+    def make(extra: str = "", start: bool = True, socketmap: str = "") -> Daemon:
+        d = Daemon(tmp_path, dns_server, str(ca_file), extra, socketmap)
         started.append(d)
         return d.start() if start else d
 

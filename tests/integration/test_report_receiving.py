@@ -69,7 +69,10 @@ def test_reports_of_three_shapes_are_stored_once_and_summarised(receiver):
     (json.dumps({"report-id": 7}).encode(), "application/tlsrpt+json", 400, b"report-id is not a string"),
     (b"\x1f\x8b garbage", "application/tlsrpt+gzip", 400, b"not valid gzip"),
     (b"{}", "text/html", 415, b"expected application/tlsrpt+gzip"),
-], ids=["gzip-bomb", "10MB-json", "deep-nesting", "wrong-type", "broken-gzip", "wrong-content-type"])
+    (json.dumps(dict(shapes.array_sender("x.example"), policies=[{"policy": {"policy-type": "sts",
+     "policy-domain": "x.example"}, "summary": {"total-successful-session-count": 2 ** 63,
+     "total-failure-session-count": 0}}])).encode(), "application/tlsrpt+json", 400, b"is not a count"),
+], ids=["gzip-bomb", "10MB-json", "deep-nesting", "wrong-type", "broken-gzip", "wrong-content-type", "2**63"])
 def test_hostile_bodies_are_refused_and_the_policy_stays_served(receiver, body, content_type, status, says):
     host = f"mta-sts.{receiver.domain}"
     got, _, text = post(receiver.ca, host, body, content_type=content_type)
@@ -93,3 +96,17 @@ def test_only_post_on_the_report_path_and_a_flood_is_limited(receiver):
                 for i in range(25)]
     assert statuses[:20] == [201] * 20 and set(statuses[20:]) == {429}
     assert get(receiver.ca, host)[0] == 200  # the policy is still served to the same client
+
+
+def test_a_lone_surrogate_or_a_forged_log_line_is_stored_as_text_not_a_500(receiver):
+    # Issue 24, 4 and 6: "\ud800" gave HTTP 500 and a traceback; a newline forged a log line.
+    d = receiver.domain
+    doc = shapes.array_sender(d, report_id="evil-1")
+    doc["organization-name"] = "\ud800Evil\nWARNING " + d + ": DOWNGRADE, mode enforce -> none\u202e"
+    status, _, body = post(receiver.ca, f"mta-sts.{d}", json.dumps(doc).encode(),
+                           content_type="application/tlsrpt+json")
+    assert status == 201, body
+    log = receiver.log.read_text(errors="replace")
+    assert "evil-1" in log and "\nWARNING " + d + ": DOWNGRADE" not in log and "Traceback" not in log
+    listed = json.loads(receiver.cli("reports", "list", "--since", "2010-01-01", "--json").stdout)
+    assert listed[0]["organization"].startswith("\\ud800Evil\\x0aWARNING")

@@ -293,3 +293,41 @@ def test_json_logs_are_one_object_per_line(world, make_daemon):
     lines = [json.loads(line) for line in daemon.log().splitlines() if line.strip()]
     assert any(x.get("outcome") == "learned" and x.get("domain") == d and x.get("policy_id") == "j1" for x in lines)
     assert any(" ready: " in x["message"] for x in lines)
+
+
+def test_past_max_connections_the_longest_idle_connection_makes_room(make_daemon):
+    daemon = make_daemon(socketmap="max_connections = 4")
+    idle = [daemon.connect() for _ in range(4)]
+    for i, s in enumerate(idle):
+        s.sendall(netstring(b"postfix .idle%d.example" % i))
+        assert read_netstring(s) == b"NOTFOUND "
+        time.sleep(0.05)
+    newcomer = daemon.connect()
+    newcomer.sendall(netstring(b"postfix .new.example"))
+    assert read_netstring(newcomer) == b"NOTFOUND "
+    assert idle[0].recv(100) == b""  # the longest idle one was closed (Postfix reconnects)
+    for s in idle[1:]:
+        s.sendall(netstring(b"postfix .still.example"))
+        assert read_netstring(s) == b"NOTFOUND "
+    assert "over 4 connections" in daemon.log()
+
+
+def test_at_the_descriptor_limit_an_uncached_enforce_domain_is_temp_not_notfound(world, daemon):
+    # Issue 24, 7: EMFILE became a DNS failure, and a DNS failure is "no policy": a downgrade.
+    domain = world.new_domain()
+    world.publish(domain)
+    s = daemon.connect()
+    s.sendall(netstring(b"postfix .warm.example"))
+    assert read_netstring(s) == b"NOTFOUND "
+    pid = daemon.proc.pid
+    open_now = len(os.listdir(f"/proc/{pid}/fd"))
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={open_now}:{open_now + 4096}"], check=True)
+    try:
+        s.sendall(netstring(f"postfix {domain}".encode()))
+        reply = read_netstring(s)
+    finally:
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={open_now + 4096}:{open_now + 4096}"], check=True)
+    assert reply.startswith(b"TEMP ") and b"out of local resources" in reply, reply
+    s.sendall(netstring(f"postfix {domain}".encode()))
+    assert read_netstring(s).startswith(b"OK secure")  # nothing was held: learned at once
+    assert "EMFILE" in daemon.log()

@@ -97,7 +97,7 @@ def test_pages_damaged_while_running_are_misses_not_dropped_connections(make_dae
 def test_a_full_disk_does_not_change_any_answer(make_daemon, world, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(small)], check=True)
     try:
         d = make_daemon(start=False)
         d.config.write_text(d.config.read_text().replace(d.cache, str(small / "cache.sqlite3")))
@@ -145,3 +145,27 @@ def test_a_cache_file_the_daemon_cannot_write_runs_in_memory_with_an_error(make_
     finally:
         d.stop()
         subprocess.run(["umount", "-l", d.cache])
+
+
+@root_only
+def test_a_read_only_cache_file_system_at_start_still_answers_every_lookup(make_daemon, world, tmp_path):
+    # Issue 24, 10: the daemon exited 78 here, and Postfix got "connection refused" for all mail.
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    seed(frozen / "cache.sqlite3", 2)
+    subprocess.run(["mount", "--bind", str(frozen), str(frozen)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(frozen)], check=True)
+    try:
+        d = make_daemon(start=False)
+        d.config.write_text(d.config.read_text().replace(d.cache, str(frozen / "cache.sqlite3")))
+        d.start()
+        name = world.new_domain("rofs")
+        world.publish(name)
+        assert d.query(name).startswith("OK secure match=")
+        log = d.log()
+        assert "on a read-only file system" in log and "running with the memory cache only" in log
+        assert "[control] socket: cannot listen on" in log and "cannot reach this daemon" in log
+        assert d.proc.poll() is None
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(frozen)])

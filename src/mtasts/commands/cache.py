@@ -19,6 +19,7 @@ from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME, print_table
 from mtasts.commands.query import print_dane
 from mtasts.config import Config
 from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError
+from mtasts.servers.unixsocket import trusted_peer
 from mtasts.views import iso_time
 
 
@@ -30,6 +31,9 @@ def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError):
             raise DaemonNotRunning(path) from None
+        distrust = trusted_peer(sock, path)
+        if distrust:
+            raise MtastsError(f"control socket {path}: {distrust}: not talking to it")
         sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

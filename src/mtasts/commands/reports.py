@@ -53,6 +53,20 @@ def reports_command(config: Config, args: argparse.Namespace) -> int:
 
 
 def ingest(config: Config, stream) -> int:
+    """0 or 75, never anything else: Postfix's pipe(8) bounces a mail on any other exit, and a
+    report mail must not bounce (RFC 8460 §5.3.1). A fault of ours is 75: the mail waits in
+    the queue, the traceback in the log, until it is fixed."""
+    try:
+        return _ingest(config, stream)
+    except Exception:  # our bug: nothing is lost, Postfix retries
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print("mtasts: internal error reading this report mail (Postfix will retry the delivery)", file=sys.stderr)
+        return EXIT_TEMPFAIL
+
+
+def _ingest(config: Config, stream) -> int:
     message = stream.read(MAX_MESSAGE_BYTES + 1)
     if len(message) > MAX_MESSAGE_BYTES:
         print(f"mtasts: message larger than {MAX_MESSAGE_BYTES} bytes: not a TLSRPT report, dropped", file=sys.stderr)
@@ -79,13 +93,23 @@ def ingest(config: Config, stream) -> int:
         # Only the standard library from here on: a pipe transport runs this for every report.
         store = ReportStore(config.reports_path)
         try:
-            outcome, report_id = store.receive(reading, f"mail from {mailed.submitter or 'an unnamed submitter'}")
+            outcome, report_id = store.receive(reading, f"mail from {mailed.submitter or 'an unnamed submitter'}",
+                                               limits=config.report_limits)
             store.prune(time.time() - config.reports.retention_days * DAY)
         finally:
             store.close()
     except StoreError as exc:
         print(f"mtasts: {exc} (Postfix will retry the delivery)", file=sys.stderr)
         return EXIT_TEMPFAIL
+    if outcome == "store-full":  # the admin's to fix; nothing is lost meanwhile
+        print(f"mtasts: the report store {config.reports_path} is at its size limit of"
+              f" {config.reports.max_store_bytes} bytes ([reports] max_store_bytes): Postfix will retry the delivery",
+              file=sys.stderr)
+        return EXIT_TEMPFAIL
+    if outcome == "over-quota":  # a flood: dropped, as a report mail must never bounce
+        print(f"mtasts: {config.reports.max_per_day} reports already received today ([reports] max_per_day):"
+              " dropped", file=sys.stderr)
+        return EXIT_OK
     what = {"stored": "stored", "duplicate": "already stored", "broken": f"unreadable ({reading.error}), kept as"}
     print(f"mtasts: report {report_id} {what[outcome]}", file=sys.stderr)
     return EXIT_OK

@@ -23,8 +23,8 @@ from mtasts.errors import DnsWireError
 MAX_LABEL = 63
 MAX_NAME = 255
 # Compression pointers must lead ever further back, so a chain of them ends; this bounds the
-# work per name besides (a name has at most 127 labels).
-MAX_POINTERS = 127
+# work per name besides. Real messages chain two or three; dnspython (2.8+) allows 16 too.
+MAX_POINTERS = 16
 # CNAMEs followed from the question's name; dnspython's resolve_chaining stops at 16 as well.
 MAX_CHAIN = 16
 # RFC 6891 §6.2.5 / DNS flag day 2020: a UDP payload that needs no IP fragmentation.
@@ -146,19 +146,18 @@ def build_query(qid: int, qname: bytes, rdtype: int, dnssec: bool = False) -> by
     return header + question + opt
 
 
-def read_name(wire: bytes, pos: int, known: Optional[Dict[int, bytes]] = None) -> Tuple[bytes, int]:
+def read_name(wire: bytes, pos: int, known: Optional[Dict[int, Tuple[bytes, int]]] = None) -> Tuple[bytes, int]:
     """The name at *pos* (compression followed, letters lowered) and the offset after it.
 
-    *known*: the names already read from this message by where they start; a pointer to one
-    of those takes it whole and every name read adds its own, so reading a message costs at
-    most one step per octet of it, however its pointers chain (a 64 KiB message of names that
-    each chain 127 pointers is no longer 5000 x 127 steps)."""
+    *known*: the names already read from this message by where they start (with the pointers
+    they took); a pointer to one of those takes it whole and every name read adds its own, so
+    reading a message costs about one step per octet of it, however its pointers chain."""
     out = bytearray()
     end = -1
     pointers = 0
     size = len(wire)
     start = pos  # where the labels being read began: a pointer must lead before it
-    starts = [(pos, 0)]  # (offset, len(out) there): the names that end where this one ends
+    starts = [(pos, 0, 0)]  # (offset, len(out), pointers there): names that end where this one ends
     while True:
         if pos >= size:
             raise DnsWireError("name runs past the end of the message")
@@ -185,13 +184,17 @@ def read_name(wire: bytes, pos: int, known: Optional[Dict[int, bytes]] = None) -
             if end < 0:
                 end = pos + 2
             pos = target
-            suffix = known.get(target) if known is not None else None
-            if suffix is not None:
+            seen = known.get(target) if known is not None else None
+            if seen is not None:
+                suffix, more = seen
                 if len(out) + len(suffix) > MAX_NAME:
                     raise DnsWireError(f"name over {MAX_NAME} octets")
+                if pointers + more > MAX_POINTERS:
+                    raise DnsWireError("too many compression pointers")
                 out += suffix
+                pointers += more
                 break
-            starts.append((pos, len(out)))
+            starts.append((pos, len(out), pointers))
             continue
         if kind:
             raise DnsWireError(f"unknown label type 0x{kind:02x}")  # RFC 6891 §5: obsolete
@@ -204,12 +207,12 @@ def read_name(wire: bytes, pos: int, known: Optional[Dict[int, bytes]] = None) -
         pos += 1 + length
     name = bytes(out)
     if known is not None:
-        for offset, at in starts:
-            known.setdefault(offset, name[at:])
+        for offset, at, before in starts:
+            known.setdefault(offset, (name[at:], pointers - before))
     return name, end
 
 
-def _records(wire: bytes, pos: int, count: int, known: Dict[int, bytes]) -> Tuple[List[Record], int]:
+def _records(wire: bytes, pos: int, count: int, known: Dict[int, Tuple[bytes, int]]) -> Tuple[List[Record], int]:
     records = []
     size = len(wire)
     for _ in range(count):
@@ -237,7 +240,7 @@ def parse_response(wire: bytes) -> Response:
         raise DnsWireError(f"{qdcount} questions in a response")
     pos = _HEADER.size
     question = None
-    known: Dict[int, bytes] = {}
+    known: Dict[int, Tuple[bytes, int]] = {}
     if qdcount:
         qname, pos = read_name(wire, pos, known)
         if pos + 4 > len(wire):

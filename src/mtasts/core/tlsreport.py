@@ -13,6 +13,11 @@ field is checked for its type. Known deviations are accepted and named in
   ``policy-string``;
 * counts written as strings ("12"), a single policy object or failure detail instead of an
   array, date-times with any number of fraction digits or a "+00:00" offset.
+
+What a report may make us keep is bounded (anyone can send one): MAX_POLICIES policies,
+MAX_FAILURE_DETAILS failure details in all (the rest dropped, and said so), counts up to
+MAX_SESSIONS, and every string is ``remotetext.printable``: no control character, no lone
+surrogate, at most 500 characters.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import hashlib
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
+from mtasts.core.remotetext import printable
 from mtasts.errors import ReportError
 
 # Result types of the registry (RFC 8460 §6.6); others are kept but named as unknown.
@@ -39,6 +45,14 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 # JSON deeper than this is no report (the schema is 4 levels deep) and would only cost stack.
 MAX_DEPTH = 16
+# A report is per reporting organisation and policy domain (RFC 8460 §4): a few policies
+# (sts, tlsa, no-policy-found) and failure details per sending and receiving address pair.
+# Real reports of the largest senders stay far below these; what is beyond is dropped.
+MAX_POLICIES = 100
+MAX_FAILURE_DETAILS = 1000
+# A day's sessions between two organisations; far more than any MTA makes (2**63 overflowed
+# SQLite and gave HTTP 500 and a traceback).
+MAX_SESSIONS = 10 ** 12
 
 
 @dataclass(frozen=True)
@@ -129,11 +143,15 @@ def parse_report(data: bytes, domain_hint: str = "") -> Report:
         notes.append("policies is an object, not an array")
     if not isinstance(policies, list) or not policies:
         raise ReportError("no policies array")
-    results = tuple(_policy(p, i, notes, domain_hint.lower()) for i, p in enumerate(policies))
+    if len(policies) > MAX_POLICIES:
+        notes.append(f"{len(policies) - MAX_POLICIES} policies beyond the first {MAX_POLICIES} dropped")
+        policies = policies[:MAX_POLICIES]
+    room = [MAX_FAILURE_DETAILS]  # failure details still kept, across the policies
+    results = tuple(_policy(p, i, notes, printable(domain_hint.lower(), 255), room) for i, p in enumerate(policies))
     return Report(
-        report_id=report_id[:200],
-        organization=_text(document, "organization-name", notes)[:200],
-        contact=_text(document, "contact-info", notes)[:200],
+        report_id=printable(report_id, 200),
+        organization=printable(_text(document, "organization-name", notes), 200),
+        contact=printable(_text(document, "contact-info", notes), 200),
         start=start,
         end=end,
         policies=results,
@@ -158,7 +176,7 @@ def _check_depth(data: bytes) -> None:
             depth -= 1
 
 
-def _policy(item: Any, index: int, notes: List[str], domain_hint: str) -> PolicyResult:
+def _policy(item: Any, index: int, notes: List[str], domain_hint: str, room: List[int]) -> PolicyResult:
     where = f"policies[{index}]"
     if not isinstance(item, dict):
         raise ReportError(f"{where} is not an object")
@@ -200,9 +218,13 @@ def _policy(item: Any, index: int, notes: List[str], domain_hint: str) -> Policy
         notes.append("failure-details is an object, not an array")
     if not isinstance(details, list):
         raise ReportError(f"{where}: failure-details is not an array")
+    if len(details) > room[0]:
+        notes.append(f"failure details beyond the first {MAX_FAILURE_DETAILS} of the report dropped")
+        details = details[:room[0]]
+    room[0] -= len(details)
     return PolicyResult(
         policy_type=policy_type,
-        policy_domain=domain.strip().lower().rstrip("."),
+        policy_domain=printable(domain.strip().lower().rstrip("."), 255),
         policy_strings=_strings(strings, f"{where} policy-string"),
         mx_hosts=_strings(mx or [], f"{where} mx-host"),
         successful=_count(summary.get("total-successful-session-count"), f"{where} total-successful-session-count",
@@ -219,7 +241,7 @@ def _failure(item: Any, where: str, notes: List[str]) -> FailureDetail:
     if not isinstance(result_type, str) or not result_type:
         raise ReportError(f"{where}: no result-type")
     if result_type not in RESULT_TYPES:
-        notes.append(f"result-type {result_type[:60]!r} is not in the RFC 8460 registry")
+        notes.append(f"result-type {printable(result_type, 60)!r} is not in the RFC 8460 registry")
     if "sending-mta-ip" not in item:
         notes.append("no sending-mta-ip")
     info = item.get("additional-information")
@@ -227,10 +249,10 @@ def _failure(item: Any, where: str, notes: List[str]) -> FailureDetail:
         info = item["additional-info-uri"]
         notes.append("additional-information spelled 'additional-info-uri'")
     return FailureDetail(
-        result_type=result_type[:100],
+        result_type=printable(result_type, 100),
         failed_sessions=_count(item.get("failed-session-count"), f"{where} failed-session-count", notes),
         sending_mta_ip=_optional(item.get("sending-mta-ip"), where),
-        receiving_mx_hostname=_optional(item.get("receiving-mx-hostname"), where).lower().rstrip("."),
+        receiving_mx_hostname=_optional(item.get("receiving-mx-hostname"), where).lower().rstrip(".")[:255],
         receiving_mx_helo=_optional(item.get("receiving-mx-helo"), where),
         receiving_ip=_optional(item.get("receiving-ip"), where),
         failure_reason_code=_optional(item.get("failure-reason-code"), where),
@@ -253,25 +275,25 @@ def _optional(value: Any, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ReportError(f"{where}: {value!r} is not a string")
-    return value[:500]
+        raise ReportError(f"{where}: {str(value)[:40]!r} is not a string")
+    return printable(value, 500)
 
 
 def _strings(value: Any, where: str) -> Tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ReportError(f"{where} is not an array of strings")
-    return tuple(v[:500] for v in value[:1000])
+    return tuple(printable(v, 500) for v in value[:100])
 
 
 def _count(value: Any, where: str, notes: List[str]) -> int:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
         notes.append("a session count written as a string")
         value = int(value)
     if value is None:
         notes.append("a session count is missing (taken as 0)")
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ReportError(f"{where}: {value!r} is not a count")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SESSIONS:
+        raise ReportError(f"{where}: {str(value)[:40]!r} is not a count (0 to {MAX_SESSIONS})")
     return value
 
 
@@ -326,7 +348,15 @@ def report_in_mail(message: bytes) -> Optional[MailedReport]:
 
     if len(message) > MAX_MESSAGE_BYTES:
         return None
-    parsed = email.message_from_bytes(message, policy=email.policy.compat32)
+    try:
+        return _report_part(email.message_from_bytes(message, policy=email.policy.compat32))
+    except RecursionError:
+        # The parser and walk() recurse per multipart level: a message nested ~1000 deep is
+        # no report mail, whatever it is (a report is one or two levels deep).
+        return None
+
+
+def _report_part(parsed: Any) -> Optional[MailedReport]:
     for part in parsed.walk():
         if part.is_multipart():
             continue
@@ -376,7 +406,7 @@ def signed_by(reporter: str, signers: Sequence[str]) -> bool:
 
 def _header(message, name: str) -> str:
     value = message.get(name)
-    return str(value).strip().lower()[:255] if value is not None else ""
+    return printable(str(value).strip().lower(), 255) if value is not None else ""
 
 
 # -- what a receiver does with a body ---------------------------------------------------
@@ -400,9 +430,15 @@ class Reading:
 
 def read_received(body: bytes, accepted: Collection[str], hint: str = "",
                   limit: int = MAX_REPORT_BYTES) -> Reading:
+    """*body* read, with only the policies about *accepted* domains kept: a report naming
+    thousands of other domains must not become thousands of rows, metrics series and lines
+    of the dashboard (its JSON is kept whole for ``reports show``)."""
     try:
         data = unpack(body, limit)
         report = parse_report(data, hint)
     except ReportError as exc:
         return Reading(None, body, str(exc))
-    return Reading(report, data, "", tuple(d for d in report.domains if d in accepted))
+    ours = tuple(d for d in report.domains if d in accepted)
+    if ours and len(ours) < len(report.domains):
+        report = replace(report, policies=tuple(p for p in report.policies if p.policy_domain in accepted))
+    return Reading(report, data, "", ours)

@@ -118,7 +118,8 @@ class PolicyFetcher:
 
     def prepare(self, domain: str) -> None:
         host = policy_host(domain)
-        if host in self._prefetched:
+        early = self._prefetched.get(host)
+        if early is not None and not (early.done() and not early.cancelled() and early.exception() is not None):
             return
         task = asyncio.ensure_future(self._dns.addresses(host))
         task.add_done_callback(discard_result)  # a lookup nobody takes must not log "never retrieved"

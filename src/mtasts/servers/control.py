@@ -38,12 +38,19 @@ class ControlServer:
         # "handover": a daemon started with --takeover listens now; this one drains and stops.
         self._on_handover = on_handover
         self._takeover = takeover
-        self._socket = OwnedUnixSocket(path, 0o600)
+        self._socket = OwnedUnixSocket(path, 0o600, "[control] socket")
 
     async def start(self) -> None:
         try:
             sock = self._socket.bind(replace=self._takeover)
         except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+                # The directory cannot be written (a read-only file system): lookups go on,
+                # only the command line cannot reach this daemon.
+                log.error("[control] socket: cannot listen on %s: %s; `mtasts cache`, `override` and `stats`"
+                          " cannot reach this daemon (set [control] socket to a writable place)",
+                          self.path, exc.strerror or exc)
+                return
             hint = " (is another mtasts running with this cache?)" if exc.errno == errno.EADDRINUSE else ""
             raise ConfigError(f"[control] socket: cannot listen on {self.path}: {exc.strerror or exc}{hint}") from None
         self._server = await asyncio.start_unix_server(self._handle, sock=sock, limit=MAX_LINE)

@@ -14,6 +14,7 @@ import collections
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -24,10 +25,11 @@ from aiohttp.web_protocol import RequestHandler
 
 from mtasts.config import Config
 from mtasts.core.hostname import MxPattern
+from mtasts.core.remotetext import printable
 from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
 from mtasts.servers.activation import PassedSockets, describe
-from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.logs import RateLimitedLog
 from mtasts.servers.reportsink import ReportSink
 
 log = logging.getLogger("mtasts.publisher")
@@ -43,28 +45,58 @@ WATCH_INTERVAL = 30.0
 # the first complete request each get this long; past [publish] max_connections new ones are closed.
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
+# A new TCP connection first waits, without any TLS state, for its first bytes (the
+# ClientHello): a silent connection costs a descriptor and a few bytes, and silent floods
+# from many addresses (700 a second from 64 addresses refused 94 % of real fetches when
+# each took a handshake slot at once) only push out the oldest silent ones. Bounded in
+# total and per client (an IPv4 address or an IPv6 /64); each given HELLO_TIMEOUT.
+MAX_SILENT = 1024
+MAX_SILENT_PER_CLIENT = 64
+HELLO_TIMEOUT = 10.0
+# New connections accepted per turn of the event loop: a burst waits for the next turn.
+ACCEPTS_PER_TURN = 64
 # TLS costs memory per connection (about 100 KiB a handshake with the daemon's 32 KiB TLS
-# read buffer, 290 KiB with CPython's default; bench/flood.py) before the client has said
-# anything. Connections still in their handshake are bounded in total and
-# per client (an IPv4 address or an IPv6 /64); past either bound a new TCP connection is
-# closed before any TLS state exists, so a flood of silent clients costs a few bytes each
-# and the policy stays reachable for everyone else.
+# read buffer, 290 KiB with CPython's default; bench/flood.py). Handshakes in progress (the
+# client has spoken) are bounded in total and per client; past either bound the oldest
+# handshake of that client (or of all) is given up once it is STALE_HANDSHAKE old, else the
+# new connection is closed.
 MAX_HANDSHAKES = 64
 MAX_HANDSHAKES_PER_CLIENT = 8
-# A handshake running this long is a silent client's: it may be given up for a new one.
 STALE_HANDSHAKE = 1.0
+# Established connections of one client: a sender needs one; one address holding all of
+# [publish] max_connections (200 handshakes a second did it) kept every other sender out.
+MAX_CONNECTIONS_PER_CLIENT = 16
+
+
+class _HttpErrorLog(logging.Filter):
+    """aiohttp's "Error handling request" for each malformed request, traceback and all
+    (80 requests made 620 lines): one WARNING line each instead, rate-limited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines = RateLimitedLog(log)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        what = f"{type(error).__name__}: {printable(str(error), 200)}" if error else printable(record.getMessage(), 200)
+        if record.levelno >= logging.WARNING:
+            self._lines.warning("publisher: a client's request was refused: %s", what)
+        return False
+
+
+_http_log = logging.getLogger("mtasts.publisher.http")
+_http_log.addFilter(_HttpErrorLog())
+
+
 class _GuardedHandler(RequestHandler):
-    """aiohttp's request handler, closed when over the connection cap or too slow."""
+    """aiohttp's request handler, closed when too slow; the publisher bounds how many."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.mtasts_served = False
-        limit = self._manager.max_connections
-        if len(self._manager.connections) > limit:
-            log.warning("publisher: over %d connections, closing a new one", limit)
-            transport.close()
-            return
+        self.mtasts_busy = False
         self.mtasts_timer = asyncio.get_running_loop().call_later(FIRST_REQUEST_TIMEOUT, self._mtasts_expire)
+        self._manager.publisher.established(self, transport)
 
     def _mtasts_expire(self) -> None:
         if not self.mtasts_served and self.transport is not None:
@@ -74,11 +106,12 @@ class _GuardedHandler(RequestHandler):
         timer = getattr(self, "mtasts_timer", None)
         if timer is not None:
             timer.cancel()
+        self._manager.publisher.lost(self)
         super().connection_lost(exc)
 
 
 class _GuardedServer(web.Server):
-    max_connections = 2000
+    publisher: "PolicyPublisher"
 
     def __call__(self) -> RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -93,25 +126,6 @@ def client_of(peer) -> str:
         except ValueError:
             return host
     return host
-
-
-class _TlsGate(asyncio.Protocol):
-    """The first protocol of every TCP connection: admits it to a TLS handshake within the
-    bounds, or closes it at once. TLS starts only after admission (loop.start_tls)."""
-
-    def __init__(self, publisher: "PolicyPublisher") -> None:
-        self._publisher = publisher
-        self.early = False
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        # No pause_reading() here: before Python 3.10 the transport starts reading after
-        # connection_made whatever it was told. start_tls() runs first anyway: the loop
-        # polls the socket only after the step that starts it, and then reads for the TLS
-        # layer it has set up.
-        self._publisher.admit(transport, self)
-
-    def data_received(self, data: bytes) -> None:
-        self.early = True  # bytes start_tls did not see: this handshake cannot succeed
 
 
 @dataclass(frozen=True)
@@ -188,9 +202,17 @@ class PolicyPublisher:
         self._watcher: Optional["asyncio.Task[None]"] = None
         self._handshakes: Dict[str, int] = {}  # client -> connections in their TLS handshake
         self._handshake_tasks: Set["asyncio.Task[None]"] = set()
-        # Handshakes in progress, oldest first: task -> (client, TCP transport, monotonic start).
-        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, Any, float]]" = (
+        # Handshakes in progress, oldest first: task -> (client, socket, monotonic start).
+        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, socket.socket, float]]" = (
             collections.OrderedDict())
+        # Connections that have sent nothing yet, oldest first: socket -> (client, monotonic start).
+        self._silent: "collections.OrderedDict[socket.socket, Tuple[str, float]]" = collections.OrderedDict()
+        self._silent_of: Dict[str, int] = {}
+        # Established (TLS done) connections, oldest first: handler -> client.
+        self._established: "collections.OrderedDict[Any, str]" = collections.OrderedDict()
+        self._established_of: Dict[str, int] = {}
+        self._listening: List[socket.socket] = []
+        self._sweeper: Optional["asyncio.Task[None]"] = None
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
@@ -252,45 +274,105 @@ class PolicyPublisher:
                 # Reloading drops the expired context: its handshakes are aborted from now on.
                 self._load(self.config)
 
-    # -- TLS admission ------------------------------------------------------------------
+    # -- admission: silent, handshaking, established -------------------------------------
 
     @property
     def handshaking(self) -> int:
         return len(self._in_handshake)
 
-    def admit(self, transport, gate: Optional[_TlsGate] = None) -> None:
-        """Start a TLS handshake for a new TCP connection, within the bounds. Past either (the
-        client's own, or the total), the oldest handshake still running (of that client, or
-        of all) is given up if it has run for STALE_HANDSHAKE seconds, else the new connection
-        is closed. A real client finishes in milliseconds and is never given up; a silent
-        flood never finishes, so its slots go stale and new clients, from other addresses or
-        from the flood's own, get them."""
-        client = client_of(transport.get_extra_info("peername"))
+    @property
+    def silent(self) -> int:
+        return len(self._silent)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """The listener is readable: take up to ACCEPTS_PER_TURN new connections."""
+        loop = asyncio.get_running_loop()
+        for _ in range(ACCEPTS_PER_TURN):
+            try:
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the rest wait in the kernel's queue
+                self._refusals.warning("publisher: cannot accept a connection: %s", exc.strerror or exc)
+                return
+            conn.setblocking(False)
+            client = client_of(peer)
+            if self._silent_of.get(client, 0) >= MAX_SILENT_PER_CLIENT:
+                self._refusals.warning("publisher: %d connections from %s have sent nothing: closing the oldest",
+                                       self._silent_of[client], client)
+                self._drop_silent(next(c for c, (who, _at) in self._silent.items() if who == client))
+            elif len(self._silent) >= MAX_SILENT:
+                self._refusals.warning("publisher: %d connections have sent nothing: closing the oldest",
+                                       len(self._silent))
+                self._drop_silent(next(iter(self._silent)))
+            self._silent[conn] = (client, time.monotonic())
+            self._silent_of[client] = self._silent_of.get(client, 0) + 1
+            loop.add_reader(conn.fileno(), self._spoke, conn)
+
+    def _unsilence(self, conn: socket.socket) -> Optional[str]:
+        entry = self._silent.pop(conn, None)
+        if entry is None:
+            return None
+        asyncio.get_running_loop().remove_reader(conn.fileno())
+        client = entry[0]
+        count = self._silent_of.get(client, 1) - 1
+        if count:
+            self._silent_of[client] = count
+        else:
+            self._silent_of.pop(client, None)
+        return client
+
+    def _drop_silent(self, conn: socket.socket) -> None:
+        self._unsilence(conn)
+        conn.close()
+
+    def _spoke(self, conn: socket.socket) -> None:
+        """The first bytes of a connection arrived (its ClientHello, presumably): TLS may start."""
+        client = self._unsilence(conn)
+        if client is not None:
+            self.admit(conn, client)
+
+    async def _sweep_silent(self) -> None:
+        """Close connections silent for HELLO_TIMEOUT (oldest first: the front of the order)."""
+        while True:
+            await asyncio.sleep(1.0)
+            limit = time.monotonic() - HELLO_TIMEOUT
+            while self._silent:
+                conn, (_client, since) = next(iter(self._silent.items()))
+                if since > limit:
+                    break
+                self._drop_silent(conn)
+
+    def admit(self, conn: socket.socket, client: str) -> None:
+        """Start a TLS handshake for *conn*, within the bounds. Past either (the client's own,
+        or the total), the oldest handshake still running (of that client, or of all) is given
+        up if it has run for STALE_HANDSHAKE seconds, else the new connection is closed. A real
+        client finishes in milliseconds and is never given up."""
         now = time.monotonic()
         victim = None
         if self._handshakes.get(client, 0) >= MAX_HANDSHAKES_PER_CLIENT:
-            victim = next(t for t, (c, _tr, _at) in self._in_handshake.items() if c == client)
+            victim = next(t for t, (c, _s, _at) in self._in_handshake.items() if c == client)
         elif len(self._in_handshake) >= MAX_HANDSHAKES:
             victim = next(iter(self._in_handshake))
         if victim is not None:
             if now - self._in_handshake[victim][2] < STALE_HANDSHAKE:
                 self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): closing a new"
                                        " connection", len(self._in_handshake), self._handshakes.get(client, 0), client)
-                transport.abort()
+                conn.close()
                 return
             self._give_up(victim)
         self._handshakes[client] = self._handshakes.get(client, 0) + 1
-        task = asyncio.ensure_future(self._handshake(transport, client, gate))
-        self._in_handshake[task] = (client, transport, now)
+        task = asyncio.ensure_future(self._handshake(conn, client))
+        self._in_handshake[task] = (client, conn, now)
         self._handshake_tasks.add(task)
         task.add_done_callback(self._handshake_done)
 
     def _give_up(self, task) -> None:
-        client, transport, _started = self._in_handshake[task]
+        client = self._in_handshake[task][0]
         self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
                                len(self._in_handshake), self._handshakes.get(client, 0), client)
         self._release(task)
-        transport.abort()
+        task.cancel()
 
     def _release(self, task) -> None:
         """The handshake of *task* no longer counts (done, failed or given up); once only."""
@@ -308,31 +390,62 @@ class PolicyPublisher:
         self._handshake_tasks.discard(task)
         self._release(task)
 
-    async def _handshake(self, transport, client: str, gate: Optional[_TlsGate] = None) -> None:
+    async def _handshake(self, conn: socket.socket, client: str) -> None:
         assert self._server is not None
-        if transport.is_closing():
-            return  # given up before it started (a burst of accepts): no TLS state at all
-        if gate is not None and gate.early:
-            log.debug("publisher: %s sent data before the TLS layer was up: closing", client)
-            transport.abort()
-            return
-        handler = self._server()
+        loop = asyncio.get_running_loop()
         try:
-            tls = await asyncio.get_running_loop().start_tls(
-                transport, handler, self.base_context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            await loop.connect_accepted_socket(self._server, conn, ssl=self.base_context,
+                                               ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        except asyncio.CancelledError:
+            conn.close()  # given up for a newer one
+            raise
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
             log.debug("publisher: TLS handshake with %s failed: %r", client, exc)
-            transport.abort()
+            conn.close()
+
+    def established(self, handler: Any, transport: Any) -> None:
+        """A connection finished its handshake. Past MAX_CONNECTIONS_PER_CLIENT of its client,
+        or [publish] max_connections in all, the oldest idle connection (of that client, or of
+        all) is closed to make room, or this one when none is idle."""
+        client = client_of(transport.get_extra_info("peername"))
+        self._established[handler] = client
+        self._established_of[client] = self._established_of.get(client, 0) + 1
+        if self._established_of[client] > MAX_CONNECTIONS_PER_CLIENT:
+            mine = [h for h, c in self._established.items() if c == client]
+            self._make_room(mine, handler, f"{MAX_CONNECTIONS_PER_CLIENT} connections from {client}")
+        elif len(self._established) > self.config.publish.max_connections:
+            self._make_room(list(self._established), handler,
+                            f"{self.config.publish.max_connections} connections ([publish] max_connections)")
+
+    def _make_room(self, candidates: List[Any], newcomer: Any, bound: str) -> None:
+        victim = next((h for h in candidates if h is not newcomer and not h.mtasts_busy), newcomer)
+        self._refusals.warning("publisher: over %s: closing %s", bound,
+                               "a new one" if victim is newcomer else "the oldest idle one")
+        if victim.transport is not None:
+            victim.transport.abort()
+
+    def lost(self, handler: Any) -> None:
+        client = self._established.pop(handler, None)
+        if client is None:
             return
-        self._release(asyncio.current_task())
-        if tls is None:  # the client left meanwhile
-            return
-        handler.connection_made(tls)
+        count = self._established_of.get(client, 1) - 1
+        if count:
+            self._established_of[client] = count
+        else:
+            self._established_of.pop(client, None)
 
     # -- HTTP ------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        request.protocol.mtasts_served = True  # type: ignore[attr-defined]
+        protocol = request.protocol
+        protocol.mtasts_served = True  # type: ignore[attr-defined]
+        protocol.mtasts_busy = True  # type: ignore[attr-defined]
+        try:
+            return await self._respond(request)
+        finally:
+            protocol.mtasts_busy = False  # type: ignore[attr-defined]
+
+    async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
         host = request.host or ""
         host = "" if host.startswith("[") else host.split(":", 1)[0].lower()
         body = self._bodies.get(host)
@@ -352,51 +465,75 @@ class PolicyPublisher:
         )
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         self._server = _GuardedServer(
             self._handle,
             access_log=None,
             keepalive_timeout=KEEPALIVE,
             max_line_size=MAX_LINE,
             max_field_size=MAX_FIELD,
+            logger=_http_log,
         )
-        self._server.max_connections = self.config.publish.max_connections
-        gate = lambda: _TlsGate(self)  # noqa: E731
-        options = dict(backlog=1024)
-        self._listeners = []
+        self._server.publisher = self
         if self.config.publish.listen == (("systemd", 0),):
             sockets = (self._passed or PassedSockets.from_environment()).claim_rest()
             if not sockets:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
             for sock in sockets:
-                self._listeners.append(await loop.create_server(gate, sock=sock, **options))
+                self._listen_on(sock)
                 log.info("publisher listening on %s (socket held by systemd) for %s", describe(sock), self.serving())
         else:
             for host, port in self.config.publish.listen:
                 try:
-                    self._listeners.append(
-                        await loop.create_server(gate, host, port, reuse_address=True, **options)
-                    )
+                    sock = _bind(host, port)
                 except OSError as exc:
                     await self.close()
                     raise ConfigError(f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                self._listen_on(sock)
                 log.info("publisher listening on %s:%d for %s", host, port, self.serving())
         self._watcher = asyncio.ensure_future(self._watch())
+        self._sweeper = asyncio.ensure_future(self._sweep_silent())
+
+    def _listen_on(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._listening.append(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-            self._watcher = None
-        for listener in getattr(self, "_listeners", []):
-            listener.close()
+        for task in (self._watcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._watcher = self._sweeper = None
+        loop = asyncio.get_running_loop()
+        for listener in self._listening:
+            loop.remove_reader(listener.fileno())
+            listener.close()  # a socket systemd passed stays open in systemd
+        self._listening = []
+        for conn in list(self._silent):
+            self._drop_silent(conn)
         for task in list(self._handshake_tasks):
             task.cancel()
         await asyncio.gather(*self._handshake_tasks, return_exceptions=True)
-        if getattr(self, "_server", None) is not None:
+        if self._server is not None:
             await self._server.shutdown(1.0)
-        self._listeners = []
         self.reports.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on *host*:*port* (IPv6 only for an IPv6 address, so that
+    "0.0.0.0" and "::" can both be listened on)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _mtime(path: str) -> float:

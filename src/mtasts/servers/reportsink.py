@@ -6,8 +6,9 @@ gzip (``core.tlsreport.unpack``), the time to send it, and the POSTs per client 
 Unpacking, parsing and store writes run on one worker thread, never on the event loop.
 Answers: 201 stored, 200 a report already stored (senders retry), 400 unreadable (with the
 reason, not stored: anyone can POST), 403 a report about none of the published domains,
-413/415/429 for size, type and rate, 503 when the local store fails (the sender retries,
-§5.5). (SQLite may also wait there for a lock held by ``reports ingest``.)
+413/415/429 for size, type and rate (per client, and the store's reports per day), 503 when
+the local store fails or is at its size limit (the sender retries, §5.5). (SQLite may also
+wait there for a lock held by ``reports ingest``.)
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Dict, Optional, Tuple
 from aiohttp import web
 
 from mtasts.config import Config
+from mtasts.core.remotetext import printable
 from mtasts.core.tlsreport import MAX_REPORT_BYTES, read_received
 from mtasts.errors import StoreError
-from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.logs import RateLimitedLog
 
 log = logging.getLogger("mtasts.reports")
 
@@ -94,7 +96,7 @@ class ReportSink:
                                              frozenset(self.config.publish.domains), "", MAX_REPORT_BYTES)
         if reading.report is None:
             self._count("unreadable")
-            self._log.warning("TLSRPT report from %s refused: %s", client, reading.error)
+            self._log.warning("TLSRPT report from %s refused: %s", client, printable(reading.error))
             return web.Response(status=400, text=f"not a TLSRPT report: {reading.error}\n")
         if reading.foreign:
             self._count("foreign")
@@ -108,9 +110,23 @@ class ReportSink:
             self._log.error("TLSRPT report from %s not stored: %s", client, exc)
             return web.Response(status=503, text="cannot store the report now; try again later\n",
                                 headers={"Retry-After": "600"})
+        if outcome == "over-quota":
+            self._count("refused")
+            self._log.warning("TLSRPT report from %s refused: %d reports already received today ([reports]"
+                              " max_per_day)", client, self.config.reports.max_per_day)
+            wait = int(86400 - time.time() % 86400) + 1
+            return web.Response(status=429, text="no more reports today; try tomorrow\n",
+                                headers={"Retry-After": str(wait)})
+        if outcome == "store-full":
+            self._count("store_error")
+            self._log.error("TLSRPT report from %s refused: the report store %s is at its size limit of %d bytes"
+                            " ([reports] max_store_bytes; lower retention_days or raise the limit)", client,
+                            self.config.reports_path, self.config.reports.max_store_bytes)
+            return web.Response(status=503, text="cannot store the report now; try again later\n",
+                                headers={"Retry-After": "3600"})
         self._count(outcome)
         log.info("TLSRPT report %s from %s (%s) about %s: %s", report_id, reading.report.organization or "?",
-                 client, ", ".join(reading.ours), outcome)
+                 client, ", ".join(reading.ours), outcome)  # the report's fields are printable (core.tlsreport)
         return web.Response(status=201 if outcome == "stored" else 200, text=f"{outcome}: {report_id}\n")
 
     def _store_reading(self, reading, source: str) -> Tuple[str, str]:
@@ -118,7 +134,7 @@ class ReportSink:
 
         if self._store is None:
             self._store = ReportStore(self.config.reports_path)
-        outcome = self._store.receive(reading, source, keep_broken=False)
+        outcome = self._store.receive(reading, source, keep_broken=False, limits=self.config.report_limits)
         if time.monotonic() - self._pruned >= PRUNE_EVERY:
             self._pruned = time.monotonic()
             self._store.prune(time.time() - self.config.reports.retention_days * 86400.0)

@@ -28,7 +28,7 @@ from mtasts.config import Listener
 from mtasts.errors import ConfigError, NetstringError, RequestError
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.activation import describe
-from mtasts.servers.ratelimit import RateLimitedLog
+from mtasts.logs import RateLimitedLog
 from mtasts.servers.unixsocket import OwnedUnixSocket
 
 log = logging.getLogger("mtasts.socketmap")
@@ -39,6 +39,10 @@ MAX_PENDING = 256
 # client reads them: Postfix has one request in flight per connection, so only a client
 # that pipelines and never reads gets here, and it must not grow our memory.
 MAX_UNSENT = 64 * 1024
+# Lookups of one connection that miss the memory tier (a store read, a task for the network)
+# handled per turn of the event loop; the rest wait for the next turn, so that 100 connections
+# pipelining new domains cannot hold the loop while a cached lookup waits (issue 24, 7).
+MISSES_PER_TURN = 4
 # A stopping daemon waits this long for lookups in progress (a discovery takes at most the
 # DNS and fetch timeouts) before it closes what is left; below systemd's TimeoutStopSec=15.
 DRAIN_TIMEOUT = 10.0
@@ -52,18 +56,26 @@ class SocketmapProtocol(asyncio.Protocol):
         self._resolver = server.resolver
         self._decoder = NetstringDecoder()
         self._pending: Deque[_Pending] = collections.deque()
+        self._backlog: Deque[bytes] = collections.deque()  # requests read, not yet looked at
         self._transport: Optional[asyncio.Transport] = None
         self._paused = False  # for too many unanswered requests
         self._writing_paused = False  # for too many unsent bytes
         self._draining = False
         self._peer = "?"
+        self.last_read = 0.0  # monotonic: when a request last came (the idlest is closed first)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self._transport = transport
         transport.set_write_buffer_limits(high=MAX_UNSENT)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
-        self._server.connections.add(self)
+        self.last_read = time.monotonic()
+        self._server.admit(self)
+
+    @property
+    def idle(self) -> bool:
+        """No request of this connection waits for its answer."""
+        return not self._pending and not self._backlog
 
     def connection_lost(self, exc) -> None:
         self._server.connections.discard(self)
@@ -74,6 +86,7 @@ class SocketmapProtocol(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = time.monotonic()
         try:
             payloads = self._decoder.feed(data)
         except NetstringError as exc:
@@ -81,9 +94,19 @@ class SocketmapProtocol(asyncio.Protocol):
             self._server.error_log.warning("closing socketmap connection from %s: %s", self._peer, exc)
             self.abort()
             return
+        if self._backlog:  # earlier requests wait for their turn: these go behind them
+            self._backlog.extend(payloads)
+            return
+        self._serve(payloads)
+
+    def _serve(self, payloads) -> None:
         resolver = self._resolver
         pending = self._pending
-        for payload in payloads:
+        misses = 0
+        for index, payload in enumerate(payloads):
+            if misses >= MISSES_PER_TURN:
+                self._defer(payloads, index)
+                break
             try:
                 request = parse_request(payload)
             except RequestError as exc:
@@ -99,20 +122,42 @@ class SocketmapProtocol(asyncio.Protocol):
                     log.exception("internal error answering %r", request.key[:100])
                     reply = format_reply(Status.TEMP, "mtasts internal error, see its log")
             if reply is None:
-                future = asyncio.ensure_future(resolver.answer(request.map_name, request.key))
-                future.add_done_callback(self._flush_callback)
-                pending.append(future)
-            elif pending:
+                misses += 1
+                later = resolver.answer_later(request.map_name, request.key)
+                if isinstance(later, bytes):
+                    reply = later  # refused at once (too many waiting): no task
+                else:
+                    later.add_done_callback(self._flush_callback)
+                    pending.append(later)
+                    continue
+            if pending:
                 pending.append(encode(reply))  # behind an unanswered request: keep the order
             elif self._transport is not None:
                 self._transport.write(encode(reply))  # nothing queued ahead: answer at once
-        if self._draining and not pending:
+        if self._draining and not pending and not self._backlog:
             self._end()
             return
         if len(self._pending) > MAX_PENDING and not self._paused and self._transport is not None:
             self._paused = True
             if not self._writing_paused:
                 self._transport.pause_reading()
+
+    def _defer(self, payloads, index: int) -> None:
+        """Leave *payloads* from *index* on for the next turn of the event loop; read nothing
+        more from this connection meanwhile."""
+        self._backlog.extend(payloads[index:] if isinstance(payloads, list) else list(payloads)[index:])
+        if self._transport is not None:
+            self._transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        if self._transport is None:
+            self._backlog.clear()
+            return
+        backlog, self._backlog = list(self._backlog), collections.deque()
+        self._serve(backlog)
+        if not self._backlog and not self._paused and not self._writing_paused and self._transport is not None:
+            self._transport.resume_reading()
 
     def pause_writing(self) -> None:
         # asyncio: the transport holds more than MAX_UNSENT unsent bytes.
@@ -122,7 +167,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        if self._transport is not None and not self._paused:
+        if self._transport is not None and not self._paused and not self._backlog:
             self._transport.resume_reading()
 
     def _flush_callback(self, _future) -> None:
@@ -147,18 +192,18 @@ class SocketmapProtocol(asyncio.Protocol):
             pending.popleft()
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
-        if self._draining and not pending:
+        if self._draining and not pending and not self._backlog:
             self._end()
             return
         if self._paused and len(pending) <= MAX_PENDING // 2:
             self._paused = False
-            if not self._writing_paused:
+            if not self._writing_paused and not self._backlog:
                 transport.resume_reading()
 
     def drain(self) -> None:
         """Close once every request read so far is answered (at once when none is waiting)."""
         self._draining = True
-        if not self._pending:
+        if not self._pending and not self._backlog:
             self._end()
 
     def _end(self) -> None:
@@ -181,8 +226,9 @@ class SocketmapServer:
 
     def __init__(self, resolver: PolicyResolver, listeners: Sequence[Listener], socket_mode: int = 0o660,
                  passed: Optional[Dict[Listener, socket.socket]] = None, extra: Sequence[socket.socket] = (),
-                 takeover: bool = False) -> None:
+                 takeover: bool = False, max_connections: int = 1024) -> None:
         self.resolver = resolver
+        self.max_connections = max_connections
         self.listeners = tuple(listeners)
         self.socket_mode = socket_mode
         self.passed = dict(passed or {})
@@ -194,6 +240,21 @@ class SocketmapServer:
         self.error_log = RateLimitedLog(log)
         self._servers: List[asyncio.AbstractServer] = []
         self._unix: List[OwnedUnixSocket] = []
+        self._crowd_log = RateLimitedLog(log)
+
+    def admit(self, protocol: SocketmapProtocol) -> None:
+        """A new connection: counted, and past ``max_connections`` the longest idle one is
+        closed to make room (Postfix retries a lookup once on a fresh connection when an idle
+        one ends, dict_sockmap.c); with none idle, the new one is closed. Each connection holds
+        a descriptor: unbounded, a client opening thousands would leave none for lookups."""
+        self.connections.add(protocol)
+        if len(self.connections) <= self.max_connections:
+            return
+        idle = [c for c in self.connections if c.idle and c is not protocol]
+        victim = min(idle, key=lambda c: c.last_read) if idle else protocol
+        self._crowd_log.warning("socketmap: over %d connections ([socketmap] max_connections): closing %s",
+                                self.max_connections, "the longest idle one" if idle else "a new one")
+        victim.abort()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -205,7 +266,7 @@ class SocketmapServer:
                     server = await loop.create_server(factory, sock=passed, backlog=1024)
                     self.held.append(str(listener))
                 elif listener.kind == "unix":
-                    owned = OwnedUnixSocket(listener.path, self.socket_mode)
+                    owned = OwnedUnixSocket(listener.path, self.socket_mode, "[socketmap] listen")
                     sock = owned.bind(replace=self.takeover)
                     self._unix.append(owned)
                     server = await loop.create_unix_server(factory, sock=sock, backlog=1024)

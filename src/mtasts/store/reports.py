@@ -24,6 +24,17 @@ from mtasts.errors import StoreError
 
 # What a broken report keeps of its body: enough to see what a sender sent.
 BROKEN_KEEP = 64 * 1024
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """How much the store takes in: reports (broken ones too) received per UTC day, and the
+    size of its file at which new reports are refused (``[reports] max_per_day`` and
+    ``max_store_bytes``). Anyone can send a report; these bound what that costs the disk."""
+
+    per_day: int = 10000
+    store_bytes: int = 1024 ** 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -131,17 +142,45 @@ class ReportStore:
                       (report_id, received, source, reason[:500], zlib.compress(body[:BROKEN_KEEP])))])
         return report_id, True
 
-    def receive(self, reading: Reading, source: str, keep_broken: bool = True) -> Tuple[str, str]:
-        """Store what *reading* holds: ("stored" | "duplicate" | "broken" | "foreign", report id)."""
+    def receive(self, reading: Reading, source: str, keep_broken: bool = True,
+                limits: IntakeLimits = IntakeLimits(), now: Optional[float] = None) -> Tuple[str, str]:
+        """Store what *reading* holds: ("stored" | "duplicate" | "broken" | "foreign" |
+        "over-quota" | "store-full", report id). Within *limits* only: past the day's count
+        nothing more is kept that day, and a store at its size limit keeps nothing new."""
+        if reading.foreign:
+            return "foreign", reading.report.report_id if reading.report else ""
+        refused = self.refusal(limits, time.time() if now is None else now)
         if reading.report is None:
             if not keep_broken:
                 return "broken", ""
+            if refused:
+                return refused, ""
             report_id, _ = self.add_broken(reading.data, reading.error, source)
             return "broken", report_id
-        if reading.foreign:
-            return "foreign", reading.report.report_id
+        if self._exists(reading.report.report_id):
+            return "duplicate", reading.report.report_id
+        if refused:
+            return refused, reading.report.report_id
         stored = self.add(reading.report, reading.data, source)
         return ("stored" if stored else "duplicate"), reading.report.report_id
+
+    def refusal(self, limits: IntakeLimits, now: float) -> str:
+        """"store-full" or "over-quota" when *limits* refuse a new report now, else ""."""
+        if self.size() >= limits.store_bytes:
+            return "store-full"
+        midnight = now - now % DAY
+        (today,) = self._rows("SELECT count(*) FROM reports WHERE received >= ?", (midnight,))[0]
+        return "over-quota" if today >= limits.per_day else ""
+
+    def size(self) -> int:
+        """Bytes the store takes on disk: the file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(self.path + suffix).st_size
+            except OSError:
+                pass
+        return total
 
     def prune(self, before: float) -> int:
         """Forget reports received before *before*; how many went."""
@@ -169,7 +208,7 @@ class ReportStore:
         """Reports received since *since*, newest first, with their totals."""
         rows = self._rows(
             "SELECT r.report_id, r.received, r.source, r.organization, r.start, r.end, r.status, r.reason,"
-            " group_concat(DISTINCT s.policy_domain), coalesce(sum(s.successful), 0), coalesce(sum(s.failed), 0)"
+            " group_concat(DISTINCT s.policy_domain), total(s.successful), total(s.failed)"
             " FROM reports r LEFT JOIN results s ON s.report_id = r.report_id"
             " WHERE r.received >= ? GROUP BY r.report_id ORDER BY r.received DESC", (since,))
         out = []
@@ -179,7 +218,7 @@ class ReportStore:
                 continue
             out.append({"report_id": rid, "received": received, "source": source, "organization": org,
                         "start": start, "end": end, "status": status, "reason": reason, "domains": names,
-                        "successful": ok, "failed": failed})
+                        "successful": int(ok), "failed": int(failed)})
         return out
 
     def deviation_counts(self, since: float) -> Dict[str, int]:
@@ -213,7 +252,7 @@ class ReportStore:
         """Per policy domain and day (the day a report's range starts), oldest first."""
         where, args = _day_filter("s", since_day, domain)
         totals = self._rows(
-            f"SELECT s.policy_domain, s.day, sum(s.successful), sum(s.failed) FROM results s {where}"
+            f"SELECT s.policy_domain, s.day, total(s.successful), total(s.failed) FROM results s {where}"
             " GROUP BY s.policy_domain, s.day ORDER BY s.day, s.policy_domain", args)
         reporters: Dict[Tuple[str, str], set] = {}
         for d, day, org in self._rows(  # one row each: an organisation's name may hold commas
@@ -225,15 +264,15 @@ class ReportStore:
         failures: Dict[Tuple[str, str], Dict[str, int]] = {}
         hosts: Dict[Tuple[str, str], set] = {}
         for d, day, kind, sessions in self._rows(
-                f"SELECT f.policy_domain, f.day, f.result_type, sum(f.sessions) FROM failures f {where_f}"
+                f"SELECT f.policy_domain, f.day, f.result_type, total(f.sessions) FROM failures f {where_f}"
                 " GROUP BY f.policy_domain, f.day, f.result_type", args_f):
-            failures.setdefault((d, day), {})[kind] = sessions
+            failures.setdefault((d, day), {})[kind] = int(sessions)
         for d, day, mx in self._rows(f"SELECT DISTINCT f.policy_domain, f.day, f.receiving_mx FROM failures f {where_f}",
                                      args_f):
             if mx:
                 hosts.setdefault((d, day), set()).add(mx)
-        return [DaySummary(d, day, ok, failed, failures.get((d, day), {}), tuple(sorted(reporters.get((d, day), ()))),
-                           tuple(sorted(hosts.get((d, day), ()))))
+        return [DaySummary(d, day, int(ok), int(failed), failures.get((d, day), {}),
+                           tuple(sorted(reporters.get((d, day), ()))), tuple(sorted(hosts.get((d, day), ()))))
                 for d, day, ok, failed in totals]
 
     def failures(self, since_day: str, domain: str = "", limit: int = 50) -> List[Dict[str, Any]]:
