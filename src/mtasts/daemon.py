@@ -289,6 +289,8 @@ class Daemon:
             "connections": len(self.socketmap.connections) if self.socketmap else 0,
             "dane_checks": c.dane_checks,
             "internal_errors": c.internal_errors,
+            "resource_faults": c.resource_faults,
+            "busy": c.busy,
             "store_errors": self.cache.store_errors,
             "unknown_map_lookups": c.unknown_map_lookups,
             "override_answers": c.override_answers,

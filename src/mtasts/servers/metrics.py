@@ -100,6 +100,10 @@ class MtastsCollector:
         yield GaugeMetricFamily("mtasts_open_connections", "Open socketmap connections", value=s["connections"])
         yield CounterMetricFamily("mtasts_dane_checks", "DANE checks run", value=s["dane_checks"])
         yield CounterMetricFamily("mtasts_internal_errors", "Internal errors (TEMP answers)", value=s["internal_errors"])
+        yield CounterMetricFamily("mtasts_resource_faults", "Lookups answered TEMP for EMFILE, ENOBUFS or ENOMEM",
+                                  value=s.get("resource_faults", 0))
+        yield CounterMetricFamily("mtasts_busy_answers", "Lookups answered TEMP: too many already waited for the"
+                                  " network", value=s.get("busy", 0))
         yield CounterMetricFamily("mtasts_store_errors", "Failed cache store reads and writes (answered from memory)",
                                   value=s.get("store_errors", 0))
         yield CounterMetricFamily("mtasts_protocol_errors", "Socketmap connections closed for malformed netstrings",
