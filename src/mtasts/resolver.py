@@ -19,7 +19,8 @@ from cachetools import LRUCache
 
 from mtasts.config import Config
 from mtasts.core import freshness
-from mtasts.core.dane import DaneResult, dane_applies, final_reply
+from mtasts.core.answer import DANE_UNKNOWN, compose, needs_dane
+from mtasts.core.dane import DaneResult
 from mtasts.core.freshness import Background, CachedPolicy, CacheEntry, Hold
 from mtasts.core.history import Change, dane_change, policy_changes, record_gone
 from mtasts.core.latency import LatencyHistogram
@@ -259,12 +260,10 @@ class PolicyResolver:
         if decision.discover:
             return None
         profile = self.profile(map_name)
-        reply = self.replies.reply(domain, decision.cached, profile)
-        if self.overrides:
-            reply, over_dane = self._override(domain, reply, now)
-            if over_dane:
-                return self.counters.answered(self._map_label(map_name), reply)
-        if dane_applies(reply, self._dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
+        sts = self.replies.reply(domain, decision.cached, profile)
+        override = self._override(domain, now, sts) if self.overrides else None
+        dane = None
+        if needs_dane(sts, override, self._dane_mode, profile.dane):  # RFC 8461 §2: never override DANE
             assert entry is not None
             hop = None if domain is key else next_hop(key)
             dane = entry.dane if hop is None or hop.default else self._relay_dane.get(hop)
@@ -272,7 +271,8 @@ class PolicyResolver:
                 return None  # the first time, answer() waits for the DANE check
             if not dane.fresh(now):
                 self.dane_check(hop or NextHop(domain))  # answer from the last result meanwhile
-            reply = final_reply(reply, self._dane_mode, profile.dane, dane)
+        reply = compose(sts, override, self._dane_mode, profile.dane, dane)
+        assert isinstance(reply, bytes)
         self.counters.answered_from_cache += 1
         if decision.background is not Background.NOTHING:
             self._start_background(domain, decision.background)
@@ -297,24 +297,29 @@ class PolicyResolver:
 
     # -- exemptions ---------------------------------------------------------------------
 
-    def _override(self, domain: str, reply: bytes, now: float) -> Tuple[bytes, bool]:
-        """The answer an override in force puts in place of *reply*, and whether it also
-        stands over DANE (else DANE still wins, as over any MTA-STS answer)."""
+    def _override(self, domain: str, now: float, instead_of: bytes) -> Optional[Override]:
+        """*domain*'s override in force, or None; an expired one is removed. Its use is logged
+        (WARNING, with the MTA-STS answer *instead_of*) once per OVERRIDE_LOG_EVERY."""
         override = self.overrides.get(domain)
         if override is None:
-            return reply, False
+            return None
         if not override.active(now):
             self._expired(override)
-            return reply, False
+            return None
         self.counters.override_answers += 1
         if now - self._override_logged.get(domain, -OVERRIDE_LOG_EVERY) >= OVERRIDE_LOG_EVERY:
             self._override_logged[domain] = now
             until = "no end" if override.until is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(override.until))
-            log.warning("%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r",
-                        domain, override.level, until, ", also over DANE" if override.dane else "",
-                        override.source, override.reason, override.level, reply.decode(errors="replace").strip(),
+            log.warning("%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r", domain,
+                        override.level, until, ", also over DANE" if override.dane else "", override.source,
+                        override.reason, override.level, instead_of.decode(errors="replace").strip(),
                         extra={"outcome": "override"})
-        return override.reply, override.dane
+        return override
+
+    def override_in_force(self, domain: str, now: float) -> Optional[Override]:
+        """*domain*'s override in force, read only (no expiry, no count, no log: ``cache export``)."""
+        override = self.overrides.get(domain)
+        return override if override is not None and override.active(now) else None
 
     def _override_changed(self, domain: str, override: Optional[Override]) -> None:
         """Another host of the fleet added, changed or removed *domain*'s override."""
@@ -390,10 +395,10 @@ class PolicyResolver:
         """What a lookup of *entry*'s domain answers from the cache alone (``cache export``);
         None where that answer waits for a DANE check never made (RFC 8461 §2: an MTA-STS
         answer written down without it could override DANE)."""
-        reply = self.replies.reply(entry.domain, entry.valid_policy(self._clock()), profile)
-        if dane_applies(reply, self._dane_mode, profile.dane) and entry.dane is None:
-            return None
-        return final_reply(reply, self._dane_mode, profile.dane, entry.dane)
+        now = self._clock()
+        sts = self.replies.reply(entry.domain, entry.valid_policy(now), profile)
+        answer = compose(sts, self.override_in_force(entry.domain, now), self._dane_mode, profile.dane, entry.dane)
+        return None if answer is DANE_UNKNOWN else answer  # type: ignore[return-value]
 
     def _map_label(self, map_name: str) -> str:
         # Bounded label values: configured map names; anything else is the default profile.
@@ -478,19 +483,18 @@ class PolicyResolver:
         applies; the DANE result of *hop* (default: the domain's MX hosts on port 25) is used
         while fresh, else (or when asked) re-checked (with *mx_answer* if one was started)."""
         # discover() hands back the policy of entry.cached, or None for a hold.
-        reply = self.replies.reply(entry.domain, entry.cached if policy is not None else None, profile)
-        if self.overrides:
-            reply, over_dane = self._override(entry.domain, reply, self._clock())
-            if over_dane:
-                return reply
+        sts = self.replies.reply(entry.domain, entry.cached if policy is not None else None, profile)
+        override = self._override(entry.domain, self._clock(), sts) if self.overrides else None
         dane: Optional[DaneResult] = None
-        if dane_applies(reply, self.config.dane.mode, profile.dane):
+        if needs_dane(sts, override, self.config.dane.mode, profile.dane):
             hop = hop or NextHop(entry.domain)
             known = entry.dane if hop.default else self._relay_dane.get(hop)
             dane = None if recheck_dane else known
             if dane is None or not dane.fresh(self._clock()):
                 dane = await self.dane_check(hop, mx_answer)
-        return final_reply(reply, self.config.dane.mode, profile.dane, dane)
+        answer = compose(sts, override, self.config.dane.mode, profile.dane, dane)
+        assert isinstance(answer, bytes), "a DANE check was made"
+        return answer
 
     # -- DANE -----------------------------------------------------------------------
 

@@ -80,6 +80,20 @@ def test_override_add_list_show_remove_through_the_running_daemon(world, daemon)
     assert daemon.cli("override", "remove", d).returncode == 1  # nothing left to remove
 
 
+def test_lookup_export_and_query_give_the_same_answer_under_an_override(world, daemon):
+    # Issue 25: `cache export` skipped the override, so the static table of a host that uses
+    # it as its fallback enforced what the operator had just exempted.
+    d = world.new_domain()
+    world.publish(d)
+    assert daemon.query(d).startswith("OK secure match=")
+    assert daemon.cli("override", "add", d, "--level", "may", "--until", "2h", "--reason", "ticket 9").returncode == 0
+    looked_up = daemon.query(d)
+    exported = [line for line in daemon.cli("cache", "export", "--postfix").stdout.splitlines() if line.startswith(d + " ")]
+    queried = json.loads(daemon.cli("query", d, "--json").stdout)["answer"]
+    assert looked_up == "OK may" and queried == "OK may"
+    assert exported == [f"{d} may"]
+
+
 def test_cache_show_names_the_override_of_a_domain_not_yet_looked_up(world, daemon):
     d = world.new_domain()
     assert daemon.cli("override", "add", d, "--until", "2h", "--reason", "ticket 8").returncode == 0

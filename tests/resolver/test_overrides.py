@@ -187,7 +187,9 @@ def test_no_override_costs_the_cached_path_nothing_but_a_test():
     host = Host(clock, dns, policies)
     assert host.resolver.overrides == {}  # the hot path tests this dict's truth only
     host.resolver.overrides[D] = Override(D, "may", clock() + 10, "r")
-    assert host.resolver._override(D, SECURE, clock()) == (b"OK may", False)
+    assert host.resolver.override_in_force(D, clock()).reply == b"OK may"
+    clock.advance(10)
+    assert host.resolver.override_in_force(D, clock()) is None
 
 
 def test_an_override_set_on_one_host_holds_for_the_whole_fleet(tmp_path):

@@ -10,16 +10,19 @@ from typing import Any, Dict, Optional
 
 from mtasts.commands import EXIT_NO, EXIT_OK
 from mtasts.config import Config
-from mtasts.core.socketmap import Status, format_reply
+from mtasts.core.answer import compose
+from mtasts.core.dane import DaneResult
+from mtasts.core.override import Override
+from mtasts.core.policy import Policy
+from mtasts.core.reply import MapProfile, tls_policy_reply
 from mtasts.errors import MtastsError, UsageError
 from mtasts.views import override_view
 
 
 async def query_command(config: Config, args: argparse.Namespace) -> int:
-    from mtasts.core.dane import dane_applies, final_reply
+    from mtasts.core.answer import needs_dane
     from mtasts.core.nexthop import next_hop
     from mtasts.core.postfixcaps import fit_profiles
-    from mtasts.core.reply import tls_policy_reply
     from mtasts.discovery import discover
     from mtasts.net.dane import DaneChecker
     from mtasts.net.dns import DnsClient
@@ -70,25 +73,31 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
             fetch["result_type"] = found.fetch.error.result_type
         fetch["ms"] = round(found.fetch.seconds * 1000, 1)
         report["fetch"] = fetch
-    answer = tls_policy_reply(domain, found.policy, profile)
-    override = _override_in_force(config, domain)
-    if override is not None:  # the daemon answers the override's level, below DANE unless it says
-        report["override"] = override
-        answer = format_reply(Status.OK, override["level"])
-    if override is not None and override["dane"]:
-        report["answer"] = answer.decode()
-    else:
-        dane = None
-        if dane_applies(answer, config.dane.mode, profile.dane):  # checked as the daemon does
-            checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
-            dane = await checker.check(hop, time.time())
-            report["dane"] = dane_to_json(dane, time.time())
-        report["answer"] = final_reply(answer, config.dane.mode, profile.dane, dane).decode()
+    view = _override_in_force(config, domain)
+    override = None
+    if view is not None:  # what the daemon applies: its level, below DANE unless it says otherwise
+        report["override"] = view
+        override = Override(domain, view["level"], None, view.get("reason", ""), bool(view.get("dane")))
+    dane = None
+    if needs_dane(tls_policy_reply(domain, found.policy, profile), override, config.dane.mode, profile.dane):
+        checker = DaneChecker(dns_client, config.cache.failure_ttl, config.dane.min_ttl, config.dane.max_ttl)
+        dane = await checker.check(hop, time.time())  # checked as the daemon does
+        report["dane"] = dane_to_json(dane, time.time())
+    report["answer"] = query_answer(domain, found.policy, override, profile, config.dane.mode, dane).decode()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_query(report)
     return EXIT_OK if found.policy is not None else EXIT_NO
+
+
+def query_answer(domain: str, policy: Optional[Policy], override: Optional[Override], profile: MapProfile,
+                 dane_mode: str, dane: Optional[DaneResult]) -> bytes:
+    """The answer ``query`` reports: the daemon's rule (``core.answer``) over what was found."""
+    answer = compose(tls_policy_reply(domain, policy, profile), override, dane_mode, profile.dane, dane)
+    if not isinstance(answer, bytes):
+        raise AssertionError("DANE is checked wherever it applies before the answer is composed")
+    return answer
 
 
 def _override_in_force(config: Config, domain: str) -> Optional[Dict[str, Any]]:

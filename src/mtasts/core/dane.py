@@ -1,6 +1,7 @@
 """DANE for SMTP (RFC 7672): whether a next hop's MX hosts have usable TLSA records.
 
-Pure decisions over what the DNS said; the lookups live in ``mtasts.net.dane``. RFC 8461
+Pure decisions over what the DNS said; the lookups live in ``mtasts.net.dane``, and
+``core.answer`` puts the result in its place among the answer's parts. RFC 8461
 §2: an MTA-STS answer must never override DANE, so where DANE applies Postfix is told
 ``dane``/``dane-only`` and does the TLSA work itself (Postfix's TLS_README, "Mandatory server certificate
 verification" with DANE, and postconf(5) ``smtp_tls_security_level``).
@@ -152,32 +153,12 @@ _REPLIES = {
 }
 
 
-def dane_applies(sts_reply: bytes, mode: str, profile_dane: bool = True) -> bool:
-    """Whether DANE is checked before *sts_reply* is given (``[dane] mode`` and the map
-    profile's ``dane``, off where the reading Postfix cannot do DANE).
-
-    Only an MTA-STS answer can override DANE; ``NOTFOUND`` already leaves it to Postfix.
-    A Postfix without DNSSEC lookups does no DANE of its own, so there the MTA-STS answer
-    is the strongest it can use, and RFC 8461 §2 has nothing to protect.
-    """
-    return profile_dane and mode == "prefer" and sts_reply != NOTFOUND
-
-
 def dane_reply(result: Optional[DaneResult]) -> Optional[bytes]:
-    """The answer DANE dictates, or None when the MTA-STS answer stands."""
+    """The answer DANE dictates, or None when the MTA-STS answer stands (``core.answer``
+    composes the two)."""
     if result is None:
         return None
     return _REPLIES.get(result.state)
-
-
-def final_reply(sts_reply: bytes, mode: str, profile_dane: bool, dane: Optional[DaneResult]) -> bytes:
-    """The one rule that combines the two: where DANE applies and its result dictates an
-    answer, that answer; else the MTA-STS answer. RFC 8461 §2: MTA-STS never overrides
-    DANE (RFC 7672), so a domain with usable TLSA records gets ``dane``/``dane-only``."""
-    # dane_applies, inline: this runs for every cached answer.
-    if dane is None or not profile_dane or mode != "prefer" or sts_reply == NOTFOUND:
-        return sts_reply
-    return _REPLIES.get(dane.state) or sts_reply
 
 
 def bounded_ttl(ttls: Sequence[int], low: float, high: float) -> float:
