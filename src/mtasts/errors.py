@@ -11,7 +11,8 @@
     ├── RecordError            the _mta-sts TXT answer yields no usable record (remote)
     ├── PolicyError            the policy body is invalid (remote)
     ├── DiscoveryError         DNS or HTTPS failed during discovery (remote)
-    │   └── FetchError         the HTTPS policy fetch failed, with a TLSRPT result type
+    │   └── FetchError         the HTTPS policy fetch failed: a FetchFailure, which carries
+    │                          its RFC 8460 result type
     ├── AnswerError            an answer Postfix would not read (our own bug, caught in tests)
     ├── ReportError            a TLSRPT report that cannot be read (remote; kept as broken)
     ├── StoreError             the local cache store failed (local; sqlite3 errors mapped here)
@@ -27,6 +28,7 @@ Local faults that leave a lookup undecided (ResourceExhausted, a failing store) 
 
 from __future__ import annotations
 
+import enum
 import errno
 
 # The errnos of a local resource running out: a lookup that meets one is undecided, not failed.
@@ -85,15 +87,34 @@ class DiscoveryError(MtastsError):
         self.detail = detail
 
 
-class FetchError(DiscoveryError):
-    """The HTTPS policy fetch failed (RFC 8461 §3.3).
+class FetchFailure(enum.Enum):
+    """Why a policy fetch failed: a closed set (metrics label it, so it stays bounded), each
+    with the RFC 8460 §4.3.2.2 result type a TLSRPT report gives it."""
 
-    ``result_type`` is the RFC 8460 §4.3 result type a TLSRPT report would use.
-    """
+    TIMEOUT = ("timeout", "sts-policy-fetch-error")
+    CONNECT = ("connect", "sts-policy-fetch-error")
+    TLS = ("tls", "sts-webpki-invalid")
+    CERTIFICATE = ("certificate", "sts-webpki-invalid")
+    HTTP = ("http", "sts-policy-fetch-error")
+    HTTP_STATUS = ("http-status", "sts-policy-fetch-error")
+    REDIRECT = ("redirect", "sts-policy-fetch-error")
+    CONTENT_TYPE = ("content-type", "sts-policy-fetch-error")
+    TOO_LARGE = ("too-large", "sts-policy-invalid")
+    INVALID_POLICY = ("invalid-policy", "sts-policy-invalid")
 
-    def __init__(self, kind: str, detail: str, result_type: str = "sts-policy-fetch-error") -> None:
-        super().__init__(kind, detail)
+    def __init__(self, label: str, result_type: str) -> None:
+        self.label = label
         self.result_type = result_type
+
+
+class FetchError(DiscoveryError):
+    """The HTTPS policy fetch failed (RFC 8461 §3.3): ``failure`` says why, ``kind`` is its
+    label and ``result_type`` the TLSRPT result type (RFC 8460 §4.3)."""
+
+    def __init__(self, failure: FetchFailure, detail: str) -> None:
+        super().__init__(failure.label, detail)
+        self.failure = failure
+        self.result_type = failure.result_type
 
 
 class AnswerError(MtastsError):

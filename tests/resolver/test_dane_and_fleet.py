@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from mtasts.core.freshness import Hold
-from mtasts.errors import FetchError
+from mtasts.errors import FetchError, FetchFailure
 from mtasts.net.dns import Outcome
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies, SharedHub
@@ -295,7 +295,7 @@ def test_a_failure_shared_by_another_host_does_not_stop_discovery_here():
     # Another host's fetch failure is a running hold: this host answers NOTFOUND for it
     # without a fetch of its own (one back-off for the fleet), then discovers once it ends.
     clock, dns, policies = sts_world()
-    policies.serve(D, FetchError("connect", "refused"))
+    policies.serve(D, FetchError(FetchFailure.CONNECT, "refused"))
 
     async def scenario():
         hub, (a, b) = fleet(2, clock, dns, policies)

@@ -7,7 +7,7 @@ import io
 import json
 import logging
 
-from mtasts.errors import FetchError
+from mtasts.errors import FetchError, FetchFailure
 from mtasts.logformat import JsonFormatter
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
@@ -18,7 +18,7 @@ def test_the_resolvers_lines_are_json_objects_with_domain_outcome_id_and_duratio
     dns.publish("good.test", "abc123")
     policies.serve("good.test", policy_body("good.test"))
     dns.publish("bad.test", "x1")
-    policies.serve("bad.test", FetchError("certificate", "expired", "certificate-expired"))
+    policies.serve("bad.test", FetchError(FetchFailure.CERTIFICATE, "expired"))
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from mtasts.core.freshness import RETRY_MAX, RETRY_MIN, Hold
-from mtasts.errors import FetchError
+from mtasts.errors import FetchError, FetchFailure
 from mtasts.net.dns import Outcome
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
@@ -107,7 +107,7 @@ def test_two_sts_records_are_an_invalid_record_held_for_failure_ttl():
 
 def test_failed_fetches_back_off_per_domain_doubling_to_the_cap():
     clock, dns, policies = world()
-    policies.serve(D, FetchError("http-status", "HTTP 503"))
+    policies.serve(D, FetchError(FetchFailure.HTTP_STATUS, "HTTP 503"))
 
     async def scenario():
         holds = []
@@ -131,7 +131,7 @@ def test_a_failed_refresh_never_replaces_the_valid_policy_and_warns(caplog):
     async def scenario():
         async with running(Host(clock, dns, policies)) as host:
             assert await host.answer(D) == SECURE
-            policies.serve(D, FetchError("tls", "certificate expired", "certificate-expired"))
+            policies.serve(D, FetchError(FetchFailure.TLS, "certificate expired"))
             clock.advance(86400)  # the daily proactive refresh (§10.2)
             with caplog.at_level(logging.WARNING, "mtasts.resolver"):
                 assert host.resolver.sweep() == 1
@@ -153,7 +153,7 @@ def test_a_changed_id_whose_fetch_fails_waits_for_its_back_off():
         async with running(Host(clock, dns, policies, cache={"txt_recheck": 60.0})) as host:
             assert await host.answer(D) == SECURE
             dns.publish(D, "id2")
-            policies.serve(D, FetchError("connect", "refused"))
+            policies.serve(D, FetchError(FetchFailure.CONNECT, "refused"))
             fetches = []
             for _ in range(10):  # ten minutes of lookups, one a minute
                 clock.advance(61)
@@ -205,7 +205,7 @@ def test_an_expired_policy_is_not_revived_without_a_fetch():
     async def scenario():
         async with running(Host(clock, dns, policies)) as host:
             assert await host.answer(D) == SECURE
-            policies.serve(D, FetchError("connect", "refused"))
+            policies.serve(D, FetchError(FetchFailure.CONNECT, "refused"))
             clock.advance(3601)
             reply = await host.answer(D)
             return reply, host.cache.peek(D)

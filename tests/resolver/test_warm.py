@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from mtasts.commands.cache import read_domains
-from mtasts.errors import FetchError
+from mtasts.errors import FetchError, FetchFailure
 from mtasts.servers.control import WARM_BATCH, ControlServer
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
@@ -40,7 +40,7 @@ def test_warm_discovers_each_domain_a_bounded_number_at_a_time(tmp_path):
         dns.publish(k, "id1")
         policies.serve(k, policy_body(k))
     dns.publish("broken.test", "id1")
-    policies.serve("broken.test", FetchError("connect", "refused"))
+    policies.serve("broken.test", FetchError(FetchFailure.CONNECT, "refused"))
 
     async def scenario():
         async with running(Host(clock, dns, policies, cache={"refresh_concurrency": 4})) as host:

@@ -25,7 +25,7 @@ import dns.rdatatype
 from mtasts.core.entrycodec import decode_entry, encode_entry
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.policy import parse_policy
-from mtasts.errors import FetchError
+from mtasts.errors import FetchError, FetchFailure
 from mtasts.net.dns import Outcome, SecureAnswer, TxtAnswer
 from mtasts.net.fetch import FetchResult, policy_url
 
@@ -138,7 +138,7 @@ class FakePolicies:
             raise self.fault
         body = self.served.get(domain)
         if body is None:
-            raise FetchError("connect", f"{policy_url(domain)}: connection refused")
+            raise FetchError(FetchFailure.CONNECT, f"{policy_url(domain)}: connection refused")
         if isinstance(body, FetchError):
             raise body
         return FetchResult(parse_policy(body), body, policy_url(domain))

@@ -22,12 +22,10 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 from mtasts import __version__
 from mtasts.core.httpwire import Exchange, Head
 from mtasts.core.policy import MAX_POLICY_SIZE, Policy, parse_policy
-from mtasts.errors import BodyTooLarge, FetchError, HttpWireError, PolicyError, ResourceExhausted
+from mtasts.errors import BodyTooLarge, FetchError, FetchFailure, HttpWireError, PolicyError, ResourceExhausted
 from mtasts.net.dns import DnsClient, discard_result
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
-WEBPKI_INVALID = "sts-webpki-invalid"
-POLICY_INVALID = "sts-policy-invalid"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _READ_CHUNK = 16384
 
@@ -151,7 +149,7 @@ class PolicyFetcher:
             raise self._late(url) from None
 
     def _late(self, url: str) -> FetchError:
-        return FetchError("timeout", f"{url}: no complete answer within {self.timeout:g} s")
+        return FetchError(FetchFailure.TIMEOUT, f"{url}: no complete answer within {self.timeout:g} s")
 
     async def _fetch(self, domain: str, url: str, deadline: float) -> FetchResult:
         assert self._slots is not None, "PolicyFetcher.start() was not awaited"
@@ -168,7 +166,7 @@ class PolicyFetcher:
                                             suppress_ragged_eofs=False)
             except (ssl.SSLError, ValueError, OSError) as exc:
                 plain.close()
-                raise FetchError("tls", f"{url}: {_os_reason(exc)}", WEBPKI_INVALID) from exc
+                raise FetchError(FetchFailure.TLS, f"{url}: {_os_reason(exc)}") from exc
             except BaseException:
                 plain.close()
                 raise
@@ -177,23 +175,23 @@ class PolicyFetcher:
                 try:
                     await connection.io(tls.do_handshake)
                 except ssl.SSLCertVerificationError as exc:
-                    raise FetchError("certificate", f"{url}: {exc}", WEBPKI_INVALID) from exc
+                    raise FetchError(FetchFailure.CERTIFICATE, f"{url}: {exc}") from exc
                 except (ssl.SSLError, OSError) as exc:
                     if _cut_off(exc) or isinstance(exc, ssl.SSLZeroReturnError):
                         # The server hung up on our ClientHello: e.g. one that only speaks TLS 1.0/1.1.
-                        raise FetchError("connect", f"{url}: {host}:{self.port} closed the connection during the"
+                        raise FetchError(FetchFailure.CONNECT, f"{url}: {host}:{self.port} closed the connection during the"
                                                     f" TLS handshake ({_os_reason(exc)})") from exc
                     if isinstance(exc, ssl.SSLError):
-                        raise FetchError("tls", f"{url}: {exc}", WEBPKI_INVALID) from exc
+                        raise FetchError(FetchFailure.TLS, f"{url}: {exc}") from exc
                     raise self._cannot_connect(url, host, _os_reason(exc)) from exc
                 try:
                     body = await self._exchange(connection, host, url, deadline)
                 except (ssl.SSLError, OSError) as exc:
-                    raise FetchError("http", f"{url}: {_os_reason(exc)}") from exc
+                    raise FetchError(FetchFailure.HTTP, f"{url}: {_os_reason(exc)}") from exc
         try:
             policy = parse_policy(body)
         except PolicyError as exc:
-            raise FetchError("invalid-policy", f"{url}: {exc}", POLICY_INVALID) from exc
+            raise FetchError(FetchFailure.INVALID_POLICY, f"{url}: {exc}") from exc
         return FetchResult(policy=policy, body=body, url=url)
 
     async def _exchange(self, connection: "_Connection", host: str, url: str, deadline: float) -> bytes:
@@ -209,9 +207,9 @@ class PolicyFetcher:
             while not exchange.done:
                 await self._receive(connection, exchange, url, deadline)
         except BodyTooLarge as exc:
-            raise FetchError("too-large", f"{url}: body over {MAX_POLICY_SIZE} bytes ({exc})", POLICY_INVALID) from None
+            raise FetchError(FetchFailure.TOO_LARGE, f"{url}: body over {MAX_POLICY_SIZE} bytes ({exc})") from None
         except HttpWireError as exc:
-            raise FetchError("http", f"{url}: {exc}") from None
+            raise FetchError(FetchFailure.HTTP, f"{url}: {exc}") from None
         return exchange.body
 
     async def _receive(self, connection: "_Connection", exchange: Exchange, url: str, deadline: float) -> None:
@@ -228,7 +226,7 @@ class PolicyFetcher:
             exchange.end(clean=data is not None)
 
     def _cannot_connect(self, url: str, host: str, reason: str) -> FetchError:
-        return FetchError("connect", f"{url}: cannot connect to {host}:{self.port}: {reason}")
+        return FetchError(FetchFailure.CONNECT, f"{url}: cannot connect to {host}:{self.port}: {reason}")
 
     async def _connect(self, url: str, host: str, addresses: List[Tuple[int, str]]) -> socket.socket:
         """A TCP connection to one of *addresses*, the families alternating, each attempt
@@ -308,15 +306,15 @@ def _judge(url: str, head: Head) -> None:
     """§3.3: status 200 only, no redirects followed; §3.2: text/plain."""
     if head.status in _REDIRECTS:
         raise FetchError(
-            "redirect",
+            FetchFailure.REDIRECT,
             f"{url}: HTTP {head.status} redirect to {head.get('Location') or '?'!r}"
             " (RFC 8461 §3.3 forbids following it)",
         )
     if head.status != 200:
-        raise FetchError("http-status", f"{url}: HTTP {head.status}, expected 200")
+        raise FetchError(FetchFailure.HTTP_STATUS, f"{url}: HTTP {head.status}, expected 200")
     content_type = head.get("Content-Type")
     if not is_text_plain(content_type):
-        raise FetchError("content-type", f"{url}: Content-Type {content_type!r}, expected text/plain")
+        raise FetchError(FetchFailure.CONTENT_TYPE, f"{url}: Content-Type {content_type!r}, expected text/plain")
 
 
 class _Connection:
