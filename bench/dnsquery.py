@@ -68,10 +68,9 @@ async def measure(port: int, queries: int, rounds: int) -> None:
         return response.resolve_chaining().answer
 
     sys.path.insert(0, str(ROOT / "src"))
-    from mtasts.config import Nameserver
     from mtasts.net.dns import DnsClient, Outcome
 
-    client = DnsClient([Nameserver("127.0.0.1", port)], 5.0)
+    client = DnsClient([("127.0.0.1", port)], 5.0)
 
     async def exchange(name):
         answer = await client.txt(name)

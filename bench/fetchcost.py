@@ -40,12 +40,11 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
     import aiohttp
     import run
 
-    from mtasts.config import Nameserver
     from mtasts.core.policy import parse_policy
     from mtasts.net.dns import DnsClient
     from mtasts.net.fetch import POLICY_PATH, PolicyFetcher, make_ssl_context, policy_host, policy_url
 
-    client = DnsClient([Nameserver(run.DNS_IP, 53)], 5.0)
+    client = DnsClient([(run.DNS_IP, 53)], 5.0)
     fetcher = PolicyFetcher(client, 10.0, ca_file)
     await fetcher.start()
     context = make_ssl_context(ca_file)

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from mtasts.config import Listener
+from mtasts.config import Endpoint
 from mtasts.servers.activation import PassedSockets
 
 
@@ -38,12 +38,12 @@ def test_each_listener_claims_the_socket_bound_where_it_says(sockets, tmp_path):
     unix = sockets(socket.AF_UNIX, str(tmp_path / "s.sock"))
     port, port6 = tcp.getsockname()[1], v6.getsockname()[1]
     passed = PassedSockets([tcp, v6, unix])
-    assert passed.claim(Listener("inet", host="127.0.0.1", port=port + 1)) is None  # another port
-    assert passed.claim(Listener("unix", path=str(tmp_path / "other.sock"))) is None
-    assert passed.claim(Listener.parse(f"inet:[0:0::1]:{port6}")) is v6  # the same address, spelled otherwise
-    assert passed.claim(Listener.parse(f"unix:{tmp_path}/./s.sock")) is unix
-    assert passed.claim(Listener.parse(f"127.0.0.1:{port}")) is tcp
-    assert passed.claim(Listener.parse(f"127.0.0.1:{port}")) is None  # claimed once
+    assert passed.claim(Endpoint("inet", host="127.0.0.1", port=port + 1)) is None  # another port
+    assert passed.claim(Endpoint("unix", path=str(tmp_path / "other.sock"))) is None
+    assert passed.claim(Endpoint.parse(f"inet:[0:0::1]:{port6}")) is v6  # the same address, spelled otherwise
+    assert passed.claim(Endpoint.parse(f"unix:{tmp_path}/./s.sock", ("unix",))) is unix
+    assert passed.claim(Endpoint.parse(f"127.0.0.1:{port}")) is tcp
+    assert passed.claim(Endpoint.parse(f"127.0.0.1:{port}")) is None  # claimed once
     assert not passed and passed.claim_rest() == []
 
 
@@ -51,7 +51,7 @@ def test_what_no_listener_names_is_left_for_the_rest(sockets):
     tcp = sockets(socket.AF_INET, ("127.0.0.1", 0))
     other = sockets(socket.AF_INET, ("127.0.0.1", 0))
     passed = PassedSockets([tcp, other])
-    assert passed.claim(Listener("inet", host="127.0.0.1", port=tcp.getsockname()[1])) is tcp
+    assert passed.claim(Endpoint("inet", host="127.0.0.1", port=tcp.getsockname()[1])) is tcp
     assert passed.claim_rest() == [other]
 
 

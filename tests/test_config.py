@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtasts.config import UNSET, Config, Listener, Nameserver, load_config, parse_config
+from mtasts.config import Config, Endpoint, load_config, parse_config
 from mtasts.errors import ConfigError
 
 
@@ -46,14 +46,14 @@ listen = "[::1]:9461"
 mode = "off"
 probe = "example.org."
 """))
-    assert c.socketmap.listen[1] == Listener("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
-    assert c.socketmap.listen[2] == Listener("inet", host="::1", port=8461)
-    assert c.resolver.nameservers == (Nameserver("127.0.0.1", 53), Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
+    assert c.socketmap.listen[1] == Endpoint("unix", path="/var/spool/postfix/mtasts/socketmap.sock")
+    assert c.socketmap.listen[2] == Endpoint("inet", host="::1", port=8461)
+    assert c.resolver.servers == (("127.0.0.1", 53), ("127.0.0.1", 5353), ("::1", 53))
     assert c.socketmap.socket_mode == 0o666 and c.resolver.timeout == 2.0 and c.cache.backend == "memory"
     assert c.maps["postfix"].testing == "enforce" and not c.maps["postfix"].sni
     assert not c.maps["postfix"].tlsrpt and c.maps["postfix"].testing_level == "may"
     assert c.maps["reporting"].tlsrpt and c.maps["reporting"].testing_level == "encrypt"
-    assert c.metrics.listen == ("::1", 9461) and c.dane.mode == "off" and c.dane.probe == "example.org."
+    assert c.metrics.listen.address == ("::1", 9461) and c.dane.mode == "off" and c.dane.probe == "example.org."
 
 
 @pytest.mark.parametrize(
@@ -129,14 +129,14 @@ def test_cli_reports_config_error(tmp_path, capsys):
 def test_postfix_section_and_explicit_profile_settings(tmp_path):
     c = load_config(write(tmp_path, '[postfix]\nversion = "2.10.1"\ndnssec = false\n'
                                     '[maps.postfix]\nsni = false\n[maps.other]\ntesting = "enforce"\n'))
-    # UNSET: the file did not say (tlsrpt: that Postfix then counts as without TLSRPT).
-    assert (c.postfix.version, c.postfix.dnssec, c.postfix.tlsrpt) == ("2.10.1", False, UNSET)
+    # None: the file did not say (tlsrpt: that Postfix then counts as without TLSRPT).
+    assert (c.postfix.version, c.postfix.dnssec, c.postfix.tlsrpt) == ("2.10.1", False, None)
     assert c.postfix.given == frozenset({"version", "dnssec"})
     assert c.maps["postfix"].explicit == frozenset({"sni"})
     assert c.maps["other"].explicit == frozenset({"testing"})
     c = load_config(write(tmp_path, '[postfix]\npostconf = "/opt/postfix/sbin/postconf"\nconfig_directory = "/etc/postfix-out"\n'))
     assert (c.postfix.postconf, c.postfix.config_directory, c.postfix.version) == (
-        "/opt/postfix/sbin/postconf", "/etc/postfix-out", UNSET)  # no version: postconf says
+        "/opt/postfix/sbin/postconf", "/etc/postfix-out", None)  # no version: postconf says
 
 
 def test_a_wrong_policy_mode_names_the_choices_without_python_enum_text(tmp_path):
@@ -151,7 +151,7 @@ def test_socketmap_and_publish_listeners_accept_both_forms(tmp_path):
     c = load_config(write(tmp_path, '[socketmap]\nlisten = ["127.0.0.1:8461", "inet:[::1]:8461"]\n'
                                     '[publish]\nlisten = ["inet:127.0.0.1:443", "[::1]:443"]\n'))
     assert [str(x) for x in c.socketmap.listen] == ["inet:127.0.0.1:8461", "inet:[::1]:8461"]
-    assert c.publish.listen == (("127.0.0.1", 443), ("::1", 443))
+    assert [e.address for e in c.publish.listen] == [("127.0.0.1", 443), ("::1", 443)]
     with pytest.raises(ConfigError, match=r"\[socketmap\] listen: expected a list of 'inet:HOST:PORT' \(or 'HOST:PORT'\)"):
         load_config(write(tmp_path, '[socketmap]\nlisten = ["::1:8461"]\n'))
 
@@ -160,5 +160,5 @@ def test_sentinels_take_the_default_port_and_ipv6(tmp_path):
     path = write(tmp_path, '[cache]\nbackend = "redis"\nsentinel_master = "mymaster"\n'
                            'sentinels = ["s1.example", "10.0.0.2:26380", "[2001:db8::1]:26381", "[2001:db8::2]"]\n')
     cache = load_config(path).cache
-    assert cache.sentinels == (("s1.example", 26379), ("10.0.0.2", 26380), ("2001:db8::1", 26381), ("2001:db8::2", 26379))
+    assert tuple(e.address for e in cache.sentinels) == (("s1.example", 26379), ("10.0.0.2", 26380), ("2001:db8::1", 26381), ("2001:db8::2", 26379))
     assert cache.sentinel_master == "mymaster"

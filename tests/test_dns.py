@@ -16,7 +16,6 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from mtasts.config import Nameserver
 from mtasts.net.dns import DnsClient, Outcome
 
 TXT = '"v=STSv1; id=20261130;"'
@@ -65,7 +64,7 @@ class ScriptedDns:
 
     @property
     def nameserver(self):
-        return Nameserver("127.0.0.1", self.port)
+        return ("127.0.0.1", self.port)
 
     def _serve_udp(self):
         while not self._stop:
@@ -192,7 +191,7 @@ def test_nobody_listening_fails_at_once():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     started = time.monotonic()
-    got = txt([Nameserver("127.0.0.1", port)], timeout=5.0)
+    got = txt([("127.0.0.1", port)], timeout=5.0)
     # The ICMP port unreachable reaches the connected socket: no waiting for a timeout.
     assert got.outcome is Outcome.SERVFAIL and time.monotonic() - started < 1.0
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 from mtasts import __version__
 from mtasts.commands import EXIT_CONFIG
-from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, user_state_dir, with_values
+from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, restart_only, user_state_dir, with_values
 from mtasts.errors import ConfigError, StoreError
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
@@ -109,7 +109,7 @@ def open_shared(config: Config):
         from mtasts.store.shared import SharedCache
 
         return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout,
-                           config.cache.sentinels, config.cache.sentinel_master)
+                           [e.address for e in config.cache.sentinels], config.cache.sentinel_master)
     except ImportError:
         raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
                           " (pip install 'mtasts[redis]')") from None
@@ -190,7 +190,7 @@ class Daemon:
             self.publisher = PolicyPublisher(self.config, self.passed)
             await self.publisher.start()
             if self.config.reports.listen is not None:
-                await self._start_dashboard(*self.config.reports.listen)
+                await self._start_dashboard(*self.config.reports.listen.address)
         if self.run_resolver:
             await self._start_resolver(held)
         else:
@@ -213,7 +213,7 @@ class Daemon:
         config = self.config = self._fit_to_postfix(self.config)
         if self.takeover:
             self._predecessor = await Predecessor.find(config.control_path)
-        dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+        dns_client = DnsClient(config.resolver.servers, config.resolver.timeout)
         self.fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
         # No count or scan of the store here: start-up time must not grow with it (1M entries).
         self.shared = open_shared(config)
@@ -234,7 +234,7 @@ class Daemon:
                                          max_connections=config.socketmap.max_connections)
         await self.socketmap.start()
         if config.metrics.listen is not None:
-            await self._start_metrics(*config.metrics.listen)
+            await self._start_metrics(*config.metrics.listen.address)
         where = {"sqlite": config.cache.path, "memory": "memory only",
                  "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}"}[config.cache.backend]
         log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
@@ -356,11 +356,8 @@ class Daemon:
             return
         if self.socketmap is not None:
             self.socketmap.max_connections = new.socketmap.max_connections
-        fixed = (("socketmap", "listen"), ("socketmap", "socket_mode"), ("resolver", "nameservers"), ("fetch", "ca_file"),
-                 ("cache", "backend"), ("cache", "path"), ("cache", "memory_entries"), ("control", "socket"),
-                 ("cache", "url"), ("cache", "sentinels"), ("cache", "sentinel_master"), ("cache", "prefix"), ("cache", "timeout"), ("metrics", "listen"))
         ignored, kept = [], new
-        for section, key in fixed:
+        for section, key in restart_only():  # the schema's flag
             running = getattr(getattr(self.config, section), key)
             if getattr(getattr(new, section), key) != running:
                 # A path left to its default stays where the running daemon put it (with_state_dir).

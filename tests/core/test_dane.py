@@ -140,10 +140,9 @@ def test_json_round_trip(state, times, host_list, detail):
 
 def test_non_loopback_nameservers_from_the_dns_client():
     # The warning must look at addresses, not at dnspython's "Do53:127.0.0.1@53" display form.
-    from mtasts.config import Nameserver
     from mtasts.net.dane import non_loopback
     from mtasts.net.dns import DnsClient
 
-    client = DnsClient([Nameserver("127.0.0.1", 5353), Nameserver("::1", 53), Nameserver("192.0.2.1", 53)], 2.0)
+    client = DnsClient([("127.0.0.1", 5353), ("::1", 53), ("192.0.2.1", 53)], 2.0)
     assert client.nameserver_addresses == ["127.0.0.1", "::1", "192.0.2.1"]
     assert non_loopback(client.nameserver_addresses) == ["192.0.2.1"]

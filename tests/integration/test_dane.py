@@ -264,14 +264,14 @@ def test_temporary_failure_after_usable_tlsa_answers_dane(dnssec):
     # Postfix decides with its own lookups (dane), MTA-STS must not override a DANE domain.
     import asyncio
 
-    from mtasts.config import Config, Nameserver
+    from mtasts.config import Config
     from mtasts.core.dane import DaneResult, DaneState
     from mtasts.core.nexthop import NextHop
     from mtasts.net.dane import DaneChecker
     from mtasts.net.dns import DnsClient
 
     async def check(previous):
-        client = DnsClient([Nameserver(RESOLVER_ADDRESS)], 3.0)
+        client = DnsClient([(RESOLVER_ADDRESS, 53)], 3.0)
         return await DaneChecker(client, failure_ttl=60.0, min_ttl=60.0, max_ttl=3600.0).check(NextHop("lame.test"), 1000.0, previous)
 
     never = asyncio.run(check(None))

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from mtasts.config import CacheSection, Config, FetchSection, Nameserver, ResolverSection
+from mtasts.config import CacheSection, Config, Endpoint, FetchSection, ResolverSection
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
 from mtasts.resolver import PolicyResolver
@@ -32,11 +32,11 @@ def run(world, tmp_path, scenario, **config):
     ca = tmp_path / "ca.pem"
     world.host.ca.cert_pem.write_to_path(str(ca))
     host, port = world.dns.address.split(":")
-    cfg = Config(resolver=ResolverSection(nameservers=(Nameserver(host, int(port)),), timeout=2.0),
+    cfg = Config(resolver=ResolverSection(nameservers=(Endpoint("inet", host, int(port)),), timeout=2.0),
                  fetch=FetchSection(timeout=3.0), cache=CacheSection(backend="memory", **config))
 
     async def main():
-        dns_client = DnsClient(cfg.resolver.nameservers, cfg.resolver.timeout)
+        dns_client = DnsClient(cfg.resolver.servers, cfg.resolver.timeout)
         fetcher = PolicyFetcher(dns_client, cfg.fetch.timeout, str(ca))
         await fetcher.start()
         clock = Clock()

@@ -154,7 +154,7 @@ async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
     from mtasts.servers.control import ControlServer
 
     cache = open_cache(config)
-    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    dns_client = DnsClient(config.resolver.servers, config.resolver.timeout)
     fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     resolver = PolicyResolver(config, cache, dns_client, fetcher)

@@ -42,7 +42,7 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     if domain is None:
         add(FAIL, "domain", f"{name!r} is not a domain that can publish MTA-STS")
         return findings
-    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    dns_client = DnsClient(config.resolver.servers, config.resolver.timeout)
     fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     try:

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from mtasts.config import Config, Listener
+from mtasts.config import Config, Endpoint
 from mtasts.core.postfixcaps import TLSRPT_SINCE, PostfixInfo, fit_profiles
 from mtasts.errors import PostfixError
 from mtasts.postconf import ANSWER_PARAMETERS, learn_postfix, postconf_command, profile_summary, run_postconf
@@ -44,7 +44,7 @@ class SocketmapRef:
     """One ``socketmap:inet:HOST:PORT:NAME`` or ``socketmap:unix:/PATH:NAME`` table."""
 
     text: str
-    listener: Listener
+    listener: Endpoint
     name: str
 
 
@@ -56,7 +56,7 @@ def socketmaps(value: str) -> List[SocketmapRef]:
             continue
         endpoint, _, name = token[len("socketmap:"):].rpartition(":")
         try:
-            listener = Listener.parse(endpoint)
+            listener = Endpoint.parse(endpoint, ("inet", "unix"))
         except ValueError:
             continue
         found.append(SocketmapRef(token, listener, name))
@@ -220,7 +220,7 @@ class Doctor:
         from mtasts.net.dane import non_loopback, resolver_validates
         from mtasts.net.dns import DnsClient
 
-        client = DnsClient(self.config.resolver.nameservers, self.config.resolver.timeout)
+        client = DnsClient(self.config.resolver.servers, self.config.resolver.timeout)
         answer = asyncio.run(resolver_validates(client, self.config.dane.probe))
         servers = ", ".join(client.nameservers) or "the system resolver"
         if answer.validated:

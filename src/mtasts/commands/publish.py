@@ -47,7 +47,7 @@ def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List
             return []
 
     async def lookup_all():
-        client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+        client = DnsClient(config.resolver.servers, config.resolver.timeout)
         return await asyncio.gather(*(lookup(client, d.policy_host) for d in undetermined))
 
     found = dict(zip((d.domain for d in undetermined), asyncio.run(lookup_all())))

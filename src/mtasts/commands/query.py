@@ -41,7 +41,7 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     maps, default, _warnings = fit_profiles(config.maps, config.default_profile, info)
     profile = maps.get(args.map) or default
     report: Dict[str, Any] = {"key": args.domain, "domain": domain, "postfix": info.describe()}
-    dns_client = DnsClient(config.resolver.nameservers, config.resolver.timeout)
+    dns_client = DnsClient(config.resolver.servers, config.resolver.timeout)
     fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
     await fetcher.start()
     try:

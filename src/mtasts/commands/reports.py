@@ -19,7 +19,7 @@ from mtasts.config import Config
 from mtasts.core.override import parse_since
 from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
 from mtasts.errors import StoreError, UsageError
-from mtasts.store.reports import ReportStore
+from mtasts.store.reports import IntakeLimits, ReportStore
 from mtasts.views import advised, iso_time, report_summary
 
 DAY = 86400.0
@@ -94,7 +94,7 @@ def _ingest(config: Config, stream) -> int:
         store = ReportStore(config.reports_path)
         try:
             outcome, report_id = store.receive(reading, f"mail from {mailed.submitter or 'an unnamed submitter'}",
-                                               limits=config.report_limits)
+                                               limits=IntakeLimits(config.reports.max_per_day, config.reports.max_store_bytes))
             store.prune(time.time() - config.reports.retention_days * DAY)
         finally:
             store.close()

@@ -25,7 +25,6 @@ import dns.nameserver
 import dns.rdata
 import dns.resolver
 
-from mtasts.config import Nameserver
 from mtasts.core import dnswire
 from mtasts.errors import ConfigError, DnsWireError, ResourceExhausted
 
@@ -91,7 +90,8 @@ class DnsLookups(Protocol):
 
 
 class DnsClient:
-    def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
+    def __init__(self, nameservers: Sequence[Tuple[str, int]], timeout: float) -> None:
+        """*nameservers*: (IP address, port) each; none: the system's (resolv.conf)."""
         try:
             resolver = dns.asyncresolver.Resolver(configure=not nameservers)
         except dns.resolver.NoResolverConfiguration as exc:
@@ -99,7 +99,7 @@ class DnsClient:
                 f"[resolver] nameservers: empty, and the system resolver configuration is unusable ({exc})"
             ) from None
         if nameservers:
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in nameservers]
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(address, port) for address, port in nameservers]
         resolver.cache = None
         self._resolver = resolver
         # Discovery, the policy host's addresses and DANE ask through our own exchange

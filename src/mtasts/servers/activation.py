@@ -12,21 +12,21 @@ import os
 import socket
 from typing import List, Optional
 
-from mtasts.config import Listener
+from mtasts.config import Endpoint
 
 # sd_listen_fds(3): passed descriptors start at 3.
 SD_LISTEN_FDS_START = 3
 
 
-def _bound_to(sock: socket.socket) -> Optional[Listener]:
+def _bound_to(sock: socket.socket) -> Optional[Endpoint]:
     try:
         name = sock.getsockname()
     except OSError:
         return None
     if sock.family == socket.AF_UNIX:
-        return Listener("unix", path=name.decode() if isinstance(name, bytes) else name)
+        return Endpoint("unix", path=name.decode() if isinstance(name, bytes) else name)
     if sock.family in (socket.AF_INET, socket.AF_INET6):
-        return Listener("inet", host=name[0], port=name[1])
+        return Endpoint("inet", host=name[0], port=name[1])
     return None
 
 
@@ -64,7 +64,7 @@ class PassedSockets:
     def __bool__(self) -> bool:
         return bool(self._unclaimed)
 
-    def claim(self, listener: Listener) -> Optional[socket.socket]:
+    def claim(self, listener: Endpoint) -> Optional[socket.socket]:
         """The passed socket bound where *listener* says, if systemd passed one."""
         for sock in self._unclaimed:
             if _same_place(_bound_to(sock), listener):
@@ -77,7 +77,7 @@ class PassedSockets:
         return rest
 
 
-def _same_place(bound: Optional[Listener], wanted: Listener) -> bool:
+def _same_place(bound: Optional[Endpoint], wanted: Endpoint) -> bool:
     if bound is None or bound.kind != wanted.kind:
         return False
     if bound.kind == "unix":

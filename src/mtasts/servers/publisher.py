@@ -474,7 +474,7 @@ class PolicyPublisher:
             logger=_http_log,
         )
         self._server.publisher = self
-        if self.config.publish.listen == (("systemd", 0),):
+        if self.config.publish.systemd:
             sockets = (self._passed or PassedSockets.from_environment()).claim_rest()
             if not sockets:
                 raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
@@ -482,7 +482,7 @@ class PolicyPublisher:
                 self._listen_on(sock)
                 log.info("publisher listening on %s (socket held by systemd) for %s", describe(sock), self.serving())
         else:
-            for host, port in self.config.publish.listen:
+            for host, port in (e.address for e in self.config.publish.listen):
                 try:
                     sock = _bind(host, port)
                 except OSError as exc:

@@ -130,11 +130,11 @@ class ReportSink:
         return web.Response(status=201 if outcome == "stored" else 200, text=f"{outcome}: {report_id}\n")
 
     def _store_reading(self, reading, source: str) -> Tuple[str, str]:
-        from mtasts.store.reports import ReportStore
+        from mtasts.store.reports import IntakeLimits, ReportStore
 
         if self._store is None:
             self._store = ReportStore(self.config.reports_path)
-        outcome = self._store.receive(reading, source, keep_broken=False, limits=self.config.report_limits)
+        outcome = self._store.receive(reading, source, keep_broken=False, limits=IntakeLimits(self.config.reports.max_per_day, self.config.reports.max_store_bytes))
         if time.monotonic() - self._pruned >= PRUNE_EVERY:
             self._pruned = time.monotonic()
             self._store.prune(time.time() - self.config.reports.retention_days * 86400.0)

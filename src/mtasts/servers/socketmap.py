@@ -24,7 +24,7 @@ from typing import Deque, Dict, List, Optional, Sequence, Union
 
 from mtasts.core.netstring import NetstringDecoder, encode
 from mtasts.core.socketmap import Status, format_reply, parse_request
-from mtasts.config import Listener
+from mtasts.config import Endpoint
 from mtasts.errors import ConfigError, NetstringError, RequestError
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.activation import describe
@@ -224,8 +224,8 @@ class SocketmapServer:
     ports (SO_REUSEPORT) and replace its unix sockets, instead of refusing to start.
     """
 
-    def __init__(self, resolver: PolicyResolver, listeners: Sequence[Listener], socket_mode: int = 0o660,
-                 passed: Optional[Dict[Listener, socket.socket]] = None, extra: Sequence[socket.socket] = (),
+    def __init__(self, resolver: PolicyResolver, listeners: Sequence[Endpoint], socket_mode: int = 0o660,
+                 passed: Optional[Dict[Endpoint, socket.socket]] = None, extra: Sequence[socket.socket] = (),
                  takeover: bool = False, max_connections: int = 1024) -> None:
         self.resolver = resolver
         self.max_connections = max_connections
@@ -318,7 +318,7 @@ class SocketmapServer:
         self._unix = []
 
 
-def _refuse_if_served(listener: Listener) -> None:
+def _refuse_if_served(listener: Endpoint) -> None:
     """Every listener binds with SO_REUSEPORT, so a second mtasts of the same user would
     share the port silently: refuse unless it was asked to take over."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
