@@ -9,8 +9,8 @@ The package is split by what touches the outside world:
   STARTTLS probe; each takes plain values, and ``DnsLookups``/``PolicySource`` are the
   Protocols that tests replace with fakes.
 * ``mtasts.store``: the cache tiers (memory, SQLite, and the fleet's shared Redis).
-* ``mtasts.discovery``: the one discovery, TXT -> record -> fetch -> policy or a hold.
-* ``mtasts.resolver``: answers, single flight, holds, refresh, DANE orchestration.
+* ``mtasts.resolver``: answers, discovery (TXT -> record -> fetch -> policy or a hold),
+  single flight, holds, refresh, overrides, DANE tracking: one room a job.
 * ``mtasts.servers``: socketmap, control socket, policy publisher, metrics.
 * ``mtasts.commands``: query, cache, check, publish, doctor (and the exit codes).
 * ``mtasts.daemon``, ``mtasts.cli``, ``mtasts.config``, ``mtasts.errors``: wiring, the

@@ -277,28 +277,19 @@ class Daemon:
     def _metrics_snapshot(self) -> Dict[str, Any]:
         assert self.resolver is not None and self.cache is not None
         c = self.resolver.counters
-        return {
+        snapshot = c.snapshot()  # the same counters `mtasts cache stats` shows
+        snapshot.update({
             "answers": dict(c.answers),
+            "fetch_latency": c.fetch_latency,
             "cache_hits": {"memory": self.cache.memory_hits, "sqlite": self.cache.store_hits,
                            "redis": self.shared.hits if self.shared else 0},
-            "fetch_ok": c.fetch_ok,
-            "fetch_failures": dict(c.by_failure),
-            "fetch_latency": c.fetch_latency,
-            "refresh_failed_enforced": c.refresh_failed_enforced,
             "redis_errors": self.shared.errors if self.shared else 0,
             "connections": len(self.socketmap.connections) if self.socketmap else 0,
-            "dane_checks": c.dane_checks,
-            "internal_errors": c.internal_errors,
-            "resource_faults": c.resource_faults,
-            "busy": c.busy,
             "store_errors": self.cache.store_errors,
-            "unknown_map_lookups": c.unknown_map_lookups,
-            "override_answers": c.override_answers,
-            "policy_changes": dict(c.policy_changes),
-            "downgrades": c.downgrades,
             "overrides_active": len(self.resolver.overrides),
             "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
-        }
+        })
+        return snapshot
 
     async def hand_over(self) -> None:
         """--takeover, once this daemon listens: the one it replaces drains and stops."""

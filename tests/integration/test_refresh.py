@@ -60,8 +60,7 @@ def run(world, tmp_path, scenario, **config):
 
 
 async def settle(resolver):
-    while resolver._background:
-        await asyncio.gather(*list(resolver._background.values()), return_exceptions=True)
+    await resolver.settle()
 
 
 def test_e76_sweeper_refreshes_due_policies_without_lookups(world, tmp_path):

@@ -51,12 +51,7 @@ class Host:
 
     async def settle(self) -> None:
         """Wait for background work (re-checks, refreshes, DANE checks, sharing)."""
-        for _ in range(100):
-            tasks = list(self.resolver._background.values()) + list(self.resolver._dane_inflight.values())
-            tasks += list(getattr(self.cache, "_sharing", ()))
-            if not tasks:
-                return
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.resolver.settle()
 
 
 @contextlib.asynccontextmanager

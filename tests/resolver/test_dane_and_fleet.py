@@ -224,7 +224,7 @@ def test_one_hosts_failure_never_wipes_a_valid_policy_on_the_others():
             hub.entries.clear()
             broken_dns = FakeDns()
             broken_dns.fail("_mta-sts." + D)
-            broken.resolver._dns = broken_dns
+            broken.resolver.discoverer.dns = broken_dns
             assert await broken.answer(D) == b"NOTFOUND "
             await broken.settle()
             held = broken.cache.peek(D)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mtasts.core.freshness import Hold
 from mtasts.errors import ResourceExhausted
-from mtasts import resolver as resolver_module
+from mtasts.resolver import answers as resolver_module
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
 

@@ -141,18 +141,17 @@ def test_stored_overrides_survive_a_restart_and_file_overrides_cannot_be_removed
     clock, dns, policies = world()
     store_path = str(tmp_path / "cache.sqlite3")
 
+    from mtasts.resolver import PolicyResolver
+
     async def first():
-        host = Host(clock, dns, policies)
-        host.cache = PolicyCache(100, SqliteStore(store_path))
-        host.resolver.cache = host.cache
-        ctl = control(host, tmp_path)
+        cache = PolicyCache(100, SqliteStore(store_path))
+        ctl = ControlServer(PolicyResolver(Host(clock, dns, policies).config, cache, dns, policies, clock=clock),
+                            str(tmp_path / "c.sock"))
         await ctl.execute({"command": "override_add", "domain": D, "level": "none", "until": clock() + 3600,
                            "reason": "r"})
-        host.cache.close()
+        cache.close()
 
     async def second():
-        from mtasts.resolver import PolicyResolver
-
         cache = PolicyCache(100, SqliteStore(store_path))
         resolver = PolicyResolver(config, cache, dns, policies, clock=clock)
         ctl = ControlServer(resolver, str(tmp_path / "c.sock"))

@@ -258,7 +258,7 @@ def test_the_reply_memo_formats_each_answer_once_per_policy_and_profile():
     from mtasts.core.freshness import CachedPolicy
     from mtasts.core.policy import parse_policy
     from mtasts.core.reply import MapProfile, tls_policy_reply
-    from mtasts.resolver import ReplyMemo
+    from mtasts.resolver.answers import ReplyMemo
 
     policy = parse_policy(policy_body(D))
     cached, refreshed = CachedPolicy(policy, "id1", 0.0), CachedPolicy(policy, "id1", 0.0)

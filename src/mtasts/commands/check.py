@@ -17,7 +17,7 @@ from mtasts.core.nexthop import policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.publication import policy_id, policy_text
 from mtasts.core.tlsrpt import select_tlsrpt
-from mtasts.discovery import discover
+from mtasts.resolver.discovery import discover
 from mtasts.errors import RecordError
 from mtasts.net.dns import DnsClient, Outcome
 from mtasts.net.fetch import PolicyFetcher, make_ssl_context, policy_url

@@ -23,7 +23,7 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     from mtasts.core.answer import needs_dane
     from mtasts.core.nexthop import next_hop
     from mtasts.core.postfixcaps import fit_profiles
-    from mtasts.discovery import discover
+    from mtasts.resolver.discovery import discover
     from mtasts.net.dane import DaneChecker
     from mtasts.net.dns import DnsClient
     from mtasts.net.fetch import PolicyFetcher, policy_url

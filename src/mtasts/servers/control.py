@@ -132,7 +132,6 @@ class ControlServer:
                 entries, policies = await asyncio.get_running_loop().run_in_executor(None, cache.count)
             else:
                 entries, policies = cache.count()
-            counters = self.resolver.counters
             stats = {
                 "entries": entries,
                 "policies": policies,
@@ -140,18 +139,8 @@ class ControlServer:
                 "memory_hits": cache.memory_hits,
                 "store_hits": cache.store_hits,
                 "misses": cache.misses,
-                "lookups": counters.lookups,
-                "answered_from_cache": counters.answered_from_cache,
-                "discoveries": counters.discoveries,
-                "fetch_ok": counters.fetch_ok,
-                "fetch_failed": counters.fetch_failed,
-                "fetch_failures_by_kind": dict(counters.by_failure),
-                "refresh_failed": counters.refresh_failed,
-                "refresh_failed_enforced": counters.refresh_failed_enforced,
-                "dane_checks": counters.dane_checks,
-                "internal_errors": counters.internal_errors,
                 "store_errors": cache.store_errors,
-                "unknown_map_lookups": counters.unknown_map_lookups,
+                **self.resolver.counters.snapshot(),  # the same counters /metrics shows
             }
             stats.update(self._stats_extra())
             return {"ok": True, "stats": stats}

@@ -83,7 +83,7 @@ class MtastsCollector:
         yield hits
         fetches = CounterMetricFamily("mtasts_fetches", "Policy fetches, by outcome", labels=["outcome"])
         fetches.add_metric(["ok"], s["fetch_ok"])
-        for kind, count in sorted(s["fetch_failures"].items()):
+        for kind, count in sorted(s["fetch_failures_by_kind"].items()):
             fetches.add_metric([kind], count)
         yield fetches
         hist: LatencyHistogram = s["fetch_latency"]

@@ -79,6 +79,9 @@ class FleetCache(PolicyCache):
             task.cancel()
         await asyncio.gather(*self._sharing, return_exceptions=True)
 
+    def in_background(self) -> List["asyncio.Task[None]"]:
+        return list(self._sharing)
+
     def put(self, entry: CacheEntry, share: bool = True) -> None:
         super().put(entry)
         if share:

@@ -103,6 +103,10 @@ class PolicyCache:
             else:
                 self._worked()
 
+    def in_background(self) -> List[Any]:
+        """What this tier still does in the background (the fleet tier shares entries)."""
+        return []
+
     def purge(self, domain: str) -> bool:
         in_memory = self._memory.pop(domain, None) is not None
         in_store = False
