@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mtasts.cli import main
-from mtasts.commands import EXIT_CONFIG, EXIT_NOPERM, EXIT_RUNTIME, EXIT_UNAVAILABLE, EXIT_USAGE
+from mtasts.exits import EXIT_CONFIG, EXIT_NOPERM, EXIT_RUNTIME, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 def config(tmp_path, text=""):

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from mtasts.commands.cache import control_request
+from mtasts.commands.client import control_request
 from mtasts.errors import ConfigError, MtastsError
 from mtasts.servers.unixsocket import OwnedUnixSocket
 

@@ -3,8 +3,8 @@ the per-client unit of the publisher's handshake bound."""
 
 import logging
 
-from mtasts.servers.publisher import client_of
 from mtasts.logs import RateLimitedLog
+from mtasts.servers.admission import client_of
 
 
 def test_rate_limited_log_keeps_a_burst_then_sums_up(caplog):

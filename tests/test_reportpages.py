@@ -2,7 +2,7 @@
 
 import re
 
-from mtasts.reportpages import overview_page, report_page, success_chart
+from mtasts.servers.dashboard.pages import overview_page, report_page, success_chart
 
 
 def day(name, ok, failed):

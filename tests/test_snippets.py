@@ -2,9 +2,9 @@
 
 import pytest
 
+from mtasts.commands.publish import snippet
 from mtasts.core.policy import Mode
 from mtasts.core.publication import PublishedDomain
-from mtasts.commands.publish import snippet
 
 DOMAIN = PublishedDomain(domain="example.com", mode=Mode.ENFORCE, mx=("mx.example.com",), max_age=604800,
                          tlsrpt_rua=(), cert="", key="", host_addresses=(), host_cname="")
@@ -87,9 +87,8 @@ def test_apache_snippet_passes_apaches_own_syntax_check(tmp_path, site_files):
 @pytest.mark.skipif(not __import__("shutil").which("nginx") and not __import__("os").path.exists("/usr/sbin/nginx"),
                     reason="Debian's nginx is not installed (.ci/run installs it)")
 def test_nginx_snippet_passes_nginxs_own_check(tmp_path, site_files):
-    import subprocess
-
     import socket
+    import subprocess
 
     text = snippet("nginx", site_files, str(tmp_path / "www"))
     assert "    listen 443 ssl;\n    listen [::]:443 ssl;\n" in text

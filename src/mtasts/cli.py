@@ -21,8 +21,7 @@ from typing import Optional, Sequence, Tuple
 from mtasts import __version__
 from mtasts.config import Config, load_config
 from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError, UsageError
-
-from mtasts.commands import EXIT_CONFIG, EXIT_NOPERM, EXIT_RUNTIME, EXIT_UNAVAILABLE, EXIT_USAGE
+from mtasts.exits import EXIT_CONFIG, EXIT_NOPERM, EXIT_RUNTIME, EXIT_UNAVAILABLE, EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):

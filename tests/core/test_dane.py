@@ -5,8 +5,20 @@ from hypothesis import strategies as st
 
 from mtasts.core.answer import dane_applies
 from mtasts.core.dane import (
-    DaneResult, DaneState, HostDane, HostState, Tlsa, after_mx_failure, bounded_ttl, dane_reply,
-    domain_state, had_usable_tlsa, host_state, is_null_mx, result_from_json, result_to_json,
+    DaneResult,
+    DaneState,
+    HostDane,
+    HostState,
+    Tlsa,
+    after_mx_failure,
+    bounded_ttl,
+    dane_reply,
+    domain_state,
+    had_usable_tlsa,
+    host_state,
+    is_null_mx,
+    result_from_json,
+    result_to_json,
     tlsa_names,
 )
 

@@ -1,13 +1,11 @@
 """Keys Postfix sends in smtp_tls_policy_maps, and which Policy Domain each means."""
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 import shutil
 import subprocess
 
-from hypothesis import settings
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtasts.core.nexthop import NextHop, next_hop, policy_domain
 

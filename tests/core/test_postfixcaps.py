@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 from mtasts.core.policy import parse_policy
 from mtasts.core.policyanswer import read_answer
 from mtasts.core.postfixcaps import (
-    Capabilities, PostfixInfo, capabilities, fit_profile, fit_profiles, parse_postconf, parse_version,
+    Capabilities,
+    PostfixInfo,
+    capabilities,
+    fit_profile,
+    fit_profiles,
+    parse_postconf,
+    parse_version,
 )
 from mtasts.core.reply import MapProfile, tls_policy_reply
 

@@ -8,8 +8,17 @@ from hypothesis import strategies as st
 
 from mtasts.config import parse_config
 from mtasts.core.policy import Mode, parse_policy
-from mtasts.core.publication import (PublishedDomain, encode_rua, policy_id, policy_text, records, sts_record,
-                                     tlsrpt_record, txt_rdata, zone_lines)
+from mtasts.core.publication import (
+    PublishedDomain,
+    encode_rua,
+    policy_id,
+    policy_text,
+    records,
+    sts_record,
+    tlsrpt_record,
+    txt_rdata,
+    zone_lines,
+)
 from mtasts.core.txtrecord import select_record
 from mtasts.errors import ConfigError
 

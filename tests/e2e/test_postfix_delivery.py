@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.harness import Sender, ns_run
 from tests.support.policies import policy_text
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),

@@ -19,9 +19,9 @@ import sys
 
 import trustme
 
-from tests.support.receiver import SmtpReceiver
 from tests.support.dnsserver import TestDns
 from tests.support.policyhost import POLICY_HOST_IP, PolicyHost, Site
+from tests.support.receiver import SmtpReceiver
 
 
 def main(spec_path: str) -> None:

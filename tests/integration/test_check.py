@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.support.policies import policy_text
 from tests.support.mxhost import MX_IP, NO_TLS_IP, MxHosts
+from tests.support.policies import policy_text
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import types
 import pytest
 
 from tests.integration.conftest import Daemon
-from tests.support.policies import policy_text
 from tests.support.dnssec import RESOLVER_ADDRESS, DnssecWorld, Zone, available, port_free
+from tests.support.policies import policy_text
 from tests.support.policyhost import Site
 
 pytestmark = [

@@ -354,7 +354,7 @@ def test_half_open_tls_flood_is_bounded_and_others_are_still_served(tmp_path, po
     # An anonymous client opens TCP connections and never sends a ClientHello. Each admitted
     # TLS handshake costs CPython about 300 KiB; before the bound 2,000 of them cost 600 MB.
     # Now a silent connection holds no TLS state at all, and one client only so many.
-    from mtasts.servers.publisher import MAX_SILENT_PER_CLIENT
+    from mtasts.servers.admission import MAX_SILENT_PER_CLIENT
 
     pub = Publisher(tmp_path, policy_host.ca, {})
     d = world.new_domain("flood")
@@ -495,7 +495,7 @@ def flood_publisher(tmp_path, policy_host, world):
 
 def test_one_address_cannot_hold_every_connection(flood_publisher):
     # Issue 24, 5: one address held all 2000 slots and 0 of 5 legitimate fetches were served.
-    from mtasts.servers.publisher import MAX_CONNECTIONS_PER_CLIENT
+    from mtasts.servers.admission import MAX_CONNECTIONS_PER_CLIENT
 
     pub, host = flood_publisher, f"mta-sts.{flood_publisher.domain}"
     held = [_tls_connection(pub.ca, host, "127.8.7.1") for _ in range(MAX_CONNECTIONS_PER_CLIENT + 10)]

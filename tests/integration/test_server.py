@@ -196,7 +196,7 @@ def test_quick_start_serves_on_embedded_defaults(tmp_path):
 
 def test_state_dir_falls_back_to_per_user(tmp_path, monkeypatch):
     """An ordinary user cannot create /var/lib/mtasts: the daemon uses its own state dir."""
-    from mtasts import daemon as daemon_module
+    from mtasts.daemon import state as daemon_module
     from mtasts.config import CacheSection, Config
 
     blocker = tmp_path / "not-a-directory"
@@ -210,7 +210,7 @@ def test_state_dir_falls_back_to_per_user(tmp_path, monkeypatch):
 
 
 def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
-    from mtasts import daemon as daemon_module
+    from mtasts.daemon import state as daemon_module
     from mtasts.config import CacheSection, Config
     from mtasts.errors import ConfigError
 

@@ -7,7 +7,6 @@ tests cover.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import AsyncIterator, Optional
 
@@ -17,7 +16,6 @@ from mtasts.store.fleet import FleetCache
 from mtasts.store.tiered import PolicyCache
 from tests.support.fakes import Clock, FakeDns, FakePolicies, FakeShared
 from tests.support.policies import policy_text
-
 
 
 def policy_body(domain: str, mode: str = "enforce", mx=("mx.{d}",), max_age: int = 86400) -> bytes:

@@ -119,7 +119,7 @@ def test_a_huge_failure_count_still_answers():
 
 # -- the fleet: what another host (or whoever writes Redis) says is checked ------------------
 
-from mtasts.core.entrycodec import decode_entry, encode_entry  # noqa: E402
+from mtasts.core.entrycodec import decode_entry  # noqa: E402
 from tests.support.fakes import SharedHub  # noqa: E402
 
 

@@ -7,8 +7,9 @@ import io
 import json
 import logging
 
+from mtasts.daemon.journal import JsonFormatter
+
 from mtasts.errors import FetchError, FetchFailure
-from mtasts.logformat import JsonFormatter
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import time

@@ -7,46 +7,17 @@ takes effect at once; with the daemon stopped they work on its SQLite store.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import socket
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
-from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME, print_table
-from mtasts.commands.query import print_dane
+from mtasts.commands.client import ask
+from mtasts.commands.output import describe_override, print_dane, print_table
 from mtasts.config import Config
-from mtasts.errors import ConfigError, DaemonNotRunning, MtastsError
-from mtasts.servers.unixsocket import trusted_peer
-from mtasts.views import iso_time
-
-
-def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -> Dict[str, Any]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonNotRunning(path) from None
-        distrust = trusted_peer(sock, path)
-        if distrust:
-            raise MtastsError(f"control socket {path}: {distrust}: not talking to it")
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise MtastsError(f"the daemon at {path} sent no usable answer ({len(data)} bytes); see its log") from None
+from mtasts.exits import EXIT_NO, EXIT_OK, EXIT_RUNTIME
+from mtasts.servers.control import WARM_BATCH
+from mtasts.servers.jsonviews import iso_time
 
 
 def read_domains(lines) -> List[str]:
@@ -57,34 +28,6 @@ def read_domains(lines) -> List[str]:
         if words:
             out[words[0]] = None
     return list(out)
-
-
-def ask(config: Config, request: Dict[str, Any], timeout: float = 60.0, writes: bool = False,
-        announce: bool = True) -> Tuple[Dict[str, Any], str]:
-    """*request* answered by the running daemon, else by the store (and where from).
-    *writes*: the request fills the store (``warm``), so a store not there yet is made;
-    *announce*: say on stderr that the store is used."""
-    from mtasts.daemon import with_state_dir
-
-    try:
-        config = with_state_dir(config)
-    except ConfigError:
-        pass
-    try:
-        return control_request(config.control_path, request, timeout), "daemon"
-    except DaemonNotRunning:
-        # Say which store is read: another user than the daemon's gets another state
-        # directory, and an empty store there is no proof that the daemon's is empty.
-        if config.cache.backend != "memory" and not writes and not os.path.exists(config.cache.path):
-            raise DaemonNotRunning(
-                f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
-                " (is the daemon running, as another user, or with another --config?)") from None
-        if announce:
-            print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
-                  file=sys.stderr)
-        return asyncio.run(_offline(config, request)), f"store {config.cache.path}"
-    except PermissionError:
-        raise PermissionError(f"no permission to use the control socket {config.control_path}") from None
 
 
 def cache_command(config: Config, args: argparse.Namespace) -> int:
@@ -117,7 +60,6 @@ def cache_command(config: Config, args: argparse.Namespace) -> int:
 
 def _warm(config: Config, args: argparse.Namespace) -> int:
     """``cache warm``: the list in batches (a control request each), the outcome summed."""
-    from mtasts.servers.control import WARM_BATCH
 
     if args.file == "-":
         keys = read_domains(sys.stdin)
@@ -141,30 +83,6 @@ def _warm(config: Config, args: argparse.Namespace) -> int:
     print(f"warmed {len(keys)} domains via the {via}: "
           + (", ".join(f"{count} {state}" for state, count in sorted(total.items())) or "none"))
     return EXIT_OK
-
-
-async def _offline(config: Config, request: Dict[str, Any]) -> Dict[str, Any]:
-    """Run a control command against the store with no daemon (and no listener)."""
-    if config.cache.backend == "memory":
-        raise DaemonNotRunning(f"the daemon is not running ({config.control_path}) and the memory cache has no store")
-    from mtasts.daemon import open_cache
-    from mtasts.net.dns import DnsClient
-    from mtasts.net.fetch import PolicyFetcher
-    from mtasts.resolver import PolicyResolver
-    from mtasts.servers.control import ControlServer
-
-    cache = open_cache(config)
-    dns_client = DnsClient(config.resolver.servers, config.resolver.timeout)
-    fetcher = PolicyFetcher(dns_client, config.fetch.timeout, config.fetch.ca_file)
-    await fetcher.start()
-    resolver = PolicyResolver(config, cache, dns_client, fetcher)
-    await resolver.start()
-    try:
-        return await ControlServer(resolver, config.control_path).execute(request)
-    finally:
-        await resolver.close()
-        await fetcher.close()
-        cache.close()
 
 
 def _print_export(response: Dict[str, Any]) -> None:
@@ -193,9 +111,7 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
         if entry is None:
             print("not cached")
             if response.get("override"):  # it applies from the first lookup on: say so
-                from mtasts.commands.override import describe
-
-                print(f"{'override:':16}{describe(response['override'])}")
+                print(f"{'override:':16}{describe_override(response['override'])}")
             return
         for key, value in entry.items():
             if key in ("policy", "dane"):
@@ -212,9 +128,7 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
         if "answer" in response:
             print(f"{'answer:':16}{response['answer']}")
         if response.get("override"):
-            from mtasts.commands.override import describe
-
-            print(f"{'override:':16}{describe(response['override'])}")
+            print(f"{'override:':16}{describe_override(response['override'])}")
     elif action == "history":
         for c in response["changes"]:
             flag = "  DOWNGRADE" if c["downgrade"] else ""

@@ -17,11 +17,11 @@ from mtasts.core.nexthop import policy_domain
 from mtasts.core.policy import Mode, Policy
 from mtasts.core.publication import policy_id, policy_text
 from mtasts.core.tlsrpt import select_tlsrpt
-from mtasts.resolver.discovery import discover
 from mtasts.errors import RecordError
 from mtasts.net.dns import DnsClient, Outcome
 from mtasts.net.fetch import PolicyFetcher, make_ssl_context, policy_url
 from mtasts.net.smtp import probe_starttls
+from mtasts.resolver.discovery import discover
 
 PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
 # RFC 8461 §10.2: short max_age values leave senders unprotected between fetches.

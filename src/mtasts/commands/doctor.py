@@ -15,10 +15,14 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from mtasts.commands.client import control_request
 from mtasts.config import Config, Endpoint
 from mtasts.core.postfixcaps import TLSRPT_SINCE, PostfixInfo, fit_profiles
-from mtasts.errors import PostfixError
-from mtasts.postconf import ANSWER_PARAMETERS, learn_postfix, postconf_command, profile_summary, run_postconf
+from mtasts.daemon.postfix import learn_postfix, profile_summary
+from mtasts.errors import MtastsError, PostfixError
+from mtasts.net.dane import non_loopback, resolver_validates
+from mtasts.net.dns import DnsClient
+from mtasts.net.postconf import ANSWER_PARAMETERS, postconf_command, run_postconf
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXIT_CODES = {OK: 0, WARN: 1, FAIL: 2}
@@ -89,7 +93,7 @@ class Doctor:
     def run(self) -> Optional[int]:
         """Run every check; None when Postfix could not be asked (exit 3)."""
         try:
-            postconf_path, values = run_postconf(self.config, DOCTOR_PARAMETERS)
+            postconf_path, values = run_postconf(self.config.postfix.postconf, self.config.postfix.config_directory, DOCTOR_PARAMETERS)
         except PostfixError as exc:
             self.add("postfix", FAIL, f"cannot ask Postfix: {exc}")
             self._answers(learn_postfix(self.config, quiet=True))
@@ -106,8 +110,6 @@ class Doctor:
 
     def _restarts(self) -> None:
         """Will a restart of the running daemon refuse Postfix's lookups (README "Restarts")?"""
-        from mtasts.commands.cache import control_request
-        from mtasts.errors import MtastsError
 
         try:
             stats = control_request(self.config.control_path, {"command": "stats"}, timeout=10).get("stats", {})
@@ -158,7 +160,7 @@ class Doctor:
                 self._chroot(ref, master, values.get("queue_directory", "/var/spool/postfix"))
 
     def _master(self, postconf_path: str) -> Optional[Dict[str, str]]:
-        command = postconf_command(self.config, postconf_path, "-F")
+        command = postconf_command(postconf_path, self.config.postfix.config_directory, "-F")
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=POSTMAP_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired):
@@ -169,7 +171,7 @@ class Doctor:
 
     def _postmap(self, postconf_path: str, ref: SocketmapRef) -> None:
         postmap = os.path.join(os.path.dirname(postconf_path), "postmap")
-        command = postconf_command(self.config, postmap, "-q", PROBE_KEY, ref.text)
+        command = postconf_command(postmap, self.config.postfix.config_directory, "-q", PROBE_KEY, ref.text)
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=POSTMAP_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -217,8 +219,6 @@ class Doctor:
         if not dane:
             self.add("dnssec", OK, "no DANE answers: no validating resolver needed")
             return
-        from mtasts.net.dane import non_loopback, resolver_validates
-        from mtasts.net.dns import DnsClient
 
         client = DnsClient(self.config.resolver.servers, self.config.resolver.timeout)
         answer = asyncio.run(resolver_validates(client, self.config.dane.probe))

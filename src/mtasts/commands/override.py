@@ -12,12 +12,13 @@ import sys
 import time
 from typing import Any, Dict
 
-from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_RUNTIME
-from mtasts.commands.cache import ask
+from mtasts.commands.client import ask
+from mtasts.commands.output import describe_override
 from mtasts.config import Config
 from mtasts.core.nexthop import policy_domain
 from mtasts.core.override import parse_until
 from mtasts.errors import UsageError
+from mtasts.exits import EXIT_NO, EXIT_OK, EXIT_RUNTIME
 
 
 def override_command(config: Config, args: argparse.Namespace) -> int:
@@ -42,17 +43,11 @@ def override_command(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(dict(response, via=via), indent=2))
     elif args.action == "list":
         for o in response["overrides"]:
-            print(describe(o))
+            print(describe_override(o))
         print(f"({len(response['overrides'])} in force, from the {via})")
     elif args.action == "add":
-        print(f"added: {describe(response['override'])}")
+        print(f"added: {describe_override(response['override'])}")
     else:
         print(f"removed {response['removed']} override{'' if response['removed'] == 1 else 's'} (via the {via})")
         return EXIT_OK if response["removed"] else EXIT_NO
     return EXIT_OK
-
-
-def describe(o: Dict[str, Any]) -> str:
-    until = o["until"] or "no end"
-    dane = ", also over DANE" if o["dane"] else ""
-    return f"{o['domain']}: {o['level']} until {until}{dane} ({o['source']}: {o['reason']})"

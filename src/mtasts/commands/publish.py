@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -11,10 +13,10 @@ from typing import List
 
 from mtasts.config import Config
 from mtasts.core.publication import PublishedDomain, policy_id, policy_text, records, zone_lines
-from mtasts.commands import EXIT_OK
 from mtasts.errors import ConfigError, UsageError
-from mtasts.servers.publisher import check_domain_files
-
+from mtasts.exits import EXIT_OK
+from mtasts.net.certificate import check_domain_files
+from mtasts.net.dns import DnsClient
 
 
 def _domains(config: Config, name) -> List[PublishedDomain]:
@@ -31,10 +33,6 @@ def _domains(config: Config, name) -> List[PublishedDomain]:
 
 def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List[PublishedDomain]:
     """Without host_addresses/host_cname, use what DNS has for mta-sts.<domain> now."""
-    import asyncio
-    import dataclasses
-
-    from mtasts.net.dns import DnsClient
 
     undetermined = [d for d in domains if not (d.host_addresses or d.host_cname)]
     if not undetermined:
@@ -76,7 +74,7 @@ def publish_command(config: Config, args: argparse.Namespace) -> int:
                 if config.reports.https_path and https_rua not in d.tlsrpt_rua:
                     # RFC 8460 §3: reports may also be POSTed; this publisher receives them.
                     print(f"; to receive TLSRPT reports here too (mtasts reports), add \"{https_rua}\" to tlsrpt_rua")
-        for problem in check_domain_files(config, time.time()):
+        for problem in check_domain_files(config.publish.domains, config.source, time.time()):
             print(f"mtasts: warning: {problem}", file=sys.stderr)
         return EXIT_OK
     if action == "policy":

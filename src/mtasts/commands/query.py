@@ -8,27 +8,27 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from mtasts.commands import EXIT_NO, EXIT_OK
-from mtasts.config import Config
-from mtasts.core.answer import compose
+from mtasts.commands.client import control_request
+from mtasts.commands.output import describe_override, print_dane
+from mtasts.config import Config, user_state_dir
+from mtasts.core.answer import compose, needs_dane
 from mtasts.core.dane import DaneResult
+from mtasts.core.nexthop import next_hop
 from mtasts.core.override import Override
 from mtasts.core.policy import Policy
+from mtasts.core.postfixcaps import fit_profiles
 from mtasts.core.reply import MapProfile, tls_policy_reply
-from mtasts.errors import MtastsError, UsageError
-from mtasts.views import override_view
+from mtasts.errors import DaemonNotRunning, MtastsError, UsageError
+from mtasts.exits import EXIT_NO, EXIT_OK
+from mtasts.net.dane import DaneChecker
+from mtasts.net.dns import DnsClient
+from mtasts.net.fetch import PolicyFetcher, policy_url
+from mtasts.resolver.discovery import discover
+from mtasts.servers.jsonviews import dane_to_json, override_view
 
 
 async def query_command(config: Config, args: argparse.Namespace) -> int:
-    from mtasts.core.answer import needs_dane
-    from mtasts.core.nexthop import next_hop
-    from mtasts.core.postfixcaps import fit_profiles
-    from mtasts.resolver.discovery import discover
-    from mtasts.net.dane import DaneChecker
-    from mtasts.net.dns import DnsClient
-    from mtasts.net.fetch import PolicyFetcher, policy_url
-    from mtasts.postconf import learn_postfix
-    from mtasts.views import dane_to_json
+    from mtasts.daemon.postfix import learn_postfix
 
     hop = next_hop(args.domain)
     if hop is None:
@@ -104,9 +104,6 @@ def _override_in_force(config: Config, domain: str) -> Optional[Dict[str, Any]]:
     """*domain*'s override (its view) as the daemon applies it: the running daemon's, asked
     on its control socket (where ``cache`` commands find it, without making directories),
     else the configuration file's."""
-    from mtasts.commands.cache import control_request
-    from mtasts.config import user_state_dir
-    from mtasts.errors import DaemonNotRunning
 
     sockets = [config.control_path]
     if "path" not in config.cache.given and not config.control.socket:  # an ordinary user's daemon
@@ -141,18 +138,6 @@ def _print_query(report: Dict[str, Any]) -> None:
     if report.get("dane"):
         print_dane(report["dane"])
     if report.get("override"):
-        from mtasts.commands.override import describe
-
-        print(f"override: {describe(report['override'])}")
+        print(f"override: {describe_override(report['override'])}")
     print(f"postfix: {report['postfix']}")
     print(f"answer:  {report['answer']}")
-
-
-def print_dane(dane: Dict[str, Any]) -> None:
-    """DANE state and the TLSA records seen per MX host (query, cache show)."""
-    print(f"{'dane:':16}{dane['state']}" + (f" ({dane['detail']})" if dane.get("detail") else ""))
-    for host in dane["hosts"]:
-        at = f" (TLSA at {host['tlsa_name']})" if host.get("tlsa_name") else ""
-        print(f"  {host['host']}: {host['state']}{at}")
-        for record in host["tlsa"]:
-            print(f"    TLSA {record}")

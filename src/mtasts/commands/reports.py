@@ -9,18 +9,23 @@ anything that is not a report, or not ours, so that Postfix never bounces a repo
 from __future__ import annotations
 
 import argparse
+import email.utils
 import json
+import os
 import sys
 import time
+import traceback
 from typing import Any, Dict, Optional
 
-from mtasts.commands import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL, print_table
+from mtasts.commands.output import print_table
 from mtasts.config import Config
 from mtasts.core.override import parse_since
 from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
 from mtasts.errors import StoreError, UsageError
+from mtasts.exits import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL
+from mtasts.servers.dashboard.reportviews import advised, report_summary
+from mtasts.servers.jsonviews import iso_time
 from mtasts.store.reports import IntakeLimits, ReportStore
-from mtasts.views import advised, iso_time, report_summary
 
 DAY = 86400.0
 
@@ -28,7 +33,6 @@ DAY = 86400.0
 def reports_command(config: Config, args: argparse.Namespace) -> int:
     if args.action == "ingest":
         return ingest(config, sys.stdin.buffer)
-    import os
 
     path = config.reports_path
     if not os.path.exists(path):
@@ -59,7 +63,6 @@ def ingest(config: Config, stream) -> int:
     try:
         return _ingest(config, stream)
     except Exception:  # our bug: nothing is lost, Postfix retries
-        import traceback
 
         traceback.print_exc(file=sys.stderr)
         print("mtasts: internal error reading this report mail (Postfix will retry the delivery)", file=sys.stderr)
@@ -218,7 +221,6 @@ def _digest(config: Config, store: ReportStore, since: float, domain: str, mail_
             + (f", {len(broken)} unreadable" if broken else ""))
     if mail_to:
         # A whole message for `sendmail -t` (the shipped timer unit pipes it there).
-        import email.utils
 
         print(f"To: {mail_to}\nSubject: TLSRPT: {failed} failed session(s) reported since {_time(since)}\n"
               f"Date: {email.utils.formatdate(usegmt=True)}\nMIME-Version: 1.0\n"

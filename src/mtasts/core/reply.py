@@ -5,8 +5,8 @@ See postconf(5) ``smtp_tls_policy_maps`` and Postfix's TLS_README ("TLS policy t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import re
+from dataclasses import dataclass, field
 from typing import FrozenSet, List, Optional, Tuple
 
 from mtasts.core.policy import Mode, Policy

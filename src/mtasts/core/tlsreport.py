@@ -23,6 +23,8 @@ surrogate, at most 500 characters.
 from __future__ import annotations
 
 import calendar
+import email
+import email.policy
 import hashlib
 import json
 import re
@@ -343,8 +345,6 @@ def report_in_mail(message: bytes) -> Optional[MailedReport]:
     caller accepts it anyway: a bounce must never answer a report, RFC 8460 §5.3.1).
     A part counts when its type is tlsrpt+gzip/+json, or one of the usual wrong types with a
     .json/.json.gz file name (§5.1)."""
-    import email
-    import email.policy
 
     if len(message) > MAX_MESSAGE_BYTES:
         return None

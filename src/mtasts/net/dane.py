@@ -9,8 +9,8 @@ Like the other edges it takes plain values (the TTL bounds), not the configurati
 from __future__ import annotations
 
 import asyncio
-import logging
 import ipaddress
+import logging
 from typing import Awaitable, List, Optional, Tuple
 
 from mtasts.core.dane import (

@@ -22,7 +22,15 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 from mtasts import __version__
 from mtasts.core.httpwire import Exchange, Head
 from mtasts.core.policy import MAX_POLICY_SIZE, Policy, parse_policy
-from mtasts.errors import BodyTooLarge, FetchError, FetchFailure, HttpWireError, PolicyError, ResourceExhausted
+from mtasts.errors import (
+    BodyTooLarge,
+    ConfigError,
+    FetchError,
+    FetchFailure,
+    HttpWireError,
+    PolicyError,
+    ResourceExhausted,
+)
 from mtasts.net.dns import DnsClient, discard_result
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -54,7 +62,6 @@ def make_ssl_context(ca_file: str) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-        from mtasts.errors import ConfigError
 
         raise ConfigError(f"[fetch] ca_file: cannot load {ca_file!r}: {exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # §7.2

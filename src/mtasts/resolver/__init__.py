@@ -21,6 +21,7 @@ import time
 from typing import Callable, Dict, List, Optional, Union
 
 from mtasts.config import Config
+from mtasts.core.dane import DaneResult
 from mtasts.core.freshness import CacheEntry
 from mtasts.core.nexthop import NextHop
 from mtasts.core.override import Override
@@ -36,7 +37,6 @@ from mtasts.resolver.discovery import Discoverer, Found
 from mtasts.resolver.learning import Learning
 from mtasts.resolver.overrides import Overrides
 from mtasts.resolver.upkeep import Upkeep
-from mtasts.core.dane import DaneResult
 from mtasts.store.tiered import PolicyCache
 
 __all__ = ["Counters", "PolicyResolver"]

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from mtasts.core import freshness
 from mtasts.core.freshness import CacheEntry, Hold
 from mtasts.core.policy import Policy
-from mtasts.core.txtrecord import VERSION, PolicyRecord, select_record
 from mtasts.core.tagvalue import begins_with_version
+from mtasts.core.txtrecord import VERSION, PolicyRecord, select_record
 from mtasts.errors import FetchError, RecordError
 from mtasts.net.dns import DnsLookups, Outcome, TxtAnswer
 from mtasts.net.fetch import FetchResult, PolicySource

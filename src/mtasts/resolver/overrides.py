@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 from mtasts.config import Config
 from mtasts.core.override import Override

@@ -8,6 +8,7 @@ across restarts (the kernel queues Postfix's connections while the daemon is awa
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import List, Optional
@@ -88,7 +89,6 @@ def _same_place(bound: Optional[Endpoint], wanted: Endpoint) -> bool:
 
 
 def _address(host: str) -> str:
-    import ipaddress
 
     try:
         return str(ipaddress.ip_address(host))

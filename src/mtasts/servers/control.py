@@ -15,11 +15,11 @@ import time
 from typing import Any, Dict, Optional
 
 from mtasts.core.nexthop import policy_domain
+from mtasts.core.override import LEVELS, Override
 from mtasts.errors import ConfigError
 from mtasts.resolver import PolicyResolver
+from mtasts.servers.jsonviews import change_view, entry_to_json, iso_time, override_view
 from mtasts.servers.unixsocket import OwnedUnixSocket
-from mtasts.core.override import LEVELS, Override
-from mtasts.views import change_view, entry_to_json, iso_time, override_view
 
 log = logging.getLogger("mtasts.control")
 

@@ -10,26 +10,24 @@ a chain that does not match (§7.1).
 from __future__ import annotations
 
 import asyncio
-import collections
-import ipaddress
 import logging
 import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from mtasts.config import Config
-from mtasts.core.hostname import MxPattern
+from mtasts.core.publication import policy_text
 from mtasts.core.remotetext import printable
-from mtasts.core.publication import PublishedDomain, policy_text
 from mtasts.errors import ConfigError
-from mtasts.servers.activation import PassedSockets, describe
 from mtasts.logs import RateLimitedLog
+from mtasts.net.certificate import domain_context, read_certificate
+from mtasts.servers.activation import PassedSockets, describe
+from mtasts.servers.admission import Admission, client_of
 from mtasts.servers.reportsink import ReportSink
 
 log = logging.getLogger("mtasts.publisher")
@@ -43,31 +41,7 @@ KEEPALIVE = 5.0
 WATCH_INTERVAL = 30.0
 # A public server must not be held open by slow or idle clients: the TLS handshake and
 # the first complete request each get this long; past [publish] max_connections new ones are closed.
-HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
-# A new TCP connection first waits, without any TLS state, for its first bytes (the
-# ClientHello): a silent connection costs a descriptor and a few bytes, and silent floods
-# from many addresses (700 a second from 64 addresses refused 94 % of real fetches when
-# each took a handshake slot at once) only push out the oldest silent ones. Bounded in
-# total and per client (an IPv4 address or an IPv6 /64); each given HELLO_TIMEOUT.
-MAX_SILENT = 1024
-MAX_SILENT_PER_CLIENT = 64
-HELLO_TIMEOUT = 10.0
-# New connections accepted per turn of the event loop: a burst waits for the next turn.
-ACCEPTS_PER_TURN = 64
-# TLS costs memory per connection (about 100 KiB a handshake with the daemon's 32 KiB TLS
-# read buffer, 290 KiB with CPython's default; bench/flood.py). Handshakes in progress (the
-# client has spoken) are bounded in total and per client; past either bound the oldest
-# handshake of that client (or of all) is given up once it is STALE_HANDSHAKE old, else the
-# new connection is closed.
-MAX_HANDSHAKES = 64
-MAX_HANDSHAKES_PER_CLIENT = 8
-STALE_HANDSHAKE = 1.0
-# Established connections of one client: a sender needs one; one address holding all of
-# [publish] max_connections (200 handshakes a second did it) kept every other sender out.
-MAX_CONNECTIONS_PER_CLIENT = 16
-
-
 class _HttpErrorLog(logging.Filter):
     """aiohttp's "Error handling request" for each malformed request, traceback and all
     (80 requests made 620 lines): one WARNING line each instead, rate-limited."""
@@ -117,79 +91,6 @@ class _GuardedServer(web.Server):
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
-def client_of(peer) -> str:
-    """The unit a per-client bound counts: the IPv4 address, or the IPv6 /64."""
-    host = peer[0] if isinstance(peer, tuple) and peer else "?"
-    if ":" in host:
-        try:
-            return str(ipaddress.ip_network(f"{host.split('%')[0]}/64", strict=False))
-        except ValueError:
-            return host
-    return host
-
-
-@dataclass(frozen=True)
-class CertificateInfo:
-    names: Tuple[str, ...]
-    not_after: float
-
-
-def read_certificate(path: str) -> CertificateInfo:
-    """Names and expiry of the first certificate in a PEM file.
-
-    Uses CPython's certificate decoder (``ssl._ssl._test_decode_cert``), so no X.509
-    library is needed at run time.
-    """
-    try:
-        info = ssl._ssl._test_decode_cert(path)  # type: ignore[attr-defined]
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot read certificate {path}: {exc}") from None
-    names = tuple(v.lower() for k, v in info.get("subjectAltName", ()) if k == "DNS")
-    return CertificateInfo(names, ssl.cert_time_to_seconds(info["notAfter"]))
-
-
-def covers(names: Tuple[str, ...], host: str) -> bool:
-    """RFC 6125 DNS-ID match: the same one-label wildcard rule as MX patterns (§4.1)."""
-    for name in names:
-        try:
-            if MxPattern.parse(name).matches(host):
-                return True
-        except ValueError:
-            continue  # not a host name or pattern: covers nothing
-    return False
-
-
-def domain_context(d: PublishedDomain, now: float) -> ssl.SSLContext:
-    """The TLS context for one domain; ValueError naming what is wrong with its files."""
-    if not d.cert or not d.key:
-        raise ValueError("cert and key must both be set to serve this domain")
-    info = read_certificate(d.cert)
-    if not covers(info.names, d.policy_host):
-        raise ValueError(f"certificate {d.cert} does not cover {d.policy_host} (it covers {', '.join(info.names) or 'no DNS name'})")
-    if info.not_after <= now:
-        raise ValueError(f"certificate {d.cert} expired on {time.strftime('%Y-%m-%d', time.gmtime(info.not_after))}")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # §7.2
-    try:
-        context.load_cert_chain(d.cert, d.key)
-    except ssl.SSLError as exc:
-        raise ValueError(f"key {d.key} does not match certificate {d.cert} ({exc.reason or exc})") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read {exc.filename or d.key}: {exc.strerror}") from None
-    return context
-
-
-def check_domain_files(config: Config, now: float) -> List[str]:
-    """Problems with the configured certificates, one line each (empty: all good)."""
-    problems = []
-    for name, d in sorted(config.publish.domains.items()):
-        try:
-            domain_context(d, now)
-        except ValueError as exc:
-            problems.append(f'{config.source}: [publish.domains."{name}"] cert/key: {exc}')
-    return problems
-
-
 class PolicyPublisher:
     def __init__(self, config: Config, passed: Optional[PassedSockets] = None) -> None:
         self.config = config
@@ -200,23 +101,12 @@ class PolicyPublisher:
         self._mtimes: Dict[str, float] = {}
         self._server: Optional[_GuardedServer] = None
         self._watcher: Optional["asyncio.Task[None]"] = None
-        self._handshakes: Dict[str, int] = {}  # client -> connections in their TLS handshake
-        self._handshake_tasks: Set["asyncio.Task[None]"] = set()
-        # Handshakes in progress, oldest first: task -> (client, socket, monotonic start).
-        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, socket.socket, float]]" = (
-            collections.OrderedDict())
-        # Connections that have sent nothing yet, oldest first: socket -> (client, monotonic start).
-        self._silent: "collections.OrderedDict[socket.socket, Tuple[str, float]]" = collections.OrderedDict()
-        self._silent_of: Dict[str, int] = {}
-        # Established (TLS done) connections, oldest first: handler -> client.
-        self._established: "collections.OrderedDict[Any, str]" = collections.OrderedDict()
-        self._established_of: Dict[str, int] = {}
         self._listening: List[socket.socket] = []
-        self._sweeper: Optional["asyncio.Task[None]"] = None
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
-        self._refusals = RateLimitedLog(log)
+        self.admission = Admission(self._http_connection, self.base_context,
+                                   lambda: self.config.publish.max_connections, RateLimitedLog(log))
         self.reports = ReportSink(config)  # TLSRPT reports POSTed to [reports] https_path
         self._load(config)
 
@@ -274,165 +164,17 @@ class PolicyPublisher:
                 # Reloading drops the expired context: its handshakes are aborted from now on.
                 self._load(self.config)
 
-    # -- admission: silent, handshaking, established -------------------------------------
+    # -- admission ----------------------------------------------------------------------
 
     @property
     def handshaking(self) -> int:
-        return len(self._in_handshake)
-
-    @property
-    def silent(self) -> int:
-        return len(self._silent)
-
-    def _accept(self, listener: socket.socket) -> None:
-        """The listener is readable: take up to ACCEPTS_PER_TURN new connections."""
-        loop = asyncio.get_running_loop()
-        for _ in range(ACCEPTS_PER_TURN):
-            try:
-                conn, peer = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and the like: the rest wait in the kernel's queue
-                self._refusals.warning("publisher: cannot accept a connection: %s", exc.strerror or exc)
-                return
-            conn.setblocking(False)
-            client = client_of(peer)
-            if self._silent_of.get(client, 0) >= MAX_SILENT_PER_CLIENT:
-                self._refusals.warning("publisher: %d connections from %s have sent nothing: closing the oldest",
-                                       self._silent_of[client], client)
-                self._drop_silent(next(c for c, (who, _at) in self._silent.items() if who == client))
-            elif len(self._silent) >= MAX_SILENT:
-                self._refusals.warning("publisher: %d connections have sent nothing: closing the oldest",
-                                       len(self._silent))
-                self._drop_silent(next(iter(self._silent)))
-            self._silent[conn] = (client, time.monotonic())
-            self._silent_of[client] = self._silent_of.get(client, 0) + 1
-            loop.add_reader(conn.fileno(), self._spoke, conn)
-
-    def _unsilence(self, conn: socket.socket) -> Optional[str]:
-        entry = self._silent.pop(conn, None)
-        if entry is None:
-            return None
-        asyncio.get_running_loop().remove_reader(conn.fileno())
-        client = entry[0]
-        count = self._silent_of.get(client, 1) - 1
-        if count:
-            self._silent_of[client] = count
-        else:
-            self._silent_of.pop(client, None)
-        return client
-
-    def _drop_silent(self, conn: socket.socket) -> None:
-        self._unsilence(conn)
-        conn.close()
-
-    def _spoke(self, conn: socket.socket) -> None:
-        """The first bytes of a connection arrived (its ClientHello, presumably): TLS may start."""
-        client = self._unsilence(conn)
-        if client is not None:
-            self.admit(conn, client)
-
-    async def _sweep_silent(self) -> None:
-        """Close connections silent for HELLO_TIMEOUT (oldest first: the front of the order)."""
-        while True:
-            await asyncio.sleep(1.0)
-            limit = time.monotonic() - HELLO_TIMEOUT
-            while self._silent:
-                conn, (_client, since) = next(iter(self._silent.items()))
-                if since > limit:
-                    break
-                self._drop_silent(conn)
-
-    def admit(self, conn: socket.socket, client: str) -> None:
-        """Start a TLS handshake for *conn*, within the bounds. Past either (the client's own,
-        or the total), the oldest handshake still running (of that client, or of all) is given
-        up if it has run for STALE_HANDSHAKE seconds, else the new connection is closed. A real
-        client finishes in milliseconds and is never given up."""
-        now = time.monotonic()
-        victim = None
-        if self._handshakes.get(client, 0) >= MAX_HANDSHAKES_PER_CLIENT:
-            victim = next(t for t, (c, _s, _at) in self._in_handshake.items() if c == client)
-        elif len(self._in_handshake) >= MAX_HANDSHAKES:
-            victim = next(iter(self._in_handshake))
-        if victim is not None:
-            if now - self._in_handshake[victim][2] < STALE_HANDSHAKE:
-                self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): closing a new"
-                                       " connection", len(self._in_handshake), self._handshakes.get(client, 0), client)
-                conn.close()
-                return
-            self._give_up(victim)
-        self._handshakes[client] = self._handshakes.get(client, 0) + 1
-        task = asyncio.ensure_future(self._handshake(conn, client))
-        self._in_handshake[task] = (client, conn, now)
-        self._handshake_tasks.add(task)
-        task.add_done_callback(self._handshake_done)
-
-    def _give_up(self, task) -> None:
-        client = self._in_handshake[task][0]
-        self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
-                               len(self._in_handshake), self._handshakes.get(client, 0), client)
-        self._release(task)
-        task.cancel()
-
-    def _release(self, task) -> None:
-        """The handshake of *task* no longer counts (done, failed or given up); once only."""
-        entry = self._in_handshake.pop(task, None)
-        if entry is None:
-            return
-        client = entry[0]
-        count = self._handshakes.get(client, 1) - 1
-        if count:
-            self._handshakes[client] = count
-        else:
-            self._handshakes.pop(client, None)
-
-    def _handshake_done(self, task) -> None:
-        self._handshake_tasks.discard(task)
-        self._release(task)
-
-    async def _handshake(self, conn: socket.socket, client: str) -> None:
-        assert self._server is not None
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(self._server, conn, ssl=self.base_context,
-                                               ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except asyncio.CancelledError:
-            conn.close()  # given up for a newer one
-            raise
-        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
-            log.debug("publisher: TLS handshake with %s failed: %r", client, exc)
-            conn.close()
+        return self.admission.handshaking
 
     def established(self, handler: Any, transport: Any) -> None:
-        """A connection finished its handshake. Past MAX_CONNECTIONS_PER_CLIENT of its client,
-        or [publish] max_connections in all, the oldest idle connection (of that client, or of
-        all) is closed to make room, or this one when none is idle."""
-        client = client_of(transport.get_extra_info("peername"))
-        self._established[handler] = client
-        self._established_of[client] = self._established_of.get(client, 0) + 1
-        if self._established_of[client] > MAX_CONNECTIONS_PER_CLIENT:
-            mine = [h for h, c in self._established.items() if c == client]
-            self._make_room(mine, handler, f"{MAX_CONNECTIONS_PER_CLIENT} connections from {client}")
-        elif len(self._established) > self.config.publish.max_connections:
-            self._make_room(list(self._established), handler,
-                            f"{self.config.publish.max_connections} connections ([publish] max_connections)")
-
-    def _make_room(self, candidates: List[Any], newcomer: Any, bound: str) -> None:
-        victim = next((h for h in candidates if h is not newcomer and not h.mtasts_busy), newcomer)
-        self._refusals.warning("publisher: over %s: closing %s", bound,
-                               "a new one" if victim is newcomer else "the oldest idle one")
-        if victim.transport is not None:
-            victim.transport.abort()
+        self.admission.established(handler, transport)
 
     def lost(self, handler: Any) -> None:
-        client = self._established.pop(handler, None)
-        if client is None:
-            return
-        count = self._established_of.get(client, 1) - 1
-        if count:
-            self._established_of[client] = count
-        else:
-            self._established_of.pop(client, None)
+        self.admission.lost(handler)
 
     # -- HTTP ------------------------------------------------------------------------
 
@@ -491,29 +233,28 @@ class PolicyPublisher:
                 self._listen_on(sock)
                 log.info("publisher listening on %s:%d for %s", host, port, self.serving())
         self._watcher = asyncio.ensure_future(self._watch())
-        self._sweeper = asyncio.ensure_future(self._sweep_silent())
+        self.admission.start()
+
+    def _http_connection(self) -> RequestHandler:
+        assert self._server is not None, "start() made the HTTP server"
+        return self._server()
 
     def _listen_on(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._listening.append(sock)
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), self.admission.accept, sock)
 
     async def close(self) -> None:
-        for task in (self._watcher, self._sweeper):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._watcher = self._sweeper = None
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         loop = asyncio.get_running_loop()
         for listener in self._listening:
             loop.remove_reader(listener.fileno())
             listener.close()  # a socket systemd passed stays open in systemd
         self._listening = []
-        for conn in list(self._silent):
-            self._drop_silent(conn)
-        for task in list(self._handshake_tasks):
-            task.cancel()
-        await asyncio.gather(*self._handshake_tasks, return_exceptions=True)
+        await self.admission.close()
         if self._server is not None:
             await self._server.shutdown(1.0)
         self.reports.close()

@@ -26,6 +26,7 @@ from mtasts.core.remotetext import printable
 from mtasts.core.tlsreport import MAX_REPORT_BYTES, read_received
 from mtasts.errors import StoreError
 from mtasts.logs import RateLimitedLog
+from mtasts.store.reports import IntakeLimits, ReportStore
 
 log = logging.getLogger("mtasts.reports")
 
@@ -130,7 +131,6 @@ class ReportSink:
         return web.Response(status=201 if outcome == "stored" else 200, text=f"{outcome}: {report_id}\n")
 
     def _store_reading(self, reading, source: str) -> Tuple[str, str]:
-        from mtasts.store.reports import IntakeLimits, ReportStore
 
         if self._store is None:
             self._store = ReportStore(self.config.reports_path)

@@ -22,13 +22,13 @@ import socket
 import time
 from typing import Deque, Dict, List, Optional, Sequence, Union
 
+from mtasts.config import Endpoint
 from mtasts.core.netstring import NetstringDecoder, encode
 from mtasts.core.socketmap import Status, format_reply, parse_request
-from mtasts.config import Endpoint
 from mtasts.errors import ConfigError, NetstringError, RequestError
+from mtasts.logs import RateLimitedLog
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.activation import describe
-from mtasts.logs import RateLimitedLog
 from mtasts.servers.unixsocket import OwnedUnixSocket
 
 log = logging.getLogger("mtasts.socketmap")

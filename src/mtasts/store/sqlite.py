@@ -10,13 +10,14 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import sqlite3
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mtasts.core.dane import result_from_json, result_to_json
+from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold, implausible
 from mtasts.core.history import Change
 from mtasts.core.override import Override, override_from_json, override_to_json
-from mtasts.core.freshness import CachedPolicy, CacheEntry, Hold, implausible
 from mtasts.core.policy import parse_policy
 from mtasts.errors import PolicyError, StoreError
 
@@ -296,7 +297,6 @@ def _check_writable(path: str) -> None:
 
 def _user() -> str:
     try:
-        import pwd
 
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):

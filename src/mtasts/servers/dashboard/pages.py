@@ -11,8 +11,9 @@ import html
 import json
 import math
 from typing import Any, Dict, List, Sequence
+from urllib.parse import quote
 
-from mtasts.views import iso_time
+from mtasts.servers.jsonviews import iso_time
 
 CHART_WIDTH = 640
 CHART_HEIGHT = 180
@@ -162,6 +163,5 @@ def _utc(moment: Any) -> str:
 
 
 def _quote(report_id: str) -> str:
-    from urllib.parse import quote
 
     return quote(report_id, safe="")

@@ -17,7 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mtasts.config import Config
 from mtasts.core.override import parse_since
-from mtasts.reportpages import message_page, overview_page, report_page
+from mtasts.servers.dashboard.pages import message_page, overview_page, report_page
+from mtasts.servers.dashboard.reportviews import advised, report_summary
+from mtasts.store.reports import ReportStore, day_of
 
 log = logging.getLogger("mtasts.dashboard")
 
@@ -69,7 +71,6 @@ class ReportsDashboard:
         """Run *work(store)* on the dashboard's one reader thread (SQLite may wait for a lock)."""
         def run() -> Any:
             if self._store is None:
-                from mtasts.store.reports import ReportStore
 
                 self._store = ReportStore(self.config.reports_path)
             return work(self._store)
@@ -82,7 +83,6 @@ class ReportsDashboard:
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8", headers=HEADERS)
 
     async def _overview(self, request):
-        from mtasts.views import report_summary
 
         since_text = request.query.get("since", "30d")
         try:
@@ -98,7 +98,6 @@ class ReportsDashboard:
         return self._page(overview_page(data, reports, since_text))
 
     async def _report(self, request):
-        from mtasts.views import advised
 
         report_id = request.match_info["report_id"]
 
@@ -113,8 +112,6 @@ class ReportsDashboard:
 
     async def _metrics(self, _request):
         from aiohttp import web
-
-        from mtasts.store.reports import day_of
 
         since_day = day_of(time.time() - METRICS_DAYS * 86400)
         days, statuses = await self._read(lambda store: (store.summary(since_day), store.status_counts()))

@@ -1,118 +1,44 @@
-"""Wiring: build the pieces from a Config, run until SIGTERM, reload on SIGHUP."""
+"""The daemon: the one composition root. It builds the pieces from a Config, runs until
+SIGTERM, reloads on SIGHUP, and hands over to a successor (``--takeover``).
+
+``state`` opens the cache tiers, ``journal`` sets up logging and speaks to systemd,
+``postfix`` fits the answers to the Postfix that reads them, ``takeover`` retires a
+predecessor. The publisher, dashboard and metrics servers (aiohttp, prometheus-client) are
+imported only where they run: a resolver-only daemon never loads them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import importlib.util
 import logging
 import os
 import signal
 import socket
-import sys
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 from mtasts import __version__
-from mtasts.commands import EXIT_CONFIG
-from mtasts.config import SYSTEM_STATE_DIR, Config, load_config, restart_only, user_state_dir, with_values
+from mtasts.config import Config, load_config, restart_only, with_values
+from mtasts.core.postfixcaps import PostfixInfo
+from mtasts.daemon.journal import sd_notify, setup_logging
+from mtasts.daemon.postfix import describe_answers, fit_to_postfix, learn_postfix
+from mtasts.daemon.state import open_cache, open_shared, with_state_dir
+from mtasts.daemon.takeover import Predecessor
 from mtasts.errors import ConfigError, StoreError
+from mtasts.exits import EXIT_CONFIG
 from mtasts.net.dns import DnsClient
 from mtasts.net.fetch import PolicyFetcher
-from mtasts.core.postfixcaps import PostfixInfo
-from mtasts.postconf import describe_answers, fit_to_postfix, learn_postfix
 from mtasts.resolver import PolicyResolver
 from mtasts.servers.activation import PassedSockets, describe
 from mtasts.servers.control import ControlServer
 from mtasts.servers.socketmap import SocketmapServer
-from mtasts.store.sqlite import SqliteStore
 from mtasts.store.tiered import PolicyCache
 
 if TYPE_CHECKING:
     from mtasts.servers.publisher import PolicyPublisher
 
 log = logging.getLogger("mtasts")
-
-
-def setup_logging(level: str, form: str = "text") -> None:
-    """Log to stderr in *form*: "text" (journald adds the time under systemd, JOURNAL_STREAM
-    set) or "json" (``mtasts.logformat``); a reload may change both."""
-    if form == "json":
-        from mtasts.logformat import JsonFormatter
-
-        formatter: logging.Formatter = JsonFormatter()
-    else:
-        journald = os.environ.get("JOURNAL_STREAM")
-        formatter = logging.Formatter("%(levelname)s %(message)s" if journald else "%(asctime)s %(levelname)s %(message)s")
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
-    for handler in root.handlers:
-        handler.setFormatter(formatter)
-    root.setLevel(level.upper())
-
-
-def with_state_dir(config: Config) -> Config:
-    """Make sure the cache directory exists; fall back to a per-user one when the
-    default system directory cannot be created (an ordinary user running the daemon).
-
-    A directory that exists but cannot be written (a read-only file system, another owner)
-    does not stop the start: refusing would defer all mail. The store then fails to open and
-    the cache runs in memory (an ERROR says what to fix), and so may the control socket."""
-    if config.cache.backend == "memory" and config.control.socket:
-        return config
-    directory = os.path.dirname(config.cache.path)
-    explicit = "path" in config.cache.given or directory != SYSTEM_STATE_DIR
-    try:
-        os.makedirs(directory, mode=0o750, exist_ok=True)
-    except OSError as exc:
-        if explicit:
-            raise ConfigError(
-                f"{config.source}: [cache] path: cannot create or write {directory}: {exc.strerror or exc}"
-            ) from None
-    else:
-        if os.access(directory, os.W_OK) or explicit or os.geteuid() == 0:
-            return config
-    fallback = user_state_dir()
-    try:
-        os.makedirs(fallback, mode=0o700, exist_ok=True)
-    except OSError as exc:  # a user without a home directory (nobody, a service account)
-        raise ConfigError(
-            f"{config.source}: [cache] path: {directory} is not writable for this user and {fallback} cannot be"
-            f" created ({exc.strerror or exc}); set [cache] path to a directory this user can write"
-        ) from None
-    path = os.path.join(fallback, os.path.basename(config.cache.path))
-    log.info("%s is not writable for this user; using %s", directory, fallback)
-    return with_values(config, "cache", path=path)
-
-
-def open_cache(config: Config, shared=None) -> PolicyCache:
-    """The cache tiers: memory, the SQLite store, and with *shared* (``open_shared``) the fleet's."""
-    # "redis" keeps the local SQLite store too: a Redis restart loses nothing a host needs.
-    store = None
-    if config.cache.backend != "memory":
-        try:
-            store = SqliteStore(config.cache.path)
-        except StoreError as exc:
-            # Refusing to start would defer all mail (Postfix gets "connection refused"):
-            # answer from memory, relearning policies, and say loudly what to fix.
-            log.error("%s; running with the memory cache only (policies are not kept across restarts)", exc)
-    if shared is not None:
-        from mtasts.store.fleet import FleetCache
-
-        return FleetCache(config.cache.memory_entries, store, shared)
-    return PolicyCache(config.cache.memory_entries, store)
-
-
-def open_shared(config: Config):
-    if config.cache.backend != "redis":
-        return None
-    try:
-        from mtasts.store.shared import SharedCache
-
-        return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout,
-                           [e.address for e in config.cache.sentinels], config.cache.sentinel_master)
-    except ImportError:
-        raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
-                          " (pip install 'mtasts[redis]')") from None
 
 
 # CPython (3.11+) gives every asyncio TLS connection a 256 KiB read buffer up front
@@ -124,25 +50,10 @@ TLS_READ_BUFFER = 32 * 1024
 
 
 def smaller_tls_buffers() -> None:
-    import asyncio.sslproto
 
     protocol = asyncio.sslproto.SSLProtocol
     if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:  # absent before 3.11: reads are sized per call
         protocol.max_size = TLS_READ_BUFFER
-
-
-def sd_notify(message: str) -> None:
-    """systemd's notify protocol (sd_notify(3)); a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-    except OSError as exc:
-        log.warning("sd_notify failed: %s", exc)
 
 
 class Daemon:
@@ -365,44 +276,6 @@ class Daemon:
         log.info("configuration reloaded from %s", applied.source)
         if ignored:
             log.warning("reload: %s change only on restart", ", ".join(ignored))
-
-
-class Predecessor:
-    """The running daemon a --takeover start replaces, reached on its control socket."""
-
-    def __init__(self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.path = path
-        self._reader = reader
-        self._writer = writer
-
-    @classmethod
-    async def find(cls, path: str) -> "Predecessor":
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 5.0)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"--takeover: no running mtasts answers on its control socket {path}"
-                              f" ({getattr(exc, 'strerror', None) or exc or 'timed out'}); start without --takeover") from None
-        return cls(path, reader, writer)
-
-    async def retire(self) -> Any:
-        import json
-
-        try:
-            self._writer.write(b'{"command": "handover"}\n')
-            reply = json.loads(await asyncio.wait_for(self._reader.readline(), 10.0) or b"{}")
-        except (OSError, ValueError, asyncio.TimeoutError) as exc:
-            log.error("--takeover: the daemon at %s did not confirm the handover (%s); stop it yourself", self.path, exc)
-            return None
-        finally:
-            self.close()
-        if not reply.get("ok"):
-            log.error("--takeover: the daemon at %s refused the handover: %s; stop it yourself",
-                      self.path, reply.get("error", "no reason given"))
-            return None
-        return reply.get("pid")
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None,
