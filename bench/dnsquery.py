@@ -63,8 +63,7 @@ async def measure(port: int, queries: int, rounds: int) -> None:
         return response.resolve_chaining().answer
 
     async def kept_socket(name):
-        response = await dns.asyncquery.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", 2, port=port,
-                                            sock=kept)
+        response = await dns.asyncquery.udp(dns.message.make_query(name, "TXT"), "127.0.0.1", 2, port=port, sock=kept)
         return response.resolve_chaining().answer
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -88,8 +87,10 @@ async def measure(port: int, queries: int, rounds: int) -> None:
     base = min(results["resolver"])
     for name, values in results.items():
         values.sort()
-        print(f"{name:12} best {values[0]:7.1f} us  median {values[len(values) // 2]:7.1f} us CPU/query"
-              f"  ({values[0] / base:.2f}x the resolver's best)")
+        print(
+            f"{name:12} best {values[0]:7.1f} us  median {values[len(values) // 2]:7.1f} us CPU/query"
+            f"  ({values[0] / base:.2f}x the resolver's best)"
+        )
 
 
 def main() -> int:

@@ -53,24 +53,28 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
 
     class Resolver(aiohttp.abc.AbstractResolver):
         async def resolve(self, host, port=0, family=socket.AF_INET):
-            return [{"hostname": host, "host": a, "port": port, "family": f, "proto": 0,
-                     "flags": socket.AI_NUMERICHOST} for f, a in await client.addresses(host)]
+            return [
+                {"hostname": host, "host": a, "port": port, "family": f, "proto": 0, "flags": socket.AI_NUMERICHOST}
+                for f, a in await client.addresses(host)
+            ]
 
         async def close(self):
             pass
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-        resolver=Resolver(), ssl=context, use_dns_cache=False, force_close=True, limit=256))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            resolver=Resolver(), ssl=context, use_dns_cache=False, force_close=True, limit=256
+        )
+    )
 
     async def via_fetcher(domain: str) -> None:
         async with slots:
             await fetcher.fetch(domain)
 
     async def via_aiohttp(domain: str) -> None:
-        async with slots:
-            async with session.get(policy_url(domain), allow_redirects=False) as response:
-                assert response.status == 200
-                parse_policy(await response.read())
+        async with slots, session.get(policy_url(domain), allow_redirects=False) as response:
+            assert response.status == 200
+            parse_policy(await response.read())
 
     async def via_streams(domain: str) -> None:
         async with slots:
@@ -98,7 +102,9 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
     async def blocking(domains: list) -> None:
         for domain in domains:
             host = policy_host(domain)
-            with socket.create_connection((address, 443)) as plain, context.wrap_socket(plain, server_hostname=host) as tls:
+            with socket.create_connection((address, 443)) as plain, context.wrap_socket(
+                plain, server_hostname=host
+            ) as tls:
                 tls.sendall(request.format(host).encode())
                 data = b""
                 while True:
@@ -125,8 +131,10 @@ async def measure(ca_file: str, fresh: list, n: int, rounds: int, concurrency: i
     await fetcher.close()
     for name, figures in cpu_ms.items():
         figures.sort()
-        print(f"{name:8} {figures[len(figures) // 2]:5.2f} ms CPU per fetch (median round; rounds"
-              f" {' '.join(f'{f:.2f}' for f in figures)}; {per_round * rounds} fetches)")
+        print(
+            f"{name:8} {figures[len(figures) // 2]:5.2f} ms CPU per fetch (median round; rounds"
+            f" {' '.join(f'{f:.2f}' for f in figures)}; {per_round * rounds} fetches)"
+        )
 
 
 def main() -> int:
@@ -141,8 +149,9 @@ def main() -> int:
     fresh = run.domains("fc", 4 * args.fetches)
     spec = work / "world.json"
     spec.write_text(json.dumps({"ca_file": str(work / "ca.pem"), "enforce": fresh}))
-    world = subprocess.Popen([sys.executable, str(ROOT / "bench" / "run.py"), "--serve-world", str(spec)],
-                             stdout=subprocess.PIPE, text=True)
+    world = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--serve-world", str(spec)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert world.stdout.readline().strip() == "world ready"
         asyncio.run(measure(str(work / "ca.pem"), fresh, args.fetches, args.rounds, args.concurrency))

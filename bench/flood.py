@@ -49,7 +49,7 @@ def netstring(data: bytes) -> bytes:
     return b"%d:%s," % (len(data), data)
 
 
-def fetch_policy(ca: "object", source: str) -> bool:
+def fetch_policy(ca: object, source: str) -> bool:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     s = socket.socket()
@@ -58,7 +58,9 @@ def fetch_policy(ca: "object", source: str) -> bool:
     try:
         s.connect(("127.0.0.1", PUBLISH_PORT))
         with ctx.wrap_socket(s, server_hostname="mta-sts.flood.example") as t:
-            t.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.flood.example\r\nConnection: close\r\n\r\n")
+            t.sendall(
+                b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.flood.example\r\nConnection: close\r\n\r\n"
+            )
             return t.recv(12) == b"HTTP/1.1 200"
     except OSError:
         return False
@@ -82,8 +84,14 @@ def half_open(pid: int, ca, count: int, sources: int) -> dict:
     for s in held:
         s.close()
     time.sleep(11.0)  # past the handshake timeout
-    return {"connections": len(held), "client_addresses": sources, "before": before, "during": during,
-            "after": sample(pid), "normal_client_served": served}
+    return {
+        "connections": len(held),
+        "client_addresses": sources,
+        "before": before,
+        "during": during,
+        "after": sample(pid),
+        "normal_client_served": served,
+    }
 
 
 def seed_big_policy(path: pathlib.Path) -> None:
@@ -108,14 +116,19 @@ def never_reads(pid: int, seconds: float) -> dict:
     while time.monotonic() < deadline:
         try:
             # Whole requests only: a partial send continues where it stopped.
-            sent += s.send(memoryview(burst)[sent % len(burst):])
+            sent += s.send(memoryview(burst)[sent % len(burst) :])
         except BlockingIOError:
             time.sleep(0.01)
     during = sample(pid)
     s.close()
     time.sleep(1.0)
-    return {"seconds": seconds, "sent_mib": round(sent / 2**20, 1), "before": before, "during": during,
-            "after": sample(pid)}
+    return {
+        "seconds": seconds,
+        "sent_mib": round(sent / 2**20, 1),
+        "before": before,
+        "during": during,
+        "after": sample(pid),
+    }
 
 
 def main() -> None:
@@ -135,9 +148,13 @@ def main() -> None:
         f'[socketmap]\nlisten = ["inet:127.0.0.1:{SOCKETMAP_PORT}"]\n[resolver]\nnameservers = ["127.0.0.1:9"]\n'
         f'timeout = 0.5\n[cache]\npath = "{work}/cache.sqlite3"\n[dane]\nmode = "off"\n[postfix]\nversion = "3.7.11"\n'
         f'[publish]\nlisten = ["127.0.0.1:{PUBLISH_PORT}"]\n[publish.domains."flood.example"]\nmx = ["mx.flood.example"]\n'
-        f'cert = "{work}/cert.pem"\nkey = "{work}/key.pem"\n[log]\nlevel = "warning"\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
-                              cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+        f'cert = "{work}/cert.pem"\nkey = "{work}/key.pem"\n[log]\nlevel = "warning"\n'
+    )
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
+        cwd=str(ROOT),
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -38,6 +38,9 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from run import wait_port  # noqa: E402  (bench/run.py: the same wait for the daemon's port)
+
 SOCKETMAP_PORT, PUBLISH_IP = 18471, "127.8.14.1"
 HOSTILE_IP, DNS_IP = "127.8.13.1", "127.8.13.53"
 CACHED = "cached.example"
@@ -90,8 +93,13 @@ print(json.dumps({"message_bytes": len(wire), "records": count, "parse_ms": roun
 
 
 def pointer_chain(tree: pathlib.Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", POINTER_CHAIN], env=dict(os.environ, PYTHONPATH=str(tree / "src")),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", POINTER_CHAIN],
+        env=dict(os.environ, PYTHONPATH=str(tree / "src")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return json.loads(done.stdout)
 
 
@@ -125,8 +133,9 @@ class Sampler(threading.Thread):
 
 
 def start_probe(seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", PROBE, str(SOCKETMAP_PORT), str(seconds)], stdout=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", PROBE, str(SOCKETMAP_PORT), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def probe_result(probe: subprocess.Popen) -> dict:
@@ -231,8 +240,10 @@ def fetches(ca_file: str, seconds: float, every: float) -> dict:
         try:
             raw = socket.create_connection((PUBLISH_IP, 443), timeout=5, source_address=("127.8.17.1", 0))
             with context.wrap_socket(raw, server_hostname="mta-sts.publish.example") as t:
-                t.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.publish.example\r\n"
-                          b"Connection: close\r\n\r\n")
+                t.sendall(
+                    b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.publish.example\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
                 ok += t.recv(12) == b"HTTP/1.1 200"
         except (OSError, ssl.SSLError):
             pass
@@ -253,8 +264,11 @@ def continue_stream(pid: int, seconds: float) -> dict:
     while not data.endswith(b","):
         data += s.recv(4096)
     took = time.monotonic() - began
-    return {"hostile_lookup_s": round(took, 2), "hostile_answer": data.split(b":", 1)[1][:40].decode(),
-            "probe": probe_result(probe)}
+    return {
+        "hostile_lookup_s": round(took, 2),
+        "hostile_answer": data.split(b":", 1)[1][:40].decode(),
+        "probe": probe_result(probe),
+    }
 
 
 def publisher_flood(pid: int, seconds: float, target, args, every: float, ca_file: str, warmup: float = 1.0) -> dict:
@@ -310,26 +324,32 @@ def main() -> int:
         f'timeout = 5\n[fetch]\ntimeout = 15\nca_file = "{work}/ca.pem"\n[cache]\npath = "{work}/cache.sqlite3"\n'
         f'txt_recheck = 3600\n[dane]\nmode = "off"\n[postfix]\nversion = "3.7.11"\n'
         f'[publish]\nlisten = ["{PUBLISH_IP}:443"]\n[publish.domains."publish.example"]\nmx = ["mx.publish.example"]\n'
-        f'cert = "{work}/publish.pem"\nkey = "{work}/publish.key"\n[log]\nlevel = "warning"\n')
+        f'cert = "{work}/publish.pem"\nkey = "{work}/publish.key"\n[log]\nlevel = "warning"\n'
+    )
     tree = pathlib.Path(args.tree).resolve()
-    revision = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
+    revision = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     log = open(work / "daemon.log", "wb")
-    daemon = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
-                              cwd=str(tree), env=dict(os.environ, PYTHONPATH=str(tree / "src"), **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("HOSTILE_DEBUG") else {})), stdout=log, stderr=log)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
+        cwd=str(tree),
+        env=dict(
+            os.environ,
+            PYTHONPATH=str(tree / "src"),
+            **({"PYTHONASYNCIODEBUG": "1"} if os.environ.get("HOSTILE_DEBUG") else {}),
+        ),
+        stdout=log,
+        stderr=log,
+    )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", SOCKETMAP_PORT), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_port(SOCKETMAP_PORT, 20.0)
         seconds, ca = args.seconds, str(work / "ca.pem")
         result = {"tree": str(tree), "revision": revision, "idle": sample(daemon.pid)}
         result["continue_stream"] = continue_stream(daemon.pid, max(seconds, STREAM_SECONDS + 5.0))
-        result["one_address"] = publisher_flood(daemon.pid, seconds + 10.0, flood_one_address,
-                                                (ca, seconds + 9.0, 200.0), 0.5, ca, warmup=10.5)
+        result["one_address"] = publisher_flood(
+            daemon.pid, seconds + 10.0, flood_one_address, (ca, seconds + 9.0, 200.0), 0.5, ca, warmup=10.5
+        )
         result["silent_many"] = publisher_flood(daemon.pid, seconds, flood_silent, (seconds - 1.0, 700.0, 64), 0.2, ca)
         result["pipelined_new"] = pipelined_new(daemon.pid, seconds)
         result["alive"] = daemon.poll() is None

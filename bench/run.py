@@ -121,7 +121,11 @@ def loadgen(port: int, conns: int, keys, mapname: str, seconds: float = 0.0, onc
         f.write("\n".join(keys) + "\n")
     args = [str(OUT / "loadgen"), "127.0.0.1", str(port), str(conns), f.name, mapname]
     args += ["--once"] if once else ["--duration", str(seconds)]
-    print(f"  loadgen :{port} conns={conns} keys={len(keys)} {'once' if once else f'{seconds}s'}", file=sys.stderr, flush=True)
+    print(
+        f"  loadgen :{port} conns={conns} keys={len(keys)} {'once' if once else f'{seconds}s'}",
+        file=sys.stderr,
+        flush=True,
+    )
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     os.unlink(f.name)
     result = json.loads(out)
@@ -186,11 +190,15 @@ def main() -> int:
     slow_ours, slow_peer = domains("lo", LATENCY_DOMAINS), domains("lp", LATENCY_DOMAINS)
     ca_file = str(work / "ca.pem")
     spec = work / "world.json"
-    spec.write_text(json.dumps({"ca_file": ca_file, "enforce": cached + first_ours + first_peer + slow_ours + slow_peer}))
+    spec.write_text(
+        json.dumps({"ca_file": ca_file, "enforce": cached + first_ours + first_peer + slow_ours + slow_peer})
+    )
 
     procs = []
     try:
-        world = subprocess.Popen([sys.executable, __file__, "--serve-world", str(spec)], stdout=subprocess.PIPE, text=True)
+        world = subprocess.Popen(
+            [sys.executable, __file__, "--serve-world", str(spec)], stdout=subprocess.PIPE, text=True
+        )
         procs.append(world)
         assert world.stdout.readline().strip() == "world ready"
 
@@ -201,8 +209,11 @@ def main() -> int:
             # The answers and the DANE check of earlier runs, whatever Postfix this machine has.
             f'[postfix]\nversion = "3.7.11"\ndnssec = true\n'
         )
-        ours = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
-                                cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+        ours = subprocess.Popen(
+            [sys.executable, "-m", "mtasts", "serve", "-c", str(work / "mtasts.toml")],
+            cwd=str(ROOT),
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )
         procs.append(ours)
 
         (work / "resolv.conf").write_text(f"nameserver {DNS_IP}\n")
@@ -212,8 +223,13 @@ def main() -> int:
             "default_zone:\n  strict_testing: false\n  timeout: 10\n"
         )
         peer_proc = subprocess.Popen(
-            ["unshare", "-m", "sh", "-c",
-             f"mount --bind {work}/resolv.conf /etc/resolv.conf && exec {peer} -c {work}/peer.yml -v error"],
+            [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                f"mount --bind {work}/resolv.conf /etc/resolv.conf && exec {peer} -c {work}/peer.yml -v error",
+            ],
             env=dict(os.environ, SSL_CERT_FILE=ca_file),
         )
         procs.append(peer_proc)
@@ -235,10 +251,11 @@ def main() -> int:
         for turn in range(FIRST_TIME_TURNS):
             for name, keys in (("mtasts", first_ours), ("peer", first_peer)):
                 before = {k: cpu_seconds(p) for k, p in pids.items()}
-                r = loadgen(targets[name], 64, keys[turn * share:(turn + 1) * share], "postfix", once=True)
+                r = loadgen(targets[name], 64, keys[turn * share : (turn + 1) * share], "postfix", once=True)
                 spent = {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
                 total = results.setdefault("first_time_64", {}).setdefault(
-                    name, {"requests": 0, "seconds": 0.0, "ok": 0, "cpu_seconds": dict.fromkeys(pids, 0.0)})
+                    name, {"requests": 0, "seconds": 0.0, "ok": 0, "cpu_seconds": dict.fromkeys(pids, 0.0)}
+                )
                 for key in ("requests", "seconds", "ok"):
                     total[key] += r[key]
                 for k in pids:
@@ -246,7 +263,7 @@ def main() -> int:
         for r in results["first_time_64"].values():
             r["domains_per_s"] = round(r["requests"] / r["seconds"], 1)
 
-        for name, port in targets.items():  # warm-up: learn the cached and negative sets
+        for port in targets.values():  # warm-up: learn the cached and negative sets
             loadgen(port, 32, cached, "postfix", once=True)
             loadgen(port, 32, negative, "postfix", once=True)
 
@@ -294,8 +311,11 @@ def main() -> int:
 def print_table(r: dict) -> None:
     print("\n| workload | mtasts | peer | loopback (C) | mtasts / peer |")
     print("|---|---|---|---|---|")
-    for label, title in (("cached_32", "cached enforce, 32 conns"), ("cached_1", "cached enforce, 1 conn"),
-                         ("negative_32", "no MTA-STS, 32 conns")):
+    for label, title in (
+        ("cached_32", "cached enforce, 32 conns"),
+        ("cached_1", "cached enforce, 1 conn"),
+        ("negative_32", "no MTA-STS, 32 conns"),
+    ):
         row = r[label]
         cells = []
         for name in ("mtasts", "peer", "loopback"):
@@ -303,16 +323,23 @@ def print_table(r: dict) -> None:
             cells.append(f"{x['rps']:,.0f}/s, p50 {x['p50_us']:.0f} us, p99 {x['p99_us']:.0f} us" if x else "-")
         print(f"| {title} | {cells[0]} | {cells[1]} | {cells[2]} | {r['ratios'][label]}x |")
     ft = r["first_time_64"]
-    print(f"| {r['domains']} first-time lookups, 64 conns | {ft['mtasts']['domains_per_s']:,.0f} domains/s "
-          f"({ft['mtasts']['ok']} secure) | {ft['peer']['domains_per_s']:,.0f} domains/s ({ft['peer']['ok']} secure) "
-          f"| - | {r['ratios']['first_time_64']}x |")
+    print(
+        f"| {r['domains']} first-time lookups, 64 conns | {ft['mtasts']['domains_per_s']:,.0f} domains/s "
+        f"({ft['mtasts']['ok']} secure) | {ft['peer']['domains_per_s']:,.0f} domains/s ({ft['peer']['ok']} secure) "
+        f"| - | {r['ratios']['first_time_64']}x |"
+    )
     for name in ("mtasts", "peer"):
         print(f"first-time ({name}): {ft[name]['seconds']:.2f} s wall, CPU seconds {ft[name]['cpu_seconds']}")
     rtt = r["first_time_rtt"]
-    cells = [f"p50 {rtt[n]['p50_us'] / 1000:.0f} ms ({rtt[n]['round_trips_p50']} round trips), max {rtt[n]['p99_us'] / 1000:.0f} ms"
-             f" ({rtt[n]['ok']} secure)" for n in ("mtasts", "peer")]
-    print(f"| first lookup, 50 ms network, one at a time ({LATENCY_DOMAINS} domains) | {cells[0]} | {cells[1]} | - "
-          f"| {r['ratios']['first_time_latency']}x latency |")
+    cells = [
+        f"p50 {rtt[n]['p50_us'] / 1000:.0f} ms ({rtt[n]['round_trips_p50']} round trips), max {rtt[n]['p99_us'] / 1000:.0f} ms"
+        f" ({rtt[n]['ok']} secure)"
+        for n in ("mtasts", "peer")
+    ]
+    print(
+        f"| first lookup, 50 ms network, one at a time ({LATENCY_DOMAINS} domains) | {cells[0]} | {cells[1]} | - "
+        f"| {r['ratios']['first_time_latency']}x latency |"
+    )
     print(f"| RSS after the run | {r['rss_mb']['mtasts']} MB | {r['rss_mb']['peer']} MB | - | - |")
 
 

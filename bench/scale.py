@@ -42,8 +42,9 @@ PORT = 18471
 
 
 def body(domain: str) -> bytes:
-    return (f"version: STSv1\r\nmode: enforce\r\nmx: mx1.{domain}\r\nmx: *.backup.{domain}\r\n"
-            f"max_age: 31557600\r\n").encode()
+    return (
+        f"version: STSv1\r\nmode: enforce\r\nmx: mx1.{domain}\r\nmx: *.backup.{domain}\r\nmax_age: 31557600\r\n"
+    ).encode()
 
 
 def domain_name(i: int) -> str:
@@ -59,8 +60,24 @@ def populate(path: str, n: int, now: float) -> float:
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = OFF")
-    rows = ((domain_name(i), "1", body(domain_name(i)), now, now + 31557600, None, 0.0, now, now + 86400, 0, "",
-             None, "enforce") for i in range(n))
+    rows = (
+        (
+            domain_name(i),
+            "1",
+            body(domain_name(i)),
+            now,
+            now + 31557600,
+            None,
+            0.0,
+            now,
+            now + 86400,
+            0,
+            "",
+            None,
+            "enforce",
+        )
+        for i in range(n)
+    )
     with db:
         db.executemany("INSERT INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -78,8 +95,13 @@ def rss(pid: int) -> int:
 def start_daemon(cfg: pathlib.Path, log: pathlib.Path):
     out = open(log, "wb")
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "mtasts", "serve", "-c", str(cfg)], stdout=out,
-                            stderr=subprocess.STDOUT, cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtasts", "serve", "-c", str(cfg)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
     while " ready: " not in log.read_text():
         if proc.poll() is not None:
             raise RuntimeError(log.read_text())
@@ -97,9 +119,14 @@ def query(sock: socket.socket, key: str) -> str:
 
 
 def stats(cfg: pathlib.Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "mtasts", "cache", "stats", "--json", "-c", str(cfg)],
-                         capture_output=True, text=True, check=True, cwd=str(ROOT),
-                         env=dict(os.environ, PYTHONPATH=str(ROOT / "src"))).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mtasts", "cache", "stats", "--json", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(ROOT),
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    ).stdout
     return json.loads(out)["stats"]
 
 
@@ -111,8 +138,9 @@ def redis_size(n: int, now: float):
     import redis
 
     port = 18472
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
     try:
         time.sleep(0.5)
         client = redis.Redis(port=port)
@@ -148,9 +176,11 @@ def main() -> None:
     result["populate_s"] = round(populate(str(db), args.domains, now), 1)
     result["sqlite_bytes"] = db.stat().st_size
     dead_dns = "127.0.0.1:9"  # discard port: nothing here may need DNS
-    config = (f'[socketmap]\nlisten = ["inet:127.0.0.1:{PORT}"]\n[resolver]\nnameservers = ["{dead_dns}"]\n'
-              f'[cache]\npath = "{db}"\nmemory_entries = {args.working_set + args.working_set // 10}\ntxt_recheck = 86400\n'
-              f'[dane]\nmode = "off"\n[postfix]\nversion = "3.7.11"\n')
+    config = (
+        f'[socketmap]\nlisten = ["inet:127.0.0.1:{PORT}"]\n[resolver]\nnameservers = ["{dead_dns}"]\n'
+        f'[cache]\npath = "{db}"\nmemory_entries = {args.working_set + args.working_set // 10}\ntxt_recheck = 86400\n'
+        f'[dane]\nmode = "off"\n[postfix]\nversion = "3.7.11"\n'
+    )
     empty_cfg = tmp / "empty.toml"
     empty_cfg.write_text(config.replace(str(db), str(tmp / "empty.sqlite3")).replace(str(PORT), str(PORT + 1)))
     proc, result["startup_empty_s"] = start_daemon(empty_cfg, tmp / "empty.log")

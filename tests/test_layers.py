@@ -44,14 +44,39 @@ LAZY = {
     "mtasts.servers.publisher": "imports aiohttp: loaded only where a publisher runs",
     "mtasts.servers.dashboard": "imports aiohttp: loaded only where the dashboard runs",
     "mtasts.servers.metrics": "imports aiohttp and prometheus_client: loaded only with [metrics] listen",
-    "mtasts.store.shared": "imports redis: loaded only with [cache] backend = \"redis\"",
+    "mtasts.store.shared": 'imports redis: loaded only with [cache] backend = "redis"',
     "mtasts.commands": "cli.py loads only the command it runs (reports ingest, per mail, stays light)",
     "mtasts.daemon": "cli.py: `serve` only",
 }
 
-CORE_FORBIDDEN = {"asyncio", "aiohttp", "dns", "sqlite3", "socket", "time", "datetime", "random", "os", "ssl",
-                  "cachetools", "redis", "subprocess", "threading", "logging", "selectors", "pathlib", "io",
-                  "shutil", "tempfile", "signal", "glob", "urllib", "http", "multiprocessing", "concurrent"}
+CORE_FORBIDDEN = {
+    "asyncio",
+    "aiohttp",
+    "dns",
+    "sqlite3",
+    "socket",
+    "time",
+    "datetime",
+    "random",
+    "os",
+    "ssl",
+    "cachetools",
+    "redis",
+    "subprocess",
+    "threading",
+    "logging",
+    "selectors",
+    "pathlib",
+    "io",
+    "shutil",
+    "tempfile",
+    "signal",
+    "glob",
+    "urllib",
+    "http",
+    "multiprocessing",
+    "concurrent",
+}
 CORE_FORBIDDEN_CALLS = {"open", "input", "exec", "eval", "__import__", "breakpoint"}
 
 
@@ -144,29 +169,55 @@ def test_every_import_follows_the_plan():
 
 def test_the_core_modules_exist():
     names = {p.stem for p in (PACKAGE_DIR / "core").glob("*.py")}
-    assert {"netstring", "socketmap", "txtrecord", "policy", "hostname", "nexthop", "reply", "freshness",
-            "postfixcaps", "dane", "answer"} <= names
+    assert {
+        "netstring",
+        "socketmap",
+        "txtrecord",
+        "policy",
+        "hostname",
+        "nexthop",
+        "reply",
+        "freshness",
+        "postfixcaps",
+        "dane",
+        "answer",
+    } <= names
 
 
-@pytest.mark.parametrize("module,planted,expected", [
-    ("mtasts.core.x", "import time\n", "1: imports time (the core does no I/O and reads no clock)"),
-    ("mtasts.core.x", "from mtasts.store import sqlite\n", "1: imports mtasts.store (outside the core)"),
-    ("mtasts.core.x", "from ..net import dns\n", "1: imports mtasts.net (outside the core)"),
-    ("mtasts.core.x", "from . import policy\n", None),
-    ("mtasts.core.x", "data = open('/etc/passwd').read()\n", "1: calls open()"),
-    ("mtasts.net.x", "from mtasts.store.sqlite import SqliteStore\n",
-     "1: imports mtasts.store.sqlite, which is not below net"),
-    ("mtasts.net.x", "from mtasts.config import Config\n", "1: imports mtasts.config, which is not below net"),
-    ("mtasts.store.x", "from mtasts.resolver import PolicyResolver\n",
-     "1: imports mtasts.resolver, which is not below store"),
-    ("mtasts.daemon.x", "from mtasts.commands.cache import ask\n",
-     "1: imports mtasts.commands.cache, which is not below daemon"),
-    ("mtasts.servers.x", "from mtasts.resolver import PolicyResolver\n", None),
-    ("mtasts.servers.x", "def f():\n    from mtasts.resolver import PolicyResolver\n",
-     "2: imports mtasts.resolver inside a function (LAZY says when that is allowed)"),
-    ("mtasts.daemon.x", "def f():\n    from mtasts.servers.publisher import PolicyPublisher\n", None),
-    ("mtasts.resolver.x", "from .answers import Answers\n", None),
-])
+@pytest.mark.parametrize(
+    "module,planted,expected",
+    [
+        ("mtasts.core.x", "import time\n", "1: imports time (the core does no I/O and reads no clock)"),
+        ("mtasts.core.x", "from mtasts.store import sqlite\n", "1: imports mtasts.store (outside the core)"),
+        ("mtasts.core.x", "from ..net import dns\n", "1: imports mtasts.net (outside the core)"),
+        ("mtasts.core.x", "from . import policy\n", None),
+        ("mtasts.core.x", "data = open('/etc/passwd').read()\n", "1: calls open()"),
+        (
+            "mtasts.net.x",
+            "from mtasts.store.sqlite import SqliteStore\n",
+            "1: imports mtasts.store.sqlite, which is not below net",
+        ),
+        ("mtasts.net.x", "from mtasts.config import Config\n", "1: imports mtasts.config, which is not below net"),
+        (
+            "mtasts.store.x",
+            "from mtasts.resolver import PolicyResolver\n",
+            "1: imports mtasts.resolver, which is not below store",
+        ),
+        (
+            "mtasts.daemon.x",
+            "from mtasts.commands.cache import ask\n",
+            "1: imports mtasts.commands.cache, which is not below daemon",
+        ),
+        ("mtasts.servers.x", "from mtasts.resolver import PolicyResolver\n", None),
+        (
+            "mtasts.servers.x",
+            "def f():\n    from mtasts.resolver import PolicyResolver\n",
+            "2: imports mtasts.resolver inside a function (LAZY says when that is allowed)",
+        ),
+        ("mtasts.daemon.x", "def f():\n    from mtasts.servers.publisher import PolicyPublisher\n", None),
+        ("mtasts.resolver.x", "from .answers import Answers\n", None),
+    ],
+)
 def test_the_checker_catches_a_planted_import(tmp_path, module, planted, expected):
     fake = tmp_path / "x.py"
     fake.write_text(planted)

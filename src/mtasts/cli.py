@@ -6,9 +6,13 @@
     mtasts cache list | show DOMAIN | purge DOMAIN | purge --all | refresh DOMAIN | stats  [--json]
     mtasts cache history DOMAIN [--json] | export --postfix [--map NAME] | warm FILE|-
     mtasts override add DOMAIN --until 48h --reason TEXT [--level may|encrypt|none] [--dane] | list | remove DOMAIN
+    mtasts check DOMAIN [--json]
+    mtasts publish records [DOMAIN] | policy DOMAIN | write DIR | snippet DOMAIN
+    mtasts reports ingest | list | show REPORT-ID | summary | digest
 
-Parsing and dispatch only; the commands live in ``mtasts.commands`` (``serve`` in
-``mtasts.daemon``), and their exit codes are listed there.
+Parsing and dispatch only: the commands live in ``mtasts.commands`` (``serve`` in
+``mtasts.daemon``), their exit codes in ``mtasts.exits``. Each is imported only when it
+runs: ``reports ingest``, run once per report mail, loads no DNS or HTTP library.
 """
 
 from __future__ import annotations
@@ -36,24 +40,34 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mtasts", description="MTA-STS (RFC 8461) policy daemon for Postfix")
     parser.add_argument("--version", action="version", version=f"mtasts {__version__}")
     common = _Parser(add_help=False)
-    common.add_argument("--config", "-c", metavar="PATH", help="TOML configuration (default /etc/mtasts/mtasts.toml if present)")
+    common.add_argument(
+        "--config", "-c", metavar="PATH", help="TOML configuration (default /etc/mtasts/mtasts.toml if present)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    serve = sub.add_parser("serve", parents=[common], help="run the daemon (resolver, and publisher if domains are configured)")
+    serve = sub.add_parser(
+        "serve", parents=[common], help="run the daemon (resolver, and publisher if domains are configured)"
+    )
     serve.add_argument("--only", choices=("resolver", "publisher"), help="run just one of the two")
-    serve.add_argument("--takeover", action="store_true",
-                       help="replace the running resolver without a gap: listen beside it (SO_REUSEPORT, unix sockets"
-                            " renamed over), then it drains and stops")
+    serve.add_argument(
+        "--takeover",
+        action="store_true",
+        help="replace the running resolver without a gap: listen beside it (SO_REUSEPORT, unix sockets"
+        " renamed over), then it drains and stops",
+    )
 
     query = sub.add_parser("query", parents=[common], help="discover a domain's policy live (no cache)")
     query.add_argument("domain", help="a recipient domain or a next hop as Postfix sends it ([relay]:587, ...)")
     query.add_argument("--map", default="postfix", help="map profile for the Postfix answer (default: postfix)")
     query.add_argument("--json", action="store_true", help="machine-readable output")
 
-    doctor = sub.add_parser("doctor", parents=[common],
-                            help="check that the local Postfix reaches the daemon and can use its answers"
-                                 " (exit 0 ok, 1 warning, 2 failure, 3 Postfix unknown)")
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="check that the local Postfix reaches the daemon and can use its answers"
+        " (exit 0 ok, 1 warning, 2 failure, 3 Postfix unknown)",
+    )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = sub.add_parser("check", parents=[common], help="check a domain's live MTA-STS publication")
@@ -73,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p = publish_sub.add_parser("snippet", parents=[common], help="an Apache or nginx vhost serving the written policy")
     p.add_argument("server", choices=("apache", "nginx"), help="the web server")
     p.add_argument("domain", help="one of [publish.domains]")
-    p.add_argument("--dir", default="/var/www/mta-sts", help="where 'publish write' put the files (default /var/www/mta-sts)")
+    p.add_argument(
+        "--dir", default="/var/www/mta-sts", help="where 'publish write' put the files (default /var/www/mta-sts)"
+    )
 
     override = sub.add_parser("override", help="exemptions: another answer for one domain, until a given time")
     override_sub = override.add_subparsers(dest="action", metavar="ACTION")
@@ -82,10 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("domain", help="the recipient domain (next hop) to exempt")
     p.add_argument("--until", required=True, help="48h, 30m, 7d, 2w, or a UTC date such as 2026-12-24T18:00")
     p.add_argument("--reason", required=True, help="why (logged with every use, shown by list)")
-    p.add_argument("--level", choices=("may", "encrypt", "none"), default="may",
-                   help="Postfix's TLS level for the domain meanwhile (default may)")
-    p.add_argument("--dane", action="store_true",
-                   help="also over DANE (default: where the domain has usable TLSA records, DANE still applies)")
+    p.add_argument(
+        "--level",
+        choices=("may", "encrypt", "none"),
+        default="may",
+        help="Postfix's TLS level for the domain meanwhile (default may)",
+    )
+    p.add_argument(
+        "--dane",
+        action="store_true",
+        help="also over DANE (default: where the domain has usable TLSA records, DANE still applies)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = override_sub.add_parser("list", parents=[common], help="the overrides in force")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -96,20 +119,32 @@ def _parser() -> argparse.ArgumentParser:
     reports = sub.add_parser("reports", help="TLSRPT reports received for the published domains (RFC 8460)")
     reports_sub = reports.add_subparsers(dest="action", metavar="ACTION")
     reports_sub.required = True
-    reports_sub.add_parser("ingest", parents=[common],
-                           help="store the report in the mail on stdin (a Postfix pipe transport; exit 0 unless a"
-                                " local fault, 75)")
-    for name, text in (("list", "the reports received"), ("summary", "per domain and day: sessions, failures, advice"),
-                       ("digest", "a plain-text summary for a daily mail")):
+    reports_sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="store the report in the mail on stdin (a Postfix pipe transport; exit 0 unless a local fault, 75)",
+    )
+    for name, text in (
+        ("list", "the reports received"),
+        ("summary", "per domain and day: sessions, failures, advice"),
+        ("digest", "a plain-text summary for a daily mail"),
+    ):
         p = reports_sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--since", default="1d" if name == "digest" else "7d",
-                       help="24h, 7d, 2w or a UTC date (default %(default)s)")
+        p.add_argument(
+            "--since",
+            default="1d" if name == "digest" else "7d",
+            help="24h, 7d, 2w or a UTC date (default %(default)s)",
+        )
         p.add_argument("--domain", help="only this policy domain")
         if name != "digest":
             p.add_argument("--json", action="store_true", help="machine-readable output")
         else:
-            p.add_argument("--mail-to", default="", metavar="ADDRESS",
-                           help="print a whole message to ADDRESS, for 'sendmail -t' (the timer unit does this)")
+            p.add_argument(
+                "--mail-to",
+                default="",
+                metavar="ADDRESS",
+                help="print a whole message to ADDRESS, for 'sendmail -t' (the timer unit does this)",
+            )
     p = reports_sub.add_parser("show", parents=[common], help="one report: failures with advice, and its JSON")
     p.add_argument("report_id", metavar="REPORT-ID", help="as 'reports list' shows it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -120,18 +155,29 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("list", "every cached domain"), ("stats", "cache and lookup counters")):
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("--json", action="store_true", help="machine-readable output")
-    for name, text in (("show", "one domain's entry"), ("refresh", "discover a domain again now"),
-                       ("history", "when the domain's policy or DANE state changed, and downgrades")):
+    for name, text in (
+        ("show", "one domain's entry"),
+        ("refresh", "discover a domain again now"),
+        ("history", "when the domain's policy or DANE state changed, and downgrades"),
+    ):
         p = cache_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("domain", help="a cached domain")
         p.add_argument("--json", action="store_true", help="machine-readable output")
-    warm = cache_sub.add_parser("warm", parents=[common],
-                                help="discover a list of domains now (e.g. the top recipient domains)")
-    warm.add_argument("file", help="one domain per line (text after the first word and # comments ignored); - for stdin")
-    export = cache_sub.add_parser("export", parents=[common],
-                                  help="the current answers as a static smtp_tls_policy_maps table (postmap)")
-    export.add_argument("--postfix", action="store_true", required=True,
-                        help="Postfix table lines: DOMAIN LEVEL ATTRIBUTES (the one format)")
+    warm = cache_sub.add_parser(
+        "warm", parents=[common], help="discover a list of domains now (e.g. the top recipient domains)"
+    )
+    warm.add_argument(
+        "file", help="one domain per line (text after the first word and # comments ignored); - for stdin"
+    )
+    export = cache_sub.add_parser(
+        "export", parents=[common], help="the current answers as a static smtp_tls_policy_maps table (postmap)"
+    )
+    export.add_argument(
+        "--postfix",
+        action="store_true",
+        required=True,
+        help="Postfix table lines: DOMAIN LEVEL ATTRIBUTES (the one format)",
+    )
     export.add_argument("--map", default="postfix", help="map profile for the answers (default: postfix)")
     purge = cache_sub.add_parser("purge", parents=[common], help="forget one domain, or --all")
     purge.add_argument("domain", nargs="?", help="the domain to forget")
@@ -159,7 +205,7 @@ _EXIT_CODES = (
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    _parser_, args = parseargs(argv)
+    _, args = parseargs(argv)
     try:
         return _run(load_config(args.config), args)
     except KeyboardInterrupt:

@@ -22,4 +22,3 @@ EXIT_RUNTIME = 70  # EX_SOFTWARE
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: reports ingest, a local fault (Postfix retries the delivery)
 EXIT_NOPERM = 77  # EX_NOPERM
 EXIT_CONFIG = 78  # EX_CONFIG
-

@@ -140,9 +140,15 @@ def test_freshness():
 @given(
     state=st.sampled_from(list(DaneState)),
     times=st.tuples(st.floats(0, 2e9), st.floats(0, 2e9)),
-    host_list=st.lists(st.tuples(st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True), st.sampled_from(list(HostState)),
-                                 st.lists(st.text(max_size=20), max_size=3),
-                                 st.sampled_from(["", "_25._tcp.real.example"])), max_size=4),
+    host_list=st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True),
+            st.sampled_from(list(HostState)),
+            st.lists(st.text(max_size=20), max_size=3),
+            st.sampled_from(["", "_25._tcp.real.example"]),
+        ),
+        max_size=4,
+    ),
     detail=st.text(max_size=30),
 )
 def test_json_round_trip(state, times, host_list, detail):

@@ -33,8 +33,9 @@ def response_to(name, rdtype, *sections, rcode=0, flags=0, soa_ttl=None, qid=424
         response.answer.append(rrset)
     if soa_ttl is not None:
         ttl, minimum = soa_ttl
-        response.authority.append(dns.rrset.from_text(
-            "example.", ttl, "IN", "SOA", f"ns.example. host.example. 1 3600 600 86400 {minimum}"))
+        response.authority.append(
+            dns.rrset.from_text("example.", ttl, "IN", "SOA", f"ns.example. host.example. 1 3600 600 86400 {minimum}")
+        )
     return response.to_wire()
 
 
@@ -61,16 +62,18 @@ def test_queries_read_back_as_what_was_asked(name, rdtype, qid, dnssec):
 
 def test_query_bytes_are_exactly_the_rfc_1035_layout():
     wire = dnswire.build_query(0x1234, wire_name("Example.COM."), dnswire.TXT)
-    assert wire == (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
-                    b"\x07example\x03com\x00\x00\x10\x00\x01")
+    assert wire == (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x10\x00\x01")
 
 
-@pytest.mark.parametrize("name, why", [
-    ("a..b", "empty label"),
-    ("x" * 64 + ".example", "label over 63"),
-    (".".join(["abcdefghi"] * 26), "over 255"),
-    ("bücher.example", "not ASCII"),
-])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("a..b", "empty label"),
+        ("x" * 64 + ".example", "label over 63"),
+        (".".join(["abcdefghi"] * 26), "over 255"),
+        ("bücher.example", "not ASCII"),
+    ],
+)
 def test_names_no_query_can_carry_are_refused(name, why):
     with pytest.raises(DnsWireError, match=why.split()[-1]):
         dnswire.encode_name(name)
@@ -94,7 +97,9 @@ def test_the_longest_name_fits_and_the_root_is_one_octet():
 )
 def test_txt_answers_through_cname_chains_read_as_dnspython_reads_them(qname, chain, texts, ttls):
     names = [qname] + [c for c in chain if c != qname]
-    rrsets = [dns.rrset.from_text(a + ".", ttls[i], "IN", "CNAME", b + ".") for i, (a, b) in enumerate(zip(names, names[1:]))]
+    rrsets = [
+        dns.rrset.from_text(a + ".", ttls[i], "IN", "CNAME", b + ".") for i, (a, b) in enumerate(zip(names, names[1:]))
+    ]
     if texts:
         rdata = [" ".join('"%s"' % "".join("\\%03d" % c for c in s) for s in strings) for strings in texts]
         rrsets.append(dns.rrset.from_text_list(names[-1] + ".", ttls[5], "IN", "TXT", rdata))
@@ -107,7 +112,8 @@ def test_txt_answers_through_cname_chains_read_as_dnspython_reads_them(qname, ch
         assert chain_.records == ()
     else:
         assert sorted(dnswire.txt_data(ours, r) for r in chain_.records) == sorted(
-            b"".join(r.strings) for r in theirs.answer)
+            b"".join(r.strings) for r in theirs.answer
+        )
         assert chain_.ttl == theirs.minimum_ttl
 
 
@@ -119,7 +125,9 @@ def test_txt_answers_through_cname_chains_read_as_dnspython_reads_them(qname, ch
 )
 def test_addresses_read_as_dnspython_reads_them(qname, v4, v6):
     for rdtype, addresses in (("A", v4), ("AAAA", v6)):
-        rrsets = [dns.rrset.from_text_list(qname + ".", 60, "IN", rdtype, [str(a) for a in addresses])] if addresses else []
+        rrsets = (
+            [dns.rrset.from_text_list(qname + ".", 60, "IN", rdtype, [str(a) for a in addresses])] if addresses else []
+        )
         wire = response_to(qname, rdtype, *rrsets)
         ours = dnswire.parse_response(wire)
         chain = dnswire.follow(ours, wire_name(qname), dnswire.TYPES[rdtype])
@@ -138,12 +146,15 @@ def test_denials_carry_the_rfc_2308_ttl_and_the_rcode():
 
 
 def test_names_compare_without_case_and_the_ad_bit_is_read():
-    wire = response_to("MiXeD.Example", "A", dns.rrset.from_text("mixed.EXAMPLE.", 60, "IN", "A", "192.0.2.1"),
-                       flags=dns.flags.AD)
+    wire = response_to(
+        "MiXeD.Example", "A", dns.rrset.from_text("mixed.EXAMPLE.", 60, "IN", "A", "192.0.2.1"), flags=dns.flags.AD
+    )
     response = dnswire.parse_response(wire)
     assert response.authenticated
     assert dnswire.answers_question(response, 4242, wire_name("mixed.example"), dnswire.A)
-    assert [dnswire.address(response, r) for r in dnswire.follow(response, wire_name("mixed.example"), dnswire.A).records] == ["192.0.2.1"]
+    assert [
+        dnswire.address(response, r) for r in dnswire.follow(response, wire_name("mixed.example"), dnswire.A).records
+    ] == ["192.0.2.1"]
 
 
 def test_only_the_answer_to_our_question_is_taken():
@@ -155,7 +166,9 @@ def test_only_the_answer_to_our_question_is_taken():
     assert not dnswire.answers_question(response, 4242, wire_name("a.example"), dnswire.A)  # another type
     notify = bytearray(wire)
     notify[2] |= 0x20  # opcode 4 (NOTIFY)
-    assert not dnswire.answers_question(dnswire.parse_response(bytes(notify)), 4242, wire_name("a.example"), dnswire.TXT)
+    assert not dnswire.answers_question(
+        dnswire.parse_response(bytes(notify)), 4242, wire_name("a.example"), dnswire.TXT
+    )
 
 
 def test_extended_rcode_from_the_opt_record():
@@ -174,8 +187,12 @@ def test_a_ttl_with_the_top_bit_set_reads_as_zero():
 
 
 def test_a_cname_loop_ends_in_an_error():
-    wire = response_to("a.example", "TXT", dns.rrset.from_text("a.example.", 60, "IN", "CNAME", "b.example."),
-                       dns.rrset.from_text("b.example.", 60, "IN", "CNAME", "a.example."))
+    wire = response_to(
+        "a.example",
+        "TXT",
+        dns.rrset.from_text("a.example.", 60, "IN", "CNAME", "b.example."),
+        dns.rrset.from_text("b.example.", 60, "IN", "CNAME", "a.example."),
+    )
     with pytest.raises(DnsWireError, match="CNAME chain"):
         dnswire.follow(dnswire.parse_response(wire), wire_name("a.example"), dnswire.TXT)
 
@@ -197,12 +214,15 @@ def _header(qd=1, an=0, ns=0, ar=0, flags=0x8180):
     return struct.pack("!HHHHHH", 1, flags, qd, an, ns, ar)
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"\x01a\xc0\x0c\x00\x10\x00\x01", "backwards"),  # a pointer to itself
-    (b"\xc0\x20\x00\x10\x00\x01", "backwards"),  # a pointer forward
-    (b"\x40abc\x00\x00\x10\x00\x01", "label type"),  # extended label type (RFC 6891 §5)
-    (b"\x05ab", "past the end"),
-])
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"\x01a\xc0\x0c\x00\x10\x00\x01", "backwards"),  # a pointer to itself
+        (b"\xc0\x20\x00\x10\x00\x01", "backwards"),  # a pointer forward
+        (b"\x40abc\x00\x00\x10\x00\x01", "label type"),  # extended label type (RFC 6891 §5)
+        (b"\x05ab", "past the end"),
+    ],
+)
 def test_names_that_would_loop_or_overrun_are_refused(body, why):
     with pytest.raises(DnsWireError, match=why):
         dnswire.parse_response(_header() + body)
@@ -214,8 +234,9 @@ def test_a_query_is_not_a_response():
 
 
 def test_every_prefix_of_a_response_is_refused_whole():
-    wire = response_to("a.example", "TXT", dns.rrset.from_text("a.example.", 60, "IN", "TXT", '"v=STSv1; id=1;"'),
-                       soa_ttl=(60, 60))
+    wire = response_to(
+        "a.example", "TXT", dns.rrset.from_text("a.example.", 60, "IN", "TXT", '"v=STSv1; id=1;"'), soa_ttl=(60, 60)
+    )
     assert dnswire.parse_response(wire).answer
     for cut in range(len(wire)):
         with pytest.raises(DnsWireError):
@@ -244,11 +265,15 @@ def test_any_bytes_parse_or_raise_dns_wire_error(data):
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_damaged_responses_parse_or_raise_dns_wire_error(data):
-    wire = bytearray(response_to(
-        "a.example", "TXT",
-        dns.rrset.from_text("a.example.", 60, "IN", "CNAME", "b.a.example."),
-        dns.rrset.from_text("b.a.example.", 60, "IN", "TXT", '"v=STSv1; id=1;"', '"x" "y"'),
-        soa_ttl=(60, 60)))
+    wire = bytearray(
+        response_to(
+            "a.example",
+            "TXT",
+            dns.rrset.from_text("a.example.", 60, "IN", "CNAME", "b.a.example."),
+            dns.rrset.from_text("b.a.example.", 60, "IN", "TXT", '"v=STSv1; id=1;"', '"x" "y"'),
+            soa_ttl=(60, 60),
+        )
+    )
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(wire) - 1))
         wire[at] = data.draw(st.integers(0, 255))

@@ -68,7 +68,7 @@ def test_retry_delay_capped():
     assert freshness.retry_delay(50) == freshness.RETRY_MAX
 
 
-@given(st.integers(min_value=-10, max_value=10 ** 30))
+@given(st.integers(min_value=-10, max_value=10**30))
 def test_any_failure_count_gives_a_delay_within_the_bounds(failures):
     # Issue 24: 1025 failures raised OverflowError, and every lookup answered TEMP.
     assert freshness.RETRY_MIN <= freshness.retry_delay(failures) <= freshness.RETRY_MAX
@@ -147,10 +147,17 @@ def test_the_newer_dane_result_travels_with_the_kept_entry():
 
 _entries = st.one_of(
     st.none(),
-    st.builds(lambda age, fetched: learned(None, "example.com", pol(max_age=age), "X", T0 + fetched, 0.0),
-              st.integers(1, 10_000), st.floats(0, 5_000)),
-    st.builds(lambda at, ttl, hold: held(None, "example.com", hold, T0 + at, ttl),
-              st.floats(0, 5_000), st.floats(1, 3_600), st.sampled_from(list(Hold))),
+    st.builds(
+        lambda age, fetched: learned(None, "example.com", pol(max_age=age), "X", T0 + fetched, 0.0),
+        st.integers(1, 10_000),
+        st.floats(0, 5_000),
+    ),
+    st.builds(
+        lambda at, ttl, hold: held(None, "example.com", hold, T0 + at, ttl),
+        st.floats(0, 5_000),
+        st.floats(1, 3_600),
+        st.sampled_from(list(Hold)),
+    ),
 )
 
 

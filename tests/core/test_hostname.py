@@ -17,8 +17,14 @@ def test_d64_literal_case_insensitive_and_trailing_dot():
 
 @pytest.mark.parametrize(
     "host,ok",
-    [("mail.example.com", True), ("example.com", False), ("foo.bar.example.com", False),
-     ("mailexample.com", False), (".example.com", False), ("MAIL.EXAMPLE.COM.", True)],
+    [
+        ("mail.example.com", True),
+        ("example.com", False),
+        ("foo.bar.example.com", False),
+        ("mailexample.com", False),
+        (".example.com", False),
+        ("MAIL.EXAMPLE.COM.", True),
+    ],
 )
 def test_d65_wildcard_one_label(host, ok):
     assert MxPattern.parse("*.example.com").matches(host) is ok

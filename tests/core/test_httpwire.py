@@ -16,12 +16,11 @@ from mtasts.core.httpwire import MAX_HEAD, MAX_INTERIM, BodyTooLarge, Exchange, 
 
 LIMIT = 65536
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=12)
-VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, blacklist_characters=","),
-                max_size=20)
+VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, blacklist_characters=","), max_size=20)
 FRAMING = st.sampled_from(["length", "chunked", "close", "gzip-length", "gzip-chunked", "deflate-close"])
 
 
-def ResponseReader(limit=LIMIT):  # noqa: N802 - one exchange, read as the fetch reads it
+def ResponseReader(limit=LIMIT):
     return Exchange("mta-sts.example.com", "/.well-known/mta-sts.txt", (), limit)
 
 
@@ -56,7 +55,7 @@ def frame(body: bytes, framing: str, chunks, fields=()):
         head.append("Transfer-Encoding: chunked")
         payload, at = b"", 0
         for size in chunks:
-            piece = sent[at:at + size]
+            piece = sent[at : at + size]
             if not piece:
                 break
             payload += b"%x;ext=1\r\n" % len(piece) + piece + b"\r\n"
@@ -70,8 +69,13 @@ def frame(body: bytes, framing: str, chunks, fields=()):
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=3000), FRAMING, st.lists(st.integers(1, 700), max_size=8),
-       st.lists(st.tuples(TOKEN, VALUE), max_size=6), st.lists(st.integers(0, 4000), max_size=6))
+@given(
+    st.binary(max_size=3000),
+    FRAMING,
+    st.lists(st.integers(1, 700), max_size=8),
+    st.lists(st.tuples(TOKEN, VALUE), max_size=6),
+    st.lists(st.integers(0, 4000), max_size=6),
+)
 def test_any_framing_in_any_pieces_reads_back(body, framing, chunks, fields, cuts):
     wire = frame(body, framing, chunks, fields)
     reader = read(wire, [c for c in cuts if c < len(wire)])
@@ -92,8 +96,10 @@ def test_feed_stops_after_the_head_so_the_status_is_judged_first():
 
 
 def test_interim_responses_are_skipped():
-    wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" \
-           b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    wire = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    )
     reader = read(wire)
     assert reader.head.status == 200 and reader.body == b"ok"
 
@@ -112,8 +118,12 @@ def test_transfer_encoding_overrides_content_length():
 
 def test_equal_content_lengths_are_one_and_different_ones_an_error():
     assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok").body == b"ok"
-    for bad in (b"Content-Length: 2\r\nContent-Length: 3", b"Content-Length: -1", b"Content-Length: 0x10",
-                b"Content-Length: \xb2"):
+    for bad in (
+        b"Content-Length: 2\r\nContent-Length: 3",
+        b"Content-Length: -1",
+        b"Content-Length: 0x10",
+        b"Content-Length: \xb2",
+    ):
         with pytest.raises(HttpWireError, match="Content-Length"):
             read(b"HTTP/1.1 200 OK\r\n" + bad + b"\r\n\r\nok")
 
@@ -124,38 +134,47 @@ def test_no_body_for_204_and_304():
         assert reader.done and reader.body == b""
 
 
-@pytest.mark.parametrize("wire,match", [
-    (b"", "without a response"),
-    (b"HTTP/1.1 200 OK\r\nContent-Le", "unreadable response head"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "before the end of the body"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "before the end of the body"),
-    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"x" * 100)[:20], "compressed body ends"),
-])
+@pytest.mark.parametrize(
+    "wire,match",
+    [
+        (b"", "without a response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "unreadable response head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "received 5 bytes, expected 10"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", "before the end of the body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", "before the end of the body"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(b"x" * 100)[:20], "compressed body ends"),
+    ],
+)
 def test_truncated_responses_are_errors(wire, match):
     with pytest.raises(HttpWireError, match=match):
         read(wire)
 
 
-@pytest.mark.parametrize("wire,match", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "illegal status line"),
-    (b"<html>hello</html>\r\n\r\n", "illegal status line"),
-    (b"HTTP/2.0 200 OK\r\n\r\n", "not HTTP/1.x"),
-    (b"HTTP/1.1 20 OK\r\n\r\n", "illegal status line"),
-    (b"HTTP/1.1 200 OK\rX-Smuggled: 1\r\n\r\n", "illegal status line"),  # a bare CR
-    (b"HTTP/1.1 200 OK\r\nContent-Type : text/plain\r\n\r\n", "illegal header line"),
-    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "illegal header line"),
-    (b"HTTP/1.1 200 OK\r\n continuation\r\n\r\n", "continuation line"),
-    (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx", "unsupported Content-Encoding 'br'"),
-    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\nxx", "unsupported Content-Encoding"),
-    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "undecodable"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "Only Transfer-Encoding: chunked"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "illegal chunk header"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "chunk"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nab\n0\n\n", "unreadable response body"),  # bare LF framing
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 40000, "Receive buffer too long"),
-    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 header fields"),
-])
+@pytest.mark.parametrize(
+    "wire,match",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "illegal status line"),
+        (b"<html>hello</html>\r\n\r\n", "illegal status line"),
+        (b"HTTP/2.0 200 OK\r\n\r\n", "not HTTP/1.x"),
+        (b"HTTP/1.1 20 OK\r\n\r\n", "illegal status line"),
+        (b"HTTP/1.1 200 OK\rX-Smuggled: 1\r\n\r\n", "illegal status line"),  # a bare CR
+        (b"HTTP/1.1 200 OK\r\nContent-Type : text/plain\r\n\r\n", "illegal header line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "illegal header line"),
+        (b"HTTP/1.1 200 OK\r\n continuation\r\n\r\n", "continuation line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\nxx", "unsupported Content-Encoding 'br'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip, gzip\r\n\r\nxx", "unsupported Content-Encoding"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip at all", "undecodable"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "Only Transfer-Encoding: chunked"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "illegal chunk header"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "chunk"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nab\n0\n\n",
+            "unreadable response body",
+        ),  # bare LF framing
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 40000, "Receive buffer too long"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 header fields"),
+    ],
+)
 def test_unreadable_responses_say_why(wire, match):
     with pytest.raises(HttpWireError, match=match):
         read(wire)
@@ -256,7 +275,7 @@ def test_any_bytes_read_or_raise_httpwireerror(data, cuts):
 
 
 @settings(max_examples=200)
-@given(st.binary(min_size=1, max_size=500), FRAMING, st.integers(0, 10 ** 6), st.data())
+@given(st.binary(min_size=1, max_size=500), FRAMING, st.integers(0, 10**6), st.data())
 def test_damaged_responses_read_or_raise_httpwireerror(body, framing, position, data):
     wire = bytearray(frame(body, framing, [7, 100]))
     at = position % len(wire)
@@ -277,8 +296,10 @@ def test_every_prefix_of_a_framed_response_is_an_error():
 
 def test_the_request_is_one_get_that_closes():
     wire = Exchange("mta-sts.example.com", "/.well-known/mta-sts.txt", (("Accept", "text/plain"),), LIMIT).request
-    assert wire == (b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
-                    b"Accept: text/plain\r\nConnection: close\r\n\r\n")
+    assert wire == (
+        b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+        b"Accept: text/plain\r\nConnection: close\r\n\r\n"
+    )
 
 
 def test_a_request_no_http_can_carry_is_refused():
@@ -290,12 +311,12 @@ def test_a_head_trickled_one_octet_at_a_time_reads_the_same():
     wire = frame(b"version: STSv1\r\n", "chunked", [3], [("X-A", "1"), ("X-B", "2")])
     reader = ResponseReader(LIMIT)
     for i in range(len(wire)):
-        reader.feed(wire[i:i + 1])
+        reader.feed(wire[i : i + 1])
     reader.feed(b"")
     assert reader.done and reader.body == b"version: STSv1\r\n" and reader.head.get("x-b") == "2"
     bare = b"HTTP/1.1 200 OK\nA: b\n\nbody"
     reader = ResponseReader(LIMIT)
     for i in range(len(bare)):
-        reader.feed(bare[i:i + 1])
+        reader.feed(bare[i : i + 1])
     reader.end()
     assert reader.head.get("a") == "b" and reader.body == b"body"

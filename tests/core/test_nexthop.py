@@ -63,10 +63,12 @@ def test_fuzz_never_raises(key):
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 
 
-@given(st.one_of(
-    st.lists(_label, min_size=1, max_size=5).map(".".join),
-    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-[]:_ABCZ", max_size=40),
-))
+@given(
+    st.one_of(
+        st.lists(_label, min_size=1, max_size=5).map(".".join),
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-[]:_ABCZ", max_size=40),
+    )
+)
 def test_fast_path_agrees_with_the_general_rules(key):
     from mtasts.core.nexthop import _normalised
 
@@ -104,7 +106,10 @@ def test_ports_out_of_range_are_no_lookup(key):
         ("stra\u00dfe.de", "xn--strae-oqa.de"),
         ("STRA\u00dfE.DE", "xn--strae-oqa.de"),
         ("\u03c3\u03af\u03c3\u03c5\u03c6\u03bf\u03c2.example", "xn--kxa6ajbbmh.example"),  # final sigma kept
-        ("\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3.example", "xn--kxa6akbbkh.example"),  # upper case: every sigma maps to \u03c3
+        (
+            "\u03a3\u038a\u03a3\u03a5\u03a6\u039f\u03a3.example",
+            "xn--kxa6akbbkh.example",
+        ),  # upper case: every sigma maps to \u03c3
         ("xn--strae-oqa.de", "xn--strae-oqa.de"),  # an A-label stays as it is
         ("XN--STRAE-OQA.DE", "xn--strae-oqa.de"),
         ("fa\u00df.de:25", "xn--fa-hia.de"),
@@ -122,14 +127,34 @@ def test_joiners_out_of_context_get_no_lookup(key):
 
 IDN2 = shutil.which("idn2")
 _idn_label = st.lists(
-    st.sampled_from(list("abzAZ09-") + ["\u00df", "\u03c2", "\u03c3", "\u03a3", "\u00fc", "\u00dc", "\u200d",
-                                        "\u200c", "\u094d", "\u0915", "\u0130", "\uff21", "\u2126", "\u00e9",
-                                        "e\u0301"]),
-    min_size=1, max_size=8,
+    st.sampled_from(
+        list("abzAZ09-")
+        + [
+            "\u00df",
+            "\u03c2",
+            "\u03c3",
+            "\u03a3",
+            "\u00fc",
+            "\u00dc",
+            "\u200d",
+            "\u200c",
+            "\u094d",
+            "\u0915",
+            "\u0130",
+            "\uff21",
+            "\u2126",
+            "\u00e9",
+            "e\u0301",
+        ]
+    ),
+    min_size=1,
+    max_size=8,
 ).map("".join)
 
 
-@pytest.mark.skipif(IDN2 is None, reason="idn2 (GNU libidn2, IDNA 2008 + UTS #46) is not installed; .ci/run installs it")
+@pytest.mark.skipif(
+    IDN2 is None, reason="idn2 (GNU libidn2, IDNA 2008 + UTS #46) is not installed; .ci/run installs it"
+)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_idn_label, min_size=2, max_size=3).map(".".join))
 def test_idn_mapping_agrees_with_libidn2(name):

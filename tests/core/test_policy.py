@@ -22,7 +22,13 @@ def test_c42_canonical():
     assert p.mode is Mode.ENFORCE
     assert [m.text for m in p.mx] == ["mx1.example.com", "*.backup.example.net"]
     assert p.max_age == 604800
-    assert p.lines == ("version: STSv1", "mode: enforce", "mx: mx1.example.com", "mx: *.backup.example.net", "max_age: 604800")
+    assert p.lines == (
+        "version: STSv1",
+        "mode: enforce",
+        "mx: mx1.example.com",
+        "mx: *.backup.example.net",
+        "max_age: 604800",
+    )
 
 
 def test_c43_lf_only():
@@ -105,8 +111,18 @@ def test_c54_extensions_ignored():
 
 
 def test_c55_duplicates_first_wins():
-    p = parse_policy(make("version: STSv1", "mode: enforce", "mode: testing", "mx: a.example",
-                          "mx: b.example", "max_age: 10", "max_age: 20", "version: STSv2"))
+    p = parse_policy(
+        make(
+            "version: STSv1",
+            "mode: enforce",
+            "mode: testing",
+            "mx: a.example",
+            "mx: b.example",
+            "max_age: 10",
+            "max_age: 20",
+            "version: STSv2",
+        )
+    )
     assert p.mode is Mode.ENFORCE and p.max_age == 10
     assert [m.text for m in p.mx] == ["a.example", "b.example"]
 
@@ -123,8 +139,19 @@ def test_c57_valid_mx(value):
 
 
 @pytest.mark.parametrize(
-    "value", [".example.net", "*example.net", "mx*.example.net", "*.*.example.net", "*", "mx_1.example.com",
-              "mx.b\u00fccher.example", "212.114.86.56", "-mx.example.com", "a" * 64 + ".example"]
+    "value",
+    [
+        ".example.net",
+        "*example.net",
+        "mx*.example.net",
+        "*.*.example.net",
+        "*",
+        "mx_1.example.com",
+        "mx.b\u00fccher.example",
+        "212.114.86.56",
+        "-mx.example.com",
+        "a" * 64 + ".example",
+    ],
 )
 def test_c57_c58_c59_invalid_mx(value):
     with pytest.raises(PolicyError):

@@ -22,8 +22,14 @@ from mtasts.core.publication import (
 from mtasts.core.txtrecord import select_record
 from mtasts.errors import ConfigError
 
-D = PublishedDomain("example.com", Mode.ENFORCE, ("mx1.example.com", "*.example.net"), 604800,
-                    ("mailto:tlsrpt@example.com",), host_addresses=("192.0.2.10",))
+D = PublishedDomain(
+    "example.com",
+    Mode.ENFORCE,
+    ("mx1.example.com", "*.example.net"),
+    604800,
+    ("mailto:tlsrpt@example.com",),
+    host_addresses=("192.0.2.10",),
+)
 
 
 def test_n141_canonical_text_passes_our_parser():
@@ -64,15 +70,19 @@ def test_ids_always_valid(body):
 
 def test_l131_tlsrpt_record_percent_encodes():
     assert encode_rua("mailto:tls,rpt!x;y@example.com") == "mailto:tls%2Crpt%21x%3By@example.com"
-    d = PublishedDomain("example.com", Mode.ENFORCE, ("mx.example.com",), 1,
-                        ("mailto:a,b@example.com", "https://r.example/tlsrpt"))
+    d = PublishedDomain(
+        "example.com", Mode.ENFORCE, ("mx.example.com",), 1, ("mailto:a,b@example.com", "https://r.example/tlsrpt")
+    )
     assert tlsrpt_record(d) == "v=TLSRPTv1; rua=mailto:a%2Cb@example.com,https://r.example/tlsrpt"
 
 
 def test_records_and_zone_lines():
     rs = records(D, 3600)
     assert [(r["name"], r["type"]) for r in rs] == [
-        ("_mta-sts.example.com.", "TXT"), ("_smtp._tls.example.com.", "TXT"), ("mta-sts.example.com.", "A")]
+        ("_mta-sts.example.com.", "TXT"),
+        ("_smtp._tls.example.com.", "TXT"),
+        ("mta-sts.example.com.", "A"),
+    ]
     lines = zone_lines(D, 3600)
     assert lines[0] == f'_mta-sts.example.com.\t3600\tIN\tTXT\t"{sts_record(D)}"'
     bare = zone_lines(PublishedDomain("example.com", Mode.NONE, (), 1), 300)

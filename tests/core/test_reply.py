@@ -18,7 +18,9 @@ def test_enforce_answer_in_policy_order():
 
 def test_duplicates_collapsed_order_kept():
     p = policy("enforce", "b.example", "a.example", "B.example")
-    assert tls_policy_reply("example.com", p, MapProfile()) == b"OK secure match=b.example:a.example servername=hostname"
+    assert (
+        tls_policy_reply("example.com", p, MapProfile()) == b"OK secure match=b.example:a.example servername=hostname"
+    )
 
 
 def test_without_sni_for_old_postfix():
@@ -32,7 +34,9 @@ def test_testing_ignored_by_default():
 
 def test_testing_enforced_when_asked():
     p = policy("testing", "mx.example.com")
-    assert tls_policy_reply("example.com", p, MapProfile(testing="enforce")).startswith(b"OK secure match=mx.example.com")
+    assert tls_policy_reply("example.com", p, MapProfile(testing="enforce")).startswith(
+        b"OK secure match=mx.example.com"
+    )
 
 
 def test_none_and_absent():
@@ -70,7 +74,7 @@ def test_tlsrpt_enforce_answer_exact_bytes():
 
 def test_tlsrpt_mx_pattern_is_verbatim_never_dot_form():
     p = policy("enforce", "*.example.net")
-    level, attributes = read_answer(tls_policy_reply("example.com", p, TLSRPT)[3:].decode())
+    _level, attributes = read_answer(tls_policy_reply("example.com", p, TLSRPT)[3:].decode())
     assert ("mx_host_pattern", "*.example.net") in attributes
     assert ("mx_host_pattern", ".example.net") not in attributes
     assert ("match", ".example.net") in attributes  # the certificate match keeps Postfix's form
@@ -79,7 +83,9 @@ def test_tlsrpt_mx_pattern_is_verbatim_never_dot_form():
 def test_tlsrpt_mx_pattern_loses_a_trailing_dot_policy_string_keeps_it():
     # Postfix >= 3.10.5 compares mx_host_pattern with DNS MX names (no final dot) by
     # strcasecmp: "mail.example.com." would skip every MX.
-    p = parse_policy(b"version: STSv1\r\nmode: enforce\r\nmx: Mail.Example.com.\r\nmx: *.example.net.\r\nmax_age: 86400\r\n")
+    p = parse_policy(
+        b"version: STSv1\r\nmode: enforce\r\nmx: Mail.Example.com.\r\nmx: *.example.net.\r\nmax_age: 86400\r\n"
+    )
     _level, attributes = read_answer(tls_policy_reply("example.com", p, TLSRPT)[3:].decode())
     assert [v for n, v in attributes if n == "mx_host_pattern"] == ["Mail.Example.com", "*.example.net"]
     assert ("policy_string", "mx: Mail.Example.com.") in attributes
@@ -132,7 +138,10 @@ def test_tlsrpt_falls_back_to_plain_answer_over_the_reply_limit():
 
 def test_answer_grammar_quoting():
     assert split_answer("secure match=a:b, { x = y z } ,servername=hostname") == [
-        "secure", "match=a:b", "x = y z", "servername=hostname"
+        "secure",
+        "match=a:b",
+        "x = y z",
+        "servername=hostname",
     ]
     assert read_answer("may {  policy_string =  mode: testing  }")[1] == [("policy_string", "mode: testing")]
     for bad in ("", "bogus", "secure {x=y", "secure x=y}", "secure {x=y}z", "secure novalue", "secure =v"):

@@ -25,18 +25,26 @@ def test_the_rfc_example_with_mx_host_as_one_string():
     assert report.end - report.start == 86399
     (policy,) = report.policies
     assert (policy.policy_type, policy.policy_domain, policy.successful, policy.failed) == (
-        "sts", "company-y.example", 5326, 303)
+        "sts",
+        "company-y.example",
+        5326,
+        303,
+    )
     assert policy.mx_hosts == ("*.mail.company-y.example",)
     assert [f.result_type for f in policy.failures] == [
-        "certificate-expired", "starttls-not-supported", "validation-failure"]
+        "certificate-expired",
+        "starttls-not-supported",
+        "validation-failure",
+    ]
     assert sum(f.failed_sessions for f in policy.failures) == 303
     assert policy.failures[2].failure_reason_code == "X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED"
     assert report.deviations == ("mx-host is a string, not an array (RFC 8460 erratum 6241)",)
 
 
 def test_an_array_sender_gzipped_with_fractional_seconds():
-    body = shapes.as_gzip(shapes.array_sender("example.net", failures=[
-        shapes.failure("certificate-host-mismatch", "mx9.example.net", 4)]))
+    body = shapes.as_gzip(
+        shapes.array_sender("example.net", failures=[shapes.failure("certificate-host-mismatch", "mx9.example.net", 4)])
+    )
     assert body[:2] == b"\x1f\x8b"
     report = read(body)
     (policy,) = report.policies
@@ -53,9 +61,12 @@ def test_a_sparse_sender_missing_fields_and_counts_as_strings():
     assert (policy.successful, policy.failed, policy.policy_strings) == (77, 2, ())
     assert policy.failures[0].sending_mta_ip == ""
     assert set(report.deviations) == {
-        "no policy-domain (taken from TLS-Report-Domain)", "no policy-string",
-        "mx-host is a string, not an array (RFC 8460 erratum 6241)", "a session count written as a string",
-        "no sending-mta-ip"}
+        "no policy-domain (taken from TLS-Report-Domain)",
+        "no policy-string",
+        "mx-host is a string, not an array (RFC 8460 erratum 6241)",
+        "a session count written as a string",
+        "no sending-mta-ip",
+    }
 
 
 def test_the_prose_spellings_are_read_too():
@@ -63,8 +74,12 @@ def test_the_prose_spellings_are_read_too():
     policy = document["policies"][0]["policy"]
     policy["domain"] = policy.pop("policy-domain")
     policy["mx-host-pattern"] = policy.pop("mx-host")
-    document["policies"][0]["failure-details"] = {"result-type": "dane-required", "failed-session-count": 1,
-                                                  "sending-mta-ip": "192.0.2.1", "additional-info-uri": "https://x"}
+    document["policies"][0]["failure-details"] = {
+        "result-type": "dane-required",
+        "failed-session-count": 1,
+        "sending-mta-ip": "192.0.2.1",
+        "additional-info-uri": "https://x",
+    }
     report = read(shapes.as_json(document))
     assert report.policies[0].policy_domain == "example.org"
     assert report.policies[0].mx_hosts[0] == "mx1.example.org"
@@ -79,18 +94,21 @@ def test_a_report_without_id_gets_a_stable_digest():
     assert first.report_id.startswith("sha256:") and first.report_id == second.report_id
 
 
-@pytest.mark.parametrize("mutate,reason", [
-    (lambda d: d.pop("date-range"), "no date-range"),
-    (lambda d: d["date-range"].update({"start-datetime": "yesterday"}), "is not an RFC 3339 date-time"),
-    (lambda d: d["date-range"].update({"start-datetime": "2026-02-30T00:00:00Z"}), "not a valid date"),
-    (lambda d: d["date-range"].update({"end-datetime": "2000-01-01T00:00:00Z"}), "ends before it starts"),
-    (lambda d: d.update({"policies": []}), "no policies array"),
-    (lambda d: d["policies"][0]["policy"].update({"policy-type": "dmarc"}), "policy-type 'dmarc' is none of"),
-    (lambda d: d["policies"][0]["summary"].update({"total-failure-session-count": -1}), "is not a count"),
-    (lambda d: d["policies"][0]["summary"].update({"total-failure-session-count": True}), "is not a count"),
-    (lambda d: d["policies"][0]["policy"].update({"mx-host": [1, 2]}), "mx-host is not an array of strings"),
-    (lambda d: d.update({"report-id": {"id": 1}}), "report-id is not a string"),
-])
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda d: d.pop("date-range"), "no date-range"),
+        (lambda d: d["date-range"].update({"start-datetime": "yesterday"}), "is not an RFC 3339 date-time"),
+        (lambda d: d["date-range"].update({"start-datetime": "2026-02-30T00:00:00Z"}), "not a valid date"),
+        (lambda d: d["date-range"].update({"end-datetime": "2000-01-01T00:00:00Z"}), "ends before it starts"),
+        (lambda d: d.update({"policies": []}), "no policies array"),
+        (lambda d: d["policies"][0]["policy"].update({"policy-type": "dmarc"}), "policy-type 'dmarc' is none of"),
+        (lambda d: d["policies"][0]["summary"].update({"total-failure-session-count": -1}), "is not a count"),
+        (lambda d: d["policies"][0]["summary"].update({"total-failure-session-count": True}), "is not a count"),
+        (lambda d: d["policies"][0]["policy"].update({"mx-host": [1, 2]}), "mx-host is not an array of strings"),
+        (lambda d: d.update({"report-id": {"id": 1}}), "report-id is not a string"),
+    ],
+)
 def test_wrong_types_name_the_field(mutate, reason):
     document = shapes.array_sender("example.com")
     mutate(document)
@@ -123,10 +141,26 @@ def test_size_nesting_and_garbage_are_refused():
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
-    max_leaves=30)
-KEYS = st.sampled_from(["report-id", "date-range", "policies", "policy", "summary", "failure-details",
-                        "policy-type", "mx-host", "policy-domain", "result-type", "failed-session-count",
-                        "start-datetime", "end-datetime", "total-successful-session-count"])
+    max_leaves=30,
+)
+KEYS = st.sampled_from(
+    [
+        "report-id",
+        "date-range",
+        "policies",
+        "policy",
+        "summary",
+        "failure-details",
+        "policy-type",
+        "mx-host",
+        "policy-domain",
+        "result-type",
+        "failed-session-count",
+        "start-datetime",
+        "end-datetime",
+        "total-successful-session-count",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -140,23 +174,35 @@ def test_any_json_is_a_report_or_a_report_error(document):
 
 
 @settings(max_examples=200, deadline=None)
-@given(ok=st.integers(0, 10**9), fails=st.lists(st.tuples(
-    st.sampled_from(["certificate-expired", "starttls-not-supported", "sts-policy-fetch-error"]),
-    st.integers(0, 10**6)), max_size=5), gz=st.booleans())
+@given(
+    ok=st.integers(0, 10**9),
+    fails=st.lists(
+        st.tuples(
+            st.sampled_from(["certificate-expired", "starttls-not-supported", "sts-policy-fetch-error"]),
+            st.integers(0, 10**6),
+        ),
+        max_size=5,
+    ),
+    gz=st.booleans(),
+)
 def test_counts_survive_the_round_trip(ok, fails, gz):
-    document = shapes.array_sender("example.com", ok=ok, failures=[shapes.failure(t, "mx1.example.com", n)
-                                                                    for t, n in fails])
+    document = shapes.array_sender(
+        "example.com", ok=ok, failures=[shapes.failure(t, "mx1.example.com", n) for t, n in fails]
+    )
     report = read((shapes.as_gzip if gz else shapes.as_json)(document))
     assert report.policies[0].successful == ok
     assert [(f.result_type, f.failed_sessions) for f in report.policies[0].failures] == list(fails)
 
 
-@pytest.mark.parametrize("content_type,filename,gz", [
-    ("application/tlsrpt+gzip", "a!example.net!1!2.json.gz", True),
-    ("application/tlsrpt+json", "a!example.net!1!2.json", False),
-    ("application/gzip", "a!example.net!1!2.json.gz", True),  # a common wrong type
-    ("application/octet-stream", "report.json", False),
-])
+@pytest.mark.parametrize(
+    "content_type,filename,gz",
+    [
+        ("application/tlsrpt+gzip", "a!example.net!1!2.json.gz", True),
+        ("application/tlsrpt+json", "a!example.net!1!2.json", False),
+        ("application/gzip", "a!example.net!1!2.json.gz", True),  # a common wrong type
+        ("application/octet-stream", "report.json", False),
+    ],
+)
 def test_the_report_part_of_a_mail(content_type, filename, gz):
     document = shapes.array_sender("example.net")
     payload = shapes.as_gzip(document) if gz else shapes.as_json(document)

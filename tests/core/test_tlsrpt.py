@@ -12,19 +12,34 @@ def one(text):
     return select_tlsrpt([text.encode()])
 
 
-@pytest.mark.parametrize("text,rua", [
-    ("v=TLSRPTv1;rua=mailto:reports@example.com", ("mailto:reports@example.com",)),
-    ("v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt", ("https://reporting.example.com/v1/tlsrpt",)),
-    ("v=TLSRPTv1; rua=mailto:a@example.com, https://r.example/tlsrpt", ("mailto:a@example.com", "https://r.example/tlsrpt")),
-    ("v=TLSRPTv1; rua=mailto:a@x; foo=bar", ("mailto:a@x",)),  # RFC 8460 §3: unknown fields are ignored
-    ("v=TLSRPTv1; rua=mailto:a%2Cb@example.com;", ("mailto:a%2Cb@example.com",)),
-])
+@pytest.mark.parametrize(
+    "text,rua",
+    [
+        ("v=TLSRPTv1;rua=mailto:reports@example.com", ("mailto:reports@example.com",)),
+        ("v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt", ("https://reporting.example.com/v1/tlsrpt",)),
+        (
+            "v=TLSRPTv1; rua=mailto:a@example.com, https://r.example/tlsrpt",
+            ("mailto:a@example.com", "https://r.example/tlsrpt"),
+        ),
+        ("v=TLSRPTv1; rua=mailto:a@x; foo=bar", ("mailto:a@x",)),  # RFC 8460 §3: unknown fields are ignored
+        ("v=TLSRPTv1; rua=mailto:a%2Cb@example.com;", ("mailto:a%2Cb@example.com",)),
+    ],
+)
 def test_i99_i101_valid(text, rua):
     assert one(text).rua == rua
 
 
-@pytest.mark.parametrize("text", ["v=TLSRPTv1;", "v=tlsrptv1; rua=mailto:a@x", "v=TLSRPTv1; RUA=mailto:a@x",
-                                  "v=TLSRPTv1; rua=", "v=TLSRPTv1; rua=mailto:a@x, ", "v=TLSRPTv1; rua=mailto:a@x; junk"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "v=TLSRPTv1;",
+        "v=tlsrptv1; rua=mailto:a@x",
+        "v=TLSRPTv1; RUA=mailto:a@x",
+        "v=TLSRPTv1; rua=",
+        "v=TLSRPTv1; rua=mailto:a@x, ",
+        "v=TLSRPTv1; rua=mailto:a@x; junk",
+    ],
+)
 def test_i100_invalid(text):
     with pytest.raises(RecordError):
         one(text)

@@ -64,9 +64,7 @@ def test_a10_extensions_ignored(text):
     assert one(text).policy_id == "abc"
 
 
-@pytest.mark.parametrize(
-    "ext", ["foo=a b", "foo=a=b", "a" * 33 + "=x", "_foo=x", "-foo=x", "foo=", "=x"]
-)
+@pytest.mark.parametrize("ext", ["foo=a b", "foo=a=b", "a" * 33 + "=x", "_foo=x", "-foo=x", "foo=", "=x"])
 def test_a10_invalid_extension(ext):
     with pytest.raises(RecordError):
         one(f"v=STSv1; id=abc; {ext}")
@@ -117,7 +115,10 @@ def test_fuzz_only_record_error(texts):
     assert 1 <= len(record.policy_id) <= 32 and record.policy_id.isalnum()
 
 
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32),
-       st.sampled_from(["", ";", " ;", "; "]), st.sampled_from(["", " ", "\t"]))
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32),
+    st.sampled_from(["", ";", " ;", "; "]),
+    st.sampled_from(["", " ", "\t"]),
+)
 def test_property_valid_ids_roundtrip(pid, tail, wsp):
     assert one(f"v=STSv1;{wsp}id={pid}{tail}").policy_id == pid

@@ -27,4 +27,3 @@ def sender_dir():
     yield tmp
     if not os.environ.get("MTASTS_E2E_KEEP"):
         shutil.rmtree(tmp, ignore_errors=True)
-

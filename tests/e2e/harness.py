@@ -54,8 +54,16 @@ def remove_netns(name):
 class Sender:
     """The world, the daemon and Postfix, all inside the namespace."""
 
-    def __init__(self, ns, tmp: pathlib.Path, dns_ip: str = "127.0.0.53", daemon_extra: str = "",
-                 main_cf_extra: str = "", transports: str = "", postfix_root: str = ""):
+    def __init__(
+        self,
+        ns,
+        tmp: pathlib.Path,
+        dns_ip: str = "127.0.0.53",
+        daemon_extra: str = "",
+        main_cf_extra: str = "",
+        transports: str = "",
+        postfix_root: str = "",
+    ):
         self.ns, self.tmp = ns, tmp
         self.dns_ip, self.daemon_extra = dns_ip, daemon_extra
         self.main_cf_extra, self.transports = main_cf_extra, transports
@@ -105,10 +113,28 @@ class Sender:
     def start_world(self, records, policies, mxs):
         """DNS records for the plain test DNS server, policies by policy host name, MX receivers."""
         spec = self.tmp / "world.json"
-        spec.write_text(json.dumps({"ca_file": str(self.ca), "outdir": str(self.inbox), "records": records,
-                                    "policies": policies, "mx": mxs, "dns_ip": self.dns_ip}))
-        world = ns_popen(self.ns, sys.executable, "-m", "tests.e2e.world", str(spec), cwd=str(ROOT),
-                         stdout=subprocess.PIPE, text=True)
+        spec.write_text(
+            json.dumps(
+                {
+                    "ca_file": str(self.ca),
+                    "outdir": str(self.inbox),
+                    "records": records,
+                    "policies": policies,
+                    "mx": mxs,
+                    "dns_ip": self.dns_ip,
+                }
+            )
+        )
+        world = ns_popen(
+            self.ns,
+            sys.executable,
+            "-m",
+            "tests.e2e.world",
+            str(spec),
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.procs.append(world)
         assert world.stdout.readline().strip() == "ready"
 
@@ -120,11 +146,16 @@ class Sender:
         postfix = "" if "[postfix]" in self.daemon_extra else f'[postfix]\nconfig_directory = "{self.etc}"\n'
         if self.root is not None and postfix:
             postfix += f'postconf = "{self.postconf_wrapper()}"\n'
-        cfg.write_text(f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
-                       f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
-                       f'{postfix}{self.daemon_extra}')
-        self.daemon, log = launch(["ip", "netns", "exec", self.ns, *mtasts_command("serve", "-c", str(cfg))],
-                                  self.tmp / "mtasts.log", cwd=str(ROOT))
+        cfg.write_text(
+            f'[socketmap]\nlisten = ["inet:127.0.0.1:8461"]\n[resolver]\nnameservers = ["127.0.0.53"]\n'
+            f'[fetch]\nca_file = "{self.ca}"\n[cache]\npath = "{self.tmp}/cache.sqlite3"\n'
+            f"{postfix}{self.daemon_extra}"
+        )
+        self.daemon, log = launch(
+            ["ip", "netns", "exec", self.ns, *mtasts_command("serve", "-c", str(cfg))],
+            self.tmp / "mtasts.log",
+            cwd=str(ROOT),
+        )
         self.files.append(log)
 
     def stop_daemon(self):
@@ -180,14 +211,19 @@ queue_run_delay = 1s
         ns_run(self.ns, *self.postfix_command("postfix", "-c", self.etc, "stop"), capture_output=True)
 
     def postmap_query(self, key, table="socketmap:inet:127.0.0.1:8461:postfix"):
-        return ns_run(self.ns, *self.postfix_command("postmap", "-c", self.etc, "-q", key, table),
-                      capture_output=True, text=True)
+        return ns_run(
+            self.ns, *self.postfix_command("postmap", "-c", self.etc, "-q", key, table), capture_output=True, text=True
+        )
 
     def send(self, rcpt):
         mid = f"<{uuid.uuid4().hex}@sender.example>"
         msg = f"From: s@sender.example\nTo: {rcpt}\nSubject: e2e\nMessage-ID: {mid}\n\nhello\n"
-        ns_run(self.ns, *self.postfix_command("sendmail", "-C", self.etc, "-f", "s@sender.example", rcpt),
-               input=msg.encode(), check=True)
+        ns_run(
+            self.ns,
+            *self.postfix_command("sendmail", "-C", self.etc, "-f", "s@sender.example", rcpt),
+            input=msg.encode(),
+            check=True,
+        )
 
     def status(self, rcpt, timeout=30.0):
         """Postfix's first delivery status for rcpt, and its log lines."""
@@ -206,7 +242,9 @@ queue_run_delay = 1s
         return self.status(rcpt)
 
     def delivered(self, rcpt):
-        return [json.loads(p.read_text()) for p in self.inbox.glob("*.json") if rcpt in json.loads(p.read_text())["rcpts"]]
+        return [
+            json.loads(p.read_text()) for p in self.inbox.glob("*.json") if rcpt in json.loads(p.read_text())["rcpts"]
+        ]
 
     def close(self):
         if hasattr(self, "etc"):

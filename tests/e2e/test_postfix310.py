@@ -50,15 +50,21 @@ def sender(netns):
         if REQUIRED and os.geteuid() == 0:
             pytest.fail(reason)
         pytest.skip(reason)
-    version = subprocess.run(["chroot", str(ROOT310), "postconf", "-d", "-h", "mail_version"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        ["chroot", str(ROOT310), "postconf", "-d", "-h", "mail_version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert version.startswith("3.10."), version
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mtasts-e2e-310-", dir="/tmp"))
     os.chmod(tmp, 0o755)
     # smtp_tlsrpt_enable stays "no" (Debian builds without libtlsrpt); the map sends the
     # attributes because the profile says so, as a 3.10 with TLSRPT on would get them.
-    s = Sender(netns, tmp, daemon_extra="[maps.postfix]\ntlsrpt = true\n", postfix_root=str(ROOT310),
-               main_cf_extra="smtp_tls_enforce_sts_mx_patterns = yes\n")
+    s = Sender(
+        netns,
+        tmp,
+        daemon_extra="[maps.postfix]\ntlsrpt = true\n",
+        postfix_root=str(ROOT310),
+        main_cf_extra="smtp_tls_enforce_sts_mx_patterns = yes\n",
+    )
     with s.running(*world_spec(), remove_dir=True):
         yield s
 
@@ -72,7 +78,8 @@ def test_the_daemon_read_postfix_3_10(sender):
     assert answer.stdout.strip() == (
         "secure match=mx1.sts-ok.test servername=hostname policy_type=sts policy_domain=sts-ok.test"
         " mx_host_pattern=mx1.sts-ok.test { policy_string = version: STSv1 } { policy_string = mode: enforce }"
-        " { policy_string = mx: mx1.sts-ok.test } { policy_string = max_age: 86400 }")
+        " { policy_string = mx: mx1.sts-ok.test } { policy_string = max_age: 86400 }"
+    )
 
 
 def test_tlsrpt_attributes_are_accepted_and_the_mail_delivered(sender):
@@ -99,8 +106,10 @@ def test_an_mx_the_policy_does_not_cover_is_skipped_by_postfix(sender):
     assert status == "deferred", log
     assert sender.delivered(rcpt) == []
     lines = [line for line in log.splitlines() if "sts-uncovered.test" in line]
-    assert any("MX name 'mx9.sts-uncovered.test' does not match STS MX pattern for 'sts-uncovered.test'" in line
-               for line in lines), "\n".join(lines)
+    assert any(
+        "MX name 'mx9.sts-uncovered.test' does not match STS MX pattern for 'sts-uncovered.test'" in line
+        for line in lines
+    ), "\n".join(lines)
     # 3.10 does not even connect to mx9: no TLS handshake, no certificate check.
     assert not any("TLS connection established to mx9" in line for line in lines), "\n".join(lines)
     assert not any("certificate verification failed" in line for line in lines), "\n".join(lines)

@@ -39,8 +39,10 @@ pytestmark = [
 
 RESOLVER, PLAIN_DNS, KNOT = "127.0.0.53", "127.0.0.54", "127.0.0.55"
 MX = {  # name -> address; mx2 has the better (lower) preference
-    "mx1.dane.test": "127.8.7.21", "mx2.dane.test": "127.8.7.22",
-    "mx1.webpki.test": "127.8.7.23", "mx2.webpki.test": "127.8.7.24",
+    "mx1.dane.test": "127.8.7.21",
+    "mx2.dane.test": "127.8.7.22",
+    "mx1.webpki.test": "127.8.7.23",
+    "mx2.webpki.test": "127.8.7.24",
 }
 
 
@@ -58,8 +60,12 @@ def spki_sha256(pem: str) -> str:
 
 
 def zone(domain, tlsa):
-    records = [["@", "MX", f"10 mx2.{domain}."], ["@", "MX", f"20 mx1.{domain}."],
-               ["_mta-sts", "TXT", '"v=STSv1; id=1;"'], ["mta-sts", "A", POLICY_HOST_IP]]
+    records = [
+        ["@", "MX", f"10 mx2.{domain}."],
+        ["@", "MX", f"20 mx1.{domain}."],
+        ["_mta-sts", "TXT", '"v=STSv1; id=1;"'],
+        ["mta-sts", "A", POLICY_HOST_IP],
+    ]
     records += [[name.split(".")[0], "A", ip] for name, ip in MX.items() if name.endswith(domain)]
     records += [[f"_25._tcp.{host}", "TLSA", f"3 1 1 {digest}"] for host, digest in tlsa.items()]
     return {"name": domain, "records": records}
@@ -71,8 +77,7 @@ def sender(request, netns):
     sender_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"mtasts-e2e-{request.param}-", dir="/tmp"))
     os.chmod(sender_dir, 0o755)
     level = "smtp_dns_support_level = dnssec\n" if request.param == "dnssec" else ""
-    s = Sender(netns, sender_dir, dns_ip=PLAIN_DNS, daemon_extra='[dane]\nprobe = "dane.test"\n',
-               main_cf_extra=level)
+    s = Sender(netns, sender_dir, dns_ip=PLAIN_DNS, daemon_extra='[dane]\nprobe = "dane.test"\n', main_cf_extra=level)
     s.dnssec = request.param == "dnssec"
     policies = {f"mta-sts.{d}": policy(d) for d in ("dane.test", "webpki.test")}
 
@@ -80,14 +85,28 @@ def sender(request, netns):
         real = spki_sha256((sender_dir / "inbox" / "certs" / "mx1.dane.test.pem").read_text())
         wrong = hashlib.sha256(b"not mx2's key").hexdigest()
         spec = sender_dir / "dnssec.json"
-        spec.write_text(json.dumps({
-            "dir": str(sender_dir / "dnssec"), "knot_address": KNOT, "resolver_address": RESOLVER,
-            "stubs": {"test": PLAIN_DNS},
-            "zones": [zone("dane.test", {"mx1": real, "mx2": wrong}), zone("webpki.test", {})],
-        }))
+        spec.write_text(
+            json.dumps(
+                {
+                    "dir": str(sender_dir / "dnssec"),
+                    "knot_address": KNOT,
+                    "resolver_address": RESOLVER,
+                    "stubs": {"test": PLAIN_DNS},
+                    "zones": [zone("dane.test", {"mx1": real, "mx2": wrong}), zone("webpki.test", {})],
+                }
+            )
+        )
         (sender_dir / "dnssec").mkdir()
-        dnssec = ns_popen(netns, sys.executable, "-m", "tests.support.dnssec", str(spec), cwd=str(ROOT),
-                          stdout=subprocess.PIPE, text=True)
+        dnssec = ns_popen(
+            netns,
+            sys.executable,
+            "-m",
+            "tests.support.dnssec",
+            str(spec),
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         s.procs.insert(0, dnssec)
         assert dnssec.stdout.readline().strip() == "ready"
 
@@ -117,8 +136,9 @@ def test_dane_domain_delivered_only_to_the_mx_matching_its_tlsa(sender):
     assert [m["mx"] for m in sender.delivered(rcpt)] == ["mx1.dane.test"]
     lines = [line for line in log.splitlines() if "dane.test" in line]
     # mx2 was tried first: its WebPKI-valid certificate does not match its TLSA record.
-    assert any("verification failed for mx2.dane.test" in line and "no matching DANE TLSA records" in line
-               for line in lines), "\n".join(lines)
+    assert any(
+        "verification failed for mx2.dane.test" in line and "no matching DANE TLSA records" in line for line in lines
+    ), "\n".join(lines)
     assert "Verified TLS connection established to mx1.dane.test" in log
 
 

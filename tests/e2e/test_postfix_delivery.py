@@ -31,14 +31,22 @@ def policy(mode, *mx):
 SCENARIOS = {
     "sts-ok.test": (policy("enforce", "mx1.sts-ok.test"), "mx1.sts-ok.test", "127.8.7.11", "mx1.sts-ok.test"),
     "sts-badcert.test": (policy("enforce", "mx1.sts-badcert.test"), "mx1.sts-badcert.test", "127.8.7.12", "other.test"),
-    "sts-uncovered.test": (policy("enforce", "mx1.sts-uncovered.test"), "mx9.sts-uncovered.test", "127.8.7.13",
-                           "mx9.sts-uncovered.test"),
+    "sts-uncovered.test": (
+        policy("enforce", "mx1.sts-uncovered.test"),
+        "mx9.sts-uncovered.test",
+        "127.8.7.13",
+        "mx9.sts-uncovered.test",
+    ),
     "testing-bad.test": (policy("testing", "mx1.testing-bad.test"), "mx1.testing-bad.test", "127.8.7.14", "other.test"),
     "plain.test": (None, "mx1.plain.test", "127.8.7.15", "other.test"),
     "later.test": (policy("enforce", "mx1.later.test"), "mx1.later.test", "127.8.7.16", "mx1.later.test"),
     # Routed through a transport whose policy map is the "tlsrpt" profile (tlsrpt = true).
-    "tlsrpt-old.test": (policy("enforce", "mx1.tlsrpt-old.test"), "mx1.tlsrpt-old.test", "127.8.7.17",
-                        "mx1.tlsrpt-old.test"),
+    "tlsrpt-old.test": (
+        policy("enforce", "mx1.tlsrpt-old.test"),
+        "mx1.tlsrpt-old.test",
+        "127.8.7.17",
+        "mx1.tlsrpt-old.test",
+    ),
 }
 
 
@@ -58,7 +66,8 @@ def world_spec():
 @pytest.fixture(scope="module")
 def sender(netns, sender_dir):
     s = Sender(
-        netns, sender_dir,
+        netns,
+        sender_dir,
         daemon_extra="[maps.tlsrpt]\ntlsrpt = true\n",
         main_cf_extra="transport_maps = inline:{ tlsrpt-old.test=smtp-tlsrpt: }\n",
         transports="smtp-tlsrpt unix - - n - - smtp -o smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8461:tlsrpt",

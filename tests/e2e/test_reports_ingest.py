@@ -42,17 +42,22 @@ def pipe_world(netns, sender_dir):
     store.mkdir()
     shutil.chown(store, "nobody", "nogroup")
     config = shared / "mtasts.toml"
-    config.write_text(f'[reports]\npath = "{store}/reports.sqlite3"\n'
-                      f'[publish.domains."{DOMAIN}"]\nmx = ["mx1.{DOMAIN}", "*.backup.{DOMAIN}"]\n'
-                      f'tlsrpt_rua = ["mailto:tlsrpt@reports.test"]\n')
+    config.write_text(
+        f'[reports]\npath = "{store}/reports.sqlite3"\n'
+        f'[publish.domains."{DOMAIN}"]\nmx = ["mx1.{DOMAIN}", "*.backup.{DOMAIN}"]\n'
+        f'tlsrpt_rua = ["mailto:tlsrpt@reports.test"]\n'
+    )
     os.chmod(config, 0o644)
     for path in (shared / "src").rglob("*"):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     command = f"/usr/bin/env PYTHONPATH={shared}/src /usr/bin/python3 -m mtasts reports ingest -c {config}"
-    sender = Sender(netns, sender_dir,
-                    main_cf_extra="transport_maps = inline:{ reports.test=mtastsreports: }\n"
-                                  "mtastsreports_destination_recipient_limit = 1\n",
-                    transports=f"mtastsreports unix - n n - - pipe flags=Rq user=nobody argv={command}")
+    sender = Sender(
+        netns,
+        sender_dir,
+        main_cf_extra="transport_maps = inline:{ reports.test=mtastsreports: }\n"
+        "mtastsreports_destination_recipient_limit = 1\n",
+        transports=f"mtastsreports unix - n n - - pipe flags=Rq user=nobody argv={command}",
+    )
     sender.start_postfix()
     yield sender, store, config
     sender.close()
@@ -60,20 +65,31 @@ def pipe_world(netns, sender_dir):
 
 
 def submit(sender: Sender, message: bytes, rcpt: str) -> None:
-    ns_run(sender.ns, *sender.postfix_command("sendmail", "-C", sender.etc, "-f", "reporter@array.example", rcpt),
-           input=message, check=True)
+    ns_run(
+        sender.ns,
+        *sender.postfix_command("sendmail", "-C", sender.etc, "-f", "reporter@array.example", rcpt),
+        input=message,
+        check=True,
+    )
 
 
 def stored(config) -> list:
-    out = subprocess.run(["/usr/bin/python3", "-m", "mtasts", "reports", "list", "--since", "2010-01-01", "--json",
-                          "-c", str(config)], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        ["/usr/bin/python3", "-m", "mtasts", "reports", "list", "--since", "2010-01-01", "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     return json.loads(out.stdout) if out.returncode == 0 else []
 
 
 def test_a_report_mail_is_stored_once_and_other_mail_is_not_bounced(pipe_world):
-    sender, store, config = pipe_world
-    document = shapes.array_sender(DOMAIN, report_id=f"mail-{uuid.uuid4().hex[:8]}", failures=[
-        shapes.failure("starttls-not-supported", f"mx1.{DOMAIN}", 3)])
+    sender, _store, config = pipe_world
+    document = shapes.array_sender(
+        DOMAIN,
+        report_id=f"mail-{uuid.uuid4().hex[:8]}",
+        failures=[shapes.failure("starttls-not-supported", f"mx1.{DOMAIN}", 3)],
+    )
     message = report_mail("application/tlsrpt+gzip", shapes.as_gzip(document), f"array.example!{DOMAIN}!1!2.json.gz")
     submit(sender, message, "tlsrpt@reports.test")
     status, log = sender.status("tlsrpt@reports.test")
@@ -90,14 +106,17 @@ def test_a_report_mail_is_stored_once_and_other_mail_is_not_bounced(pipe_world):
 
 
 def test_a_store_that_cannot_be_written_defers_the_report(pipe_world):
-    sender, store, config = pipe_world
+    sender, store, _config = pipe_world
     os.chmod(store, 0o555)
     for name in os.listdir(store):
         os.chmod(store / name, 0o444)
     try:
         document = shapes.array_sender(DOMAIN, report_id=f"defer-{uuid.uuid4().hex[:8]}")
-        submit(sender, report_mail("application/tlsrpt+json", shapes.as_json(document), "r.json"),
-               "tlsrpt+defer@reports.test")
+        submit(
+            sender,
+            report_mail("application/tlsrpt+json", shapes.as_json(document), "r.json"),
+            "tlsrpt+defer@reports.test",
+        )
         status, log = sender.status("tlsrpt+defer@reports.test")
         assert status == "deferred", log
         assert "cannot open the report store" in log or "cannot store the report" in log

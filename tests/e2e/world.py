@@ -43,8 +43,11 @@ def main(spec_path: str) -> None:
         cert = host.ca.issue_cert(mx["cert_name"], key_type=trustme.KeyType.ECDSA)
         cert.configure_cert(ctx)
         cert.cert_chain_pems[0].write_to_path(str(outdir / "certs" / f"{mx['name']}.pem"))
-        loop.run_until_complete(loop.create_server(
-            lambda ctx=ctx, name=mx["name"]: SmtpReceiver(ctx, outdir, name), mx["ip"], 25, reuse_address=True))
+        loop.run_until_complete(
+            loop.create_server(
+                lambda ctx=ctx, name=mx["name"]: SmtpReceiver(ctx, outdir, name), mx["ip"], 25, reuse_address=True
+            )
+        )
     print("ready", flush=True)
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     loop.run_forever()

@@ -114,7 +114,7 @@ tlsrpt = true
         self._sock: Optional[socket.socket] = None
         self._conns: List[socket.socket] = []
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         self.proc, self._log = launch(mtasts_command("serve", "--config", str(self.config)), self.logfile)
         return self
 
@@ -140,7 +140,9 @@ tlsrpt = true
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             mtasts_command(*args, "--config", str(self.config)),
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def close_connections(self) -> None:

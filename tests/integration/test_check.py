@@ -69,13 +69,16 @@ def test_two_txt_records_fail(world, mx_hosts, checker):
     assert statuses(report, "txt") == ["fail"] and "exactly one" in report["findings"][0]["message"]
 
 
-@pytest.mark.parametrize("site,reason", [
-    (dict(status=404), "HTTP 404"),
-    (dict(status=302, headers={"Location": "https://elsewhere.example/"}), "redirect"),
-    (dict(content_type="text/html"), "Content-Type"),
-    (dict(cert="wrong-name"), "sts-webpki-invalid"),
-    (dict(body=b"<html>oops</html>"), "sts-policy-invalid"),
-])
+@pytest.mark.parametrize(
+    "site,reason",
+    [
+        (dict(status=404), "HTTP 404"),
+        (dict(status=302, headers={"Location": "https://elsewhere.example/"}), "redirect"),
+        (dict(content_type="text/html"), "Content-Type"),
+        (dict(cert="wrong-name"), "sts-webpki-invalid"),
+        (dict(body=b"<html>oops</html>"), "sts-policy-invalid"),
+    ],
+)
 def test_broken_policy_fails(world, mx_hosts, checker, site, reason):
     d = good_domain(world, mx_hosts)
     s = world.host.sites[f"mta-sts.{d}"]
@@ -158,18 +161,23 @@ def test_dead_dns_is_one_failure_with_the_nameserver_in_bounded_time(make_daemon
     import time
 
     d = make_daemon(start=False)
-    d.config.write_text(d.config.read_text().replace(f'nameservers = ["{dns_server.address}"]',
-                                                     'nameservers = ["127.0.0.1:9"]'))
+    d.config.write_text(
+        d.config.read_text().replace(f'nameservers = ["{dns_server.address}"]', 'nameservers = ["127.0.0.1:9"]')
+    )
     started = time.monotonic()
     out = d.cli("check", "example.com", "--json")
     elapsed = time.monotonic() - started
     report = json.loads(out.stdout)
     assert out.returncode == 2 and report["result"] == "fail"
-    assert report["findings"] == [{
-        "status": "fail", "check": "dns",
-        # Nothing listens on port 9: the ICMP port unreachable ends the lookup at once.
-        "message": "DNS lookup of _mta-sts.example.com TXT failed at 127.0.0.1: the nameserver failed or refused"
-                   " (servfail); nothing more can be checked until DNS answers"}]
+    assert report["findings"] == [
+        {
+            "status": "fail",
+            "check": "dns",
+            # Nothing listens on port 9: the ICMP port unreachable ends the lookup at once.
+            "message": "DNS lookup of _mta-sts.example.com TXT failed at 127.0.0.1: the nameserver failed or refused"
+            " (servfail); nothing more can be checked until DNS answers",
+        }
+    ]
     assert elapsed < 2.0 + 3.0  # one [resolver] timeout (2 s here), not one per lookup
     text = d.cli("check", "example.com")
     assert "OSError" not in text.stdout and "Traceback" not in text.stderr

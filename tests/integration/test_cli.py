@@ -53,8 +53,13 @@ def test_cache_warm_from_stdin_then_answers_from_the_cache(world, daemon):
     for name in names:
         world.publish(name)
     listing = "\n".join(f"{n} 42" for n in names) + "\n# a comment\n" + names[0] + "\n"
-    out = subprocess.run([sys.executable, "-m", "mtasts", "cache", "warm", "-", "--config", str(daemon.config)],
-                         input=listing, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "mtasts", "cache", "warm", "-", "--config", str(daemon.config)],
+        input=listing,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "warmed 5 domains via the daemon: 5 enforce", out.stderr
     assert sum(world.fetches(n) for n in names) == 5
     assert all(daemon.query(n).startswith("OK secure") for n in names)
@@ -88,7 +93,9 @@ def test_lookup_export_and_query_give_the_same_answer_under_an_override(world, d
     assert daemon.query(d).startswith("OK secure match=")
     assert daemon.cli("override", "add", d, "--level", "may", "--until", "2h", "--reason", "ticket 9").returncode == 0
     looked_up = daemon.query(d)
-    exported = [line for line in daemon.cli("cache", "export", "--postfix").stdout.splitlines() if line.startswith(d + " ")]
+    exported = [
+        line for line in daemon.cli("cache", "export", "--postfix").stdout.splitlines() if line.startswith(d + " ")
+    ]
     queried = json.loads(daemon.cli("query", d, "--json").stdout)["answer"]
     assert looked_up == "OK may" and queried == "OK may"
     assert exported == [f"{d} may"]
@@ -157,16 +164,20 @@ def test_cache_commands_with_no_daemon_and_no_store_say_where_they_looked(make_d
     out = d.cli("cache", "list")
     control = pathlib.Path(d.cache).parent / "control.sock"
     assert out.returncode == 69 and out.stdout == ""  # EX_UNAVAILABLE: no daemon, no store
-    assert out.stderr == (f"mtasts: no daemon answered at {control}, and there is no cache at {d.cache}"
-                          " (is the daemon running, as another user, or with another --config?)\n")
+    assert out.stderr == (
+        f"mtasts: no daemon answered at {control}, and there is no cache at {d.cache}"
+        " (is the daemon running, as another user, or with another --config?)\n"
+    )
     assert not pathlib.Path(d.cache).exists()  # nothing created
 
 
 def test_query_of_a_key_that_is_no_domain_is_a_usage_error(daemon):
     out = daemon.cli("query", ".example.com")
     assert out.returncode == 64 and out.stdout == ""  # EX_USAGE
-    assert out.stderr == ("mtasts: '.example.com': no MTA-STS lookup for this key (a parent-domain probe, an IP"
-                          " literal, or not a domain); Postfix gets NOTFOUND for it\n")
+    assert out.stderr == (
+        "mtasts: '.example.com': no MTA-STS lookup for this key (a parent-domain probe, an IP"
+        " literal, or not a domain); Postfix gets NOTFOUND for it\n"
+    )
 
 
 def test_query_command(world, daemon):

@@ -38,38 +38,81 @@ def zones(policy_ip: str):
 
     return [
         z("dane-all.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.11"), ("_25._tcp.mx1", "TLSA", TLSA)]),
-        z("dane-some.test", [("@", "MX", "10 mx1"), ("@", "MX", "20 mx2"), ("mx1", "A", "127.8.9.12"),
-                             ("mx2", "A", "127.8.9.13"), ("_25._tcp.mx1", "TLSA", TLSA)]),
-        z("unusable.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.14"),
-                            ("_25._tcp.mx1", "TLSA", TLSA_UNUSABLE)]),
-        z("unsigned-tlsa.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.15"), ("_25._tcp.mx1", "TLSA", TLSA)],
-          signed=False),
+        z(
+            "dane-some.test",
+            [
+                ("@", "MX", "10 mx1"),
+                ("@", "MX", "20 mx2"),
+                ("mx1", "A", "127.8.9.12"),
+                ("mx2", "A", "127.8.9.13"),
+                ("_25._tcp.mx1", "TLSA", TLSA),
+            ],
+        ),
+        z(
+            "unusable.test",
+            [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.14"), ("_25._tcp.mx1", "TLSA", TLSA_UNUSABLE)],
+        ),
+        z(
+            "unsigned-tlsa.test",
+            [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.15"), ("_25._tcp.mx1", "TLSA", TLSA)],
+            signed=False,
+        ),
         z("signed-notlsa.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.16")]),
         z("implicit.test", [("@", "A", "127.8.9.17"), ("_25._tcp", "TLSA", TLSA)]),
         z("nullmx.test", [("@", "MX", "0 .")]),
         z("mx-bogus.test", [("@", "MX", "10 mx1.bogus.test.")]),
-        z("bogus.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.18"), ("_25._tcp.mx1", "TLSA", TLSA)],
-          bogus=True),
+        z(
+            "bogus.test",
+            [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.18"), ("_25._tcp.mx1", "TLSA", TLSA)],
+            bogus=True,
+        ),
         # The MX host is an alias; TLSA only at its target (RFC 7672 §2.2.2: looked up there first).
-        z("cname-mx.test", [("@", "MX", "10 mx1"), ("mx1", "CNAME", "target"), ("target", "A", "127.8.9.19"),
-                            ("_25._tcp.target", "TLSA", TLSA)]),
+        z(
+            "cname-mx.test",
+            [
+                ("@", "MX", "10 mx1"),
+                ("mx1", "CNAME", "target"),
+                ("target", "A", "127.8.9.19"),
+                ("_25._tcp.target", "TLSA", TLSA),
+            ],
+        ),
         # TLSA at the alias only: the original name is the fallback.
-        z("cname-alias.test", [("@", "MX", "10 mx1"), ("mx1", "CNAME", "target"), ("target", "A", "127.8.9.20"),
-                               ("_25._tcp.mx1", "CNAME", "tlsa-data"), ("tlsa-data", "TLSA", TLSA)]),
+        z(
+            "cname-alias.test",
+            [
+                ("@", "MX", "10 mx1"),
+                ("mx1", "CNAME", "target"),
+                ("target", "A", "127.8.9.20"),
+                ("_25._tcp.mx1", "CNAME", "tlsa-data"),
+                ("tlsa-data", "TLSA", TLSA),
+            ],
+        ),
         # The TLSA name sits behind a broken delegation (a DS no key of the child matches):
         # the validator answers SERVFAIL, a temporary failure, as for a lame delegation.
         z("lame.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.21")] + broken_delegation("_tcp.mx1")),
         Zone("_tcp.mx1.lame.test", [("_25", "TLSA", TLSA)], signed=False),
-        z("lame-some.test", [("@", "MX", "10 mx1"), ("@", "MX", "20 mx2"), ("mx1", "A", "127.8.9.22"),
-                             ("mx2", "A", "127.8.9.23"), ("_25._tcp.mx1", "TLSA", TLSA)]
-          + broken_delegation("_tcp.mx2")),
+        z(
+            "lame-some.test",
+            [
+                ("@", "MX", "10 mx1"),
+                ("@", "MX", "20 mx2"),
+                ("mx1", "A", "127.8.9.22"),
+                ("mx2", "A", "127.8.9.23"),
+                ("_25._tcp.mx1", "TLSA", TLSA),
+            ]
+            + broken_delegation("_tcp.mx2"),
+        ),
         Zone("_tcp.mx2.lame-some.test", [("_25", "TLSA", TLSA)], signed=False),
         # A submission relay: its MX (no TLSA) is not where Postfix goes for [relay.test]:587.
-        z("relay.test", [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.24"), ("@", "A", "127.8.9.25"),
-                         ("_587._tcp", "TLSA", TLSA)]),
+        z(
+            "relay.test",
+            [("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.24"), ("@", "A", "127.8.9.25"), ("_587._tcp", "TLSA", TLSA)],
+        ),
         # RFC 7505 violated: a null MX among others. Postfix bounces (DNS_NULLMX).
-        z("nullmx-mixed.test", [("@", "MX", "0 ."), ("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.26"),
-                                ("_25._tcp.mx1", "TLSA", TLSA)]),
+        z(
+            "nullmx-mixed.test",
+            [("@", "MX", "0 ."), ("@", "MX", "10 mx1"), ("mx1", "A", "127.8.9.26"), ("_25._tcp.mx1", "TLSA", TLSA)],
+        ),
     ]
 
 
@@ -148,12 +191,15 @@ def test_resolver_validation_is_logged_at_start(daemon):
     wait_for_log(daemon, "DANE: the resolver validates DNSSEC (AD bit for 'dane-all.test')")
 
 
-@pytest.mark.parametrize("domain,answer", [
-    ("dane-all.test", "OK dane-only"),  # every MX has usable TLSA: MTA-STS must not override it
-    ("dane-some.test", "OK dane"),  # one of two MX hosts
-    ("implicit.test", "OK dane-only"),  # no MX: the domain itself, _25._tcp.implicit.test
-    ("nullmx.test", "NOTFOUND "),  # RFC 7505: accepts no mail
-])
+@pytest.mark.parametrize(
+    "domain,answer",
+    [
+        ("dane-all.test", "OK dane-only"),  # every MX has usable TLSA: MTA-STS must not override it
+        ("dane-some.test", "OK dane"),  # one of two MX hosts
+        ("implicit.test", "OK dane-only"),  # no MX: the domain itself, _25._tcp.implicit.test
+        ("nullmx.test", "NOTFOUND "),  # RFC 7505: accepts no mail
+    ],
+)
 def test_dane_answers(daemon, domain, answer):
     assert daemon.query(domain) == answer
 
@@ -216,13 +262,15 @@ def test_non_validating_resolver_is_reported(make_daemon):
 
 # -- DANE names as Postfix looks them up (RFC 7672 §2.2.2) ------------------------------
 
+
 def test_cname_mx_host_is_checked_at_its_target_first(daemon):
     # Only _25._tcp.target.cname-mx.test has TLSA: answering secure here would override
     # the DANE Postfix itself finds there.
     assert daemon.query("cname-mx.test") == "OK dane-only"
     shown = json.loads(daemon.cli("cache", "show", "cname-mx.test", "--json").stdout)["entry"]["dane"]
-    assert shown["hosts"] == [{"host": "mx1.cname-mx.test", "state": "usable", "tlsa": [TLSA],
-                               "tlsa_name": "_25._tcp.target.cname-mx.test"}]
+    assert shown["hosts"] == [
+        {"host": "mx1.cname-mx.test", "state": "usable", "tlsa": [TLSA], "tlsa_name": "_25._tcp.target.cname-mx.test"}
+    ]
 
 
 def test_cname_mx_host_falls_back_to_the_original_name(daemon):
@@ -272,7 +320,9 @@ def test_temporary_failure_after_usable_tlsa_answers_dane(dnssec):
 
     async def check(previous):
         client = DnsClient([(RESOLVER_ADDRESS, 53)], 3.0)
-        return await DaneChecker(client, failure_ttl=60.0, min_ttl=60.0, max_ttl=3600.0).check(NextHop("lame.test"), 1000.0, previous)
+        return await DaneChecker(client, failure_ttl=60.0, min_ttl=60.0, max_ttl=3600.0).check(
+            NextHop("lame.test"), 1000.0, previous
+        )
 
     never = asyncio.run(check(None))
     assert never.state is DaneState.UNKNOWN and never.expires_at == 1000.0 + Config().cache.failure_ttl
@@ -310,23 +360,30 @@ def fake_postconf(directory, version, dnssec=False, tlsrpt=False):
     return path
 
 
-@pytest.mark.parametrize("version,with_dnssec,tlsrpt,answer", [
-    # CentOS 7: no dane level, no servername=: the MTA-STS answer it can read.
-    ("2.10.1", False, False, "OK secure match=mx1.dane-all.test"),
-    ("2.10.1", True, False, "OK secure match=mx1.dane-all.test"),
-    ("3.3.1", True, False, "OK dane-only"),
-    ("3.3.1", False, False, "OK secure match=mx1.dane-all.test"),
-    # No DNSSEC lookups: dane-only would be deferred, dane would become may.
-    ("3.7.11", False, False, "OK secure match=mx1.dane-all.test servername=hostname"),
-    ("3.7.11", True, False, "OK dane-only"),
-    ("3.10.13", True, True, "OK dane-only"),
-])
+@pytest.mark.parametrize(
+    "version,with_dnssec,tlsrpt,answer",
+    [
+        # CentOS 7: no dane level, no servername=: the MTA-STS answer it can read.
+        ("2.10.1", False, False, "OK secure match=mx1.dane-all.test"),
+        ("2.10.1", True, False, "OK secure match=mx1.dane-all.test"),
+        ("3.3.1", True, False, "OK dane-only"),
+        ("3.3.1", False, False, "OK secure match=mx1.dane-all.test"),
+        # No DNSSEC lookups: dane-only would be deferred, dane would become may.
+        ("3.7.11", False, False, "OK secure match=mx1.dane-all.test servername=hostname"),
+        ("3.7.11", True, False, "OK dane-only"),
+        ("3.10.13", True, True, "OK dane-only"),
+    ],
+)
 def test_answers_fit_the_postfix_that_reads_them(dnssec, policy_host, tmp_path, version, with_dnssec, tlsrpt, answer):
     ca = tmp_path / "ca.pem"
     policy_host.ca.cert_pem.write_to_path(str(ca))
     postconf = fake_postconf(tmp_path, version, with_dnssec, tlsrpt)
-    d = Daemon(tmp_path, types.SimpleNamespace(address=RESOLVER_ADDRESS), str(ca),
-               f'[dane]\nprobe = "dane-all.test"\n[postfix]\npostconf = "{postconf}"\n').start()
+    d = Daemon(
+        tmp_path,
+        types.SimpleNamespace(address=RESOLVER_ADDRESS),
+        str(ca),
+        f'[dane]\nprobe = "dane-all.test"\n[postfix]\npostconf = "{postconf}"\n',
+    ).start()
     try:
         assert d.query("dane-all.test") == answer
         assert f"Postfix {version}" in d.log()
@@ -339,13 +396,16 @@ def test_answers_fit_the_postfix_that_reads_them(dnssec, policy_host, tmp_path, 
 def test_an_explicit_setting_postfix_cannot_use_wins_with_a_warning(dnssec, policy_host, tmp_path):
     ca = tmp_path / "ca.pem"
     policy_host.ca.cert_pem.write_to_path(str(ca))
-    d = Daemon(tmp_path, types.SimpleNamespace(address=RESOLVER_ADDRESS), str(ca),
-               '[postfix]\nversion = "2.10.1"\n[maps.centos]\nsni = true\n').start()
+    d = Daemon(
+        tmp_path,
+        types.SimpleNamespace(address=RESOLVER_ADDRESS),
+        str(ca),
+        '[postfix]\nversion = "2.10.1"\n[maps.centos]\nsni = true\n',
+    ).start()
     try:
         assert d.query("signed-notlsa.test", "centos") == secure("signed-notlsa.test")
         assert d.query("signed-notlsa.test") == "OK secure match=mx1.signed-notlsa.test"
-        assert ("WARNING " + str(d.config) + ": [maps.centos] sni = true: Postfix 2.10.1 rejects servername="
-                in d.log())
+        assert "WARNING " + str(d.config) + ": [maps.centos] sni = true: Postfix 2.10.1 rejects servername=" in d.log()
     finally:
         d.stop()
 
@@ -361,8 +421,12 @@ def test_the_real_postconf_is_read(dnssec, policy_host, tmp_path):
     etc = tmp_path / "postfix"
     etc.mkdir()
     (etc / "main.cf").write_text("compatibility_level = 3.6\nsmtp_dns_support_level = dnssec\n")
-    d = Daemon(tmp_path, types.SimpleNamespace(address=RESOLVER_ADDRESS), str(ca),
-               f'[dane]\nprobe = "dane-all.test"\n[postfix]\nconfig_directory = "{etc}"\n').start()
+    d = Daemon(
+        tmp_path,
+        types.SimpleNamespace(address=RESOLVER_ADDRESS),
+        str(ca),
+        f'[dane]\nprobe = "dane-all.test"\n[postfix]\nconfig_directory = "{etc}"\n',
+    ).start()
     try:
         assert d.query("dane-all.test") == "OK dane-only"
         (etc / "main.cf").write_text("compatibility_level = 3.6\n")

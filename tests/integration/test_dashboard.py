@@ -39,20 +39,34 @@ def dashboard(tmp_path):
         f'[publish]\nlisten = ["127.0.0.1:{free_port()}"]\n'
         f'[publish.domains."{DOMAIN}"]\nmx = ["mx1.{DOMAIN}", "*.backup.{DOMAIN}"]\n'
         f'cert = "{cert}"\nkey = "{key}"\n'
-        f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nlisten = "127.0.0.1:{port}"\n')
+        f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nlisten = "127.0.0.1:{port}"\n'
+    )
     seeds = [
-        shapes.array_sender(DOMAIN, report_id="seed-1", ok=1200, failures=[
-            shapes.failure("certificate-host-mismatch", f"a.b.backup.{DOMAIN}", 4)]),
-        dict(shapes.array_sender(DOMAIN, report_id="seed-2", ok=800),
-             **{"organization-name": "<script>document.title='owned'</script>Evil & Co"}),
+        shapes.array_sender(
+            DOMAIN,
+            report_id="seed-1",
+            ok=1200,
+            failures=[shapes.failure("certificate-host-mismatch", f"a.b.backup.{DOMAIN}", 4)],
+        ),
+        dict(
+            shapes.array_sender(DOMAIN, report_id="seed-2", ok=800),
+            **{"organization-name": "<script>document.title='owned'</script>Evil & Co"},
+        ),
     ]
     seeds[1]["date-range"] = {"start-datetime": "2026-11-28T00:00:00Z", "end-datetime": "2026-11-28T23:59:59Z"}
     for seed in seeds:
-        done = subprocess.run(mtasts_command("reports", "ingest", "-c", str(config)), capture_output=True,
-                              input=report_mail("application/tlsrpt+gzip", shapes.as_gzip(seed)), timeout=60)
+        done = subprocess.run(
+            mtasts_command("reports", "ingest", "-c", str(config)),
+            capture_output=True,
+            input=report_mail("application/tlsrpt+gzip", shapes.as_gzip(seed)),
+            timeout=60,
+        )
         assert done.returncode == 0 and b"stored" in done.stderr
-    proc, log = launch(mtasts_command("serve", "--only", "publisher", "-c", str(config)), tmp_path / "daemon.log",
-                       ready="ready: publisher only")
+    proc, log = launch(
+        mtasts_command("serve", "--only", "publisher", "-c", str(config)),
+        tmp_path / "daemon.log",
+        ready="ready: publisher only",
+    )
     yield f"http://127.0.0.1:{port}/", tmp_path
     proc.terminate()
     proc.wait(10)
@@ -60,10 +74,23 @@ def dashboard(tmp_path):
 
 
 def chromium(tmp_path, *args):
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'chromium'}", *args],
-                          capture_output=True, timeout=120)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            *args,
+        ],
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -38,9 +38,16 @@ def fleet(dns_server, policy_host, redis_server, tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         d = Daemon(tmp_path / name, dns_server, str(ca))
-        d.config.write_text(d.config.read_text().replace("[cache]\n", (
-            f'[cache]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
-            'prefix = "t:"\ntimeout = 0.2\n'), 1))
+        d.config.write_text(
+            d.config.read_text().replace(
+                "[cache]\n",
+                (
+                    f'[cache]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
+                    'prefix = "t:"\ntimeout = 0.2\n'
+                ),
+                1,
+            )
+        )
         hosts.append(d)
     yield hosts
     for d in hosts:
@@ -125,7 +132,7 @@ def test_redis_down_under_load_then_back(world, fleet, redis_server):
             try:
                 s.sendall(netstring(f"postfix {known}".encode()))
                 replies.append(read_netstring(s).decode())
-            except Exception as exc:  # noqa: BLE001 - any failure is the test failing
+            except Exception as exc:
                 errors.append(exc)
                 return
 
@@ -181,11 +188,19 @@ def test_a_host_with_dead_dns_does_not_wipe_the_fleets_valid_policy(world, fleet
     redis.Redis(port=redis_server.port).flushall()
     (tmp_path / "c").mkdir()
     c = Daemon(tmp_path / "c", dns_server, str(tmp_path / "ca.pem"))
-    c.config.write_text(c.config.read_text().replace(
-        f'nameservers = ["{dns_server.address}"]', 'nameservers = ["127.0.0.1:9"]').replace(
-        "failure_ttl = 1\n", "failure_ttl = 60\n").replace("[cache]\n", (
-            f'[cache]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
-            'prefix = "t:"\ntimeout = 0.2\n'), 1))
+    c.config.write_text(
+        c.config.read_text()
+        .replace(f'nameservers = ["{dns_server.address}"]', 'nameservers = ["127.0.0.1:9"]')
+        .replace("failure_ttl = 1\n", "failure_ttl = 60\n")
+        .replace(
+            "[cache]\n",
+            (
+                f'[cache]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
+                'prefix = "t:"\ntimeout = 0.2\n'
+            ),
+            1,
+        )
+    )
     c.start()
     try:
         assert c.query(d) == "NOTFOUND "  # its DNS timed out: no policy known to C

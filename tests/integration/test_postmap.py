@@ -25,14 +25,18 @@ def postfix_dir(tmp_path):
 
 
 def postmap(postfix_dir, table, key, stdin=None):
-    return subprocess.run(["postmap", "-c", postfix_dir, "-q", key, table], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["postmap", "-c", postfix_dir, "-q", key, table], input=stdin, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("transport", ["inet", "unix"])
 def test_postmap_sees_the_same_answers(world, daemon, postfix_dir, transport):
-    table = (f"socketmap:inet:127.0.0.1:{daemon.port}:postfix" if transport == "inet"
-             else f"socketmap:unix:{daemon.unix}:postfix")
+    table = (
+        f"socketmap:inet:127.0.0.1:{daemon.port}:postfix"
+        if transport == "inet"
+        else f"socketmap:unix:{daemon.unix}:postfix"
+    )
     enforce, testing, none = world.new_domain(), world.new_domain(), world.new_domain()
     world.publish(enforce)
     world.publish(testing, policy_text(mode="testing", domain=testing))
@@ -50,11 +54,14 @@ def test_postmap_sees_the_same_answers(world, daemon, postfix_dir, transport):
 def test_postmap_batch_and_profiles(world, daemon, postfix_dir):
     d = world.new_domain()
     world.publish(d)
-    batch = postmap(postfix_dir, f"socketmap:inet:127.0.0.1:{daemon.port}:oldpostfix", "-",
-                    stdin=f"{d}\n.{d}\n[{d}]:587\n")
+    batch = postmap(
+        postfix_dir, f"socketmap:inet:127.0.0.1:{daemon.port}:oldpostfix", "-", stdin=f"{d}\n.{d}\n[{d}]:587\n"
+    )
     assert batch.returncode == 0, batch.stderr
-    assert batch.stdout.splitlines() == [f"{d}\tsecure match=mx1.{d}:.backup.{d}",
-                                         f"[{d}]:587\tsecure match=mx1.{d}:.backup.{d}"]
+    assert batch.stdout.splitlines() == [
+        f"{d}\tsecure match=mx1.{d}:.backup.{d}",
+        f"[{d}]:587\tsecure match=mx1.{d}:.backup.{d}",
+    ]
 
 
 def test_postmap_with_daemon_stopped_is_a_temporary_error(daemon, postfix_dir):

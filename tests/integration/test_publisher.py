@@ -17,6 +17,7 @@ from tests.support.publisher import PUBLISHER_IP, Publisher, get, https
 
 pytestmark = pytest.mark.integration
 
+
 def _has_not_after():
     import inspect
 
@@ -30,9 +31,17 @@ def publisher(tmp_path, policy_host, world):
     pub = Publisher(tmp_path, policy_host.ca, {})
     d = world.new_domain("pub")
     cert, key = pub.cert_for(d)
-    pub.domains = {d: {"mode": "enforce", "mx": [f"mx1.{d}", f"*.mx.{d}"], "max_age": 86400,
-                       "tlsrpt_rua": [f"mailto:tlsrpt@{d}"], "cert": cert, "key": key,
-                       "host_addresses": [PUBLISHER_IP]}}
+    pub.domains = {
+        d: {
+            "mode": "enforce",
+            "mx": [f"mx1.{d}", f"*.mx.{d}"],
+            "max_age": 86400,
+            "tlsrpt_rua": [f"mailto:tlsrpt@{d}"],
+            "cert": cert,
+            "key": key,
+            "host_addresses": [PUBLISHER_IP],
+        }
+    }
     pub.write(pub.domains)
     pub.start()
     pub.domain = d
@@ -54,9 +63,19 @@ def test_head(publisher):
     assert status == 200 and body == b"" and int(headers["content-length"]) > 0
 
 
-@pytest.mark.parametrize("path", ["/", "/.well-known/mta-sts.txt/", "/.well-known/", "/../etc/passwd",
-                                  "/.well-known/../../etc/passwd", "/%2e%2e/etc/passwd", "//etc/passwd",
-                                  "/.well-known/mta-sts.TXT"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/.well-known/mta-sts.txt/",
+        "/.well-known/",
+        "/../etc/passwd",
+        "/.well-known/../../etc/passwd",
+        "/%2e%2e/etc/passwd",
+        "//etc/passwd",
+        "/.well-known/mta-sts.TXT",
+    ],
+)
 def test_m134_other_paths_404_never_redirect(publisher, path):
     status, headers, body = get(publisher.ca, f"mta-sts.{publisher.domain}", path=path)
     assert status == 404 and "location" not in headers and b"root:" not in body
@@ -84,8 +103,12 @@ def test_m137_tls_below_1_2_refused(publisher):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
-            https(publisher.ca, f"mta-sts.{publisher.domain}", b"GET / HTTP/1.0\r\n\r\n",
-                  max_version=ssl.TLSVersion.TLSv1_1)
+            https(
+                publisher.ca,
+                f"mta-sts.{publisher.domain}",
+                b"GET / HTTP/1.0\r\n\r\n",
+                max_version=ssl.TLSVersion.TLSv1_1,
+            )
 
 
 def test_round_trip_through_our_resolver(publisher, world, daemon):
@@ -158,7 +181,10 @@ def test_write_and_snippets(publisher, tmp_path):
     assert out.returncode == 0
     assert (tmp_path / "www" / d / "mta-sts.txt").read_bytes() == publisher.policy_bytes(d)
     apache = publisher.cli("publish", "snippet", "apache", d, "--dir", str(tmp_path / "www")).stdout
-    assert f"ServerName mta-sts.{d}" in apache and f"Alias /.well-known/mta-sts.txt {tmp_path}/www/{d}/mta-sts.txt" in apache
+    assert (
+        f"ServerName mta-sts.{d}" in apache
+        and f"Alias /.well-known/mta-sts.txt {tmp_path}/www/{d}/mta-sts.txt" in apache
+    )
     nginx = publisher.cli("publish", "snippet", "nginx", d).stdout
     assert f"server_name mta-sts.{d};" in nginx and "return 404;" in nginx
     unknown = publisher.cli("publish", "policy", "not-published.example")
@@ -169,7 +195,9 @@ def test_m136_expired_certificate_aborts_handshake(publisher):
     if not _has_not_after():
         pytest.skip("this trustme cannot issue expired certificates")
     d = publisher.domain
-    publisher.domains[d]["cert"], publisher.domains[d]["key"] = publisher.cert_for("old-" + d, f"mta-sts.{d}", expired=True)
+    publisher.domains[d]["cert"], publisher.domains[d]["key"] = publisher.cert_for(
+        "old-" + d, f"mta-sts.{d}", expired=True
+    )
     publisher.write(publisher.domains)
     assert "expired on" in publisher.cli("publish", "records", d).stderr
     publisher.proc.send_signal(signal.SIGHUP)
@@ -200,8 +228,12 @@ def test_socket_activation(tmp_path, policy_host, world):
 def test_systemd_listen_without_socket_is_an_error(tmp_path, policy_host):
     pub = Publisher(tmp_path, policy_host.ca, {})
     pub.write({"x.example": {"mode": "none"}}, listen=["systemd"])
-    out = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(pub.config)],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "mtasts", "serve", "--only", "publisher", "-c", str(pub.config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 78 and "no socket was passed (LISTEN_FDS)" in out.stderr
 
 
@@ -211,8 +243,12 @@ def test_slow_clients_are_dropped(publisher):
     no_tls = socket.create_connection((PUBLISHER_IP, 443))
     ctx = ssl.create_default_context()
     publisher.ca.configure_trust(ctx)
-    silent = ctx.wrap_socket(socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}")
-    trickle = ctx.wrap_socket(socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}")
+    silent = ctx.wrap_socket(
+        socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}"
+    )
+    trickle = ctx.wrap_socket(
+        socket.create_connection((PUBLISHER_IP, 443)), server_hostname=f"mta-sts.{publisher.domain}"
+    )
     trickle.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n")  # and never the rest
     started = time.monotonic()
     for s in (no_tls, silent, trickle):
@@ -260,7 +296,9 @@ def test_connection_cap(tmp_path, policy_host, world):
 
 def test_oversized_header_refused(publisher):
     host = f"mta-sts.{publisher.domain}"
-    request = f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nX-Big: {'a' * 10000}\r\nConnection: close\r\n\r\n"
+    request = (
+        f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nX-Big: {'a' * 10000}\r\nConnection: close\r\n\r\n"
+    )
     status, _, body = https(publisher.ca, host, request.encode())
     assert status in (400, 431) and b"version: STSv1" not in body
     assert get(publisher.ca, host)[0] == 200
@@ -269,7 +307,11 @@ def test_oversized_header_refused(publisher):
 def test_missing_certificate_file_aborts_that_name_only(publisher, tmp_path, world):
     d = publisher.domain
     other = world.new_domain("nocert")
-    publisher.domains[other] = {"mx": [f"mx.{other}"], "cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")}
+    publisher.domains[other] = {
+        "mx": [f"mx.{other}"],
+        "cert": str(tmp_path / "missing.pem"),
+        "key": str(tmp_path / "missing.key"),
+    }
     publisher.write(publisher.domains)
     publisher.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: f"not serving mta-sts.{other}" in publisher.log.read_text())
@@ -321,7 +363,9 @@ def test_resolver_and_publisher_in_one_serve(tmp_path, policy_host, world, make_
     pub = Publisher(tmp_path, policy_host.ca, {})
     cert, key = pub.cert_for(d)
     daemon = make_daemon(start=False)
-    daemon.config.write_text(daemon.config.read_text() + f"""
+    daemon.config.write_text(
+        daemon.config.read_text()
+        + f"""
 [publish]
 listen = ["127.8.6.4:443"]
 [publish.domains."{d}"]
@@ -329,7 +373,8 @@ mx = ["mx1.{d}"]
 cert = "{cert}"
 key = "{key}"
 host_addresses = ["127.8.6.4"]
-""")
+"""
+    )
     daemon.start()
     records = json.loads(daemon.cli("publish", "records", d, "--format", "json").stdout)
     for record in records:
@@ -421,7 +466,9 @@ def test_a_certificate_that_expires_while_serving_is_no_longer_served(tmp_path, 
         try:
             with socket.create_connection(("127.8.6.5", 443), timeout=5) as raw:
                 with ctx.wrap_socket(raw, server_hostname=host) as s:
-                    s.sendall(f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                    s.sendall(
+                        f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+                    )
                     return s.recv(12)
         except (ssl.SSLError, ConnectionError):
             return "handshake failed"
@@ -446,9 +493,13 @@ def test_the_start_message_counts_only_what_is_served(tmp_path, policy_host, wor
     pub = Publisher(tmp_path, policy_host.ca, {})
     good, bad = world.new_domain("good"), world.new_domain("nocert")
     cert, key = pub.cert_for(good)
-    pub.write({good: {"mx": [f"mx.{good}"], "cert": cert, "key": key},
-               bad: {"mx": [f"mx.{bad}"], "cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")}},
-              listen=["127.8.6.6:443"])
+    pub.write(
+        {
+            good: {"mx": [f"mx.{good}"], "cert": cert, "key": key},
+            bad: {"mx": [f"mx.{bad}"], "cert": str(tmp_path / "missing.pem"), "key": str(tmp_path / "missing.key")},
+        },
+        listen=["127.8.6.6:443"],
+    )
     pub.start()
     try:
         log = pub.log.read_text()
@@ -543,7 +594,11 @@ def test_silent_connections_from_many_addresses_take_no_handshake_slot(flood_pub
 
 def test_malformed_requests_log_one_line_each_and_no_traceback(flood_publisher):
     pub, host = flood_publisher, f"mta-sts.{flood_publisher.domain}"
-    for junk in [b"\x00\x01\x02 nonsense\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"] * 10:
+    for junk in [
+        b"\x00\x01\x02 nonsense\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+    ] * 10:
         with _tls_connection(pub.ca, host, "127.8.12.1") as s:
             s.sendall(junk)
             try:

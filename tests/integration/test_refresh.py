@@ -32,8 +32,11 @@ def run(world, tmp_path, scenario, **config):
     ca = tmp_path / "ca.pem"
     world.host.ca.cert_pem.write_to_path(str(ca))
     host, port = world.dns.address.split(":")
-    cfg = Config(resolver=ResolverSection(nameservers=(Endpoint("inet", host, int(port)),), timeout=2.0),
-                 fetch=FetchSection(timeout=3.0), cache=CacheSection(backend="memory", **config))
+    cfg = Config(
+        resolver=ResolverSection(nameservers=(Endpoint("inet", host, int(port)),), timeout=2.0),
+        fetch=FetchSection(timeout=3.0),
+        cache=CacheSection(backend="memory", **config),
+    )
 
     async def main():
         dns_client = DnsClient(cfg.resolver.servers, cfg.resolver.timeout)

@@ -68,8 +68,7 @@ def test_tlsrpt_profile_answers_byte_for_byte(world, daemon):
     world.publish(t, policy_text(mode="testing", domain=t))
     strings = " ".join(f"{{ policy_string = {line} }}" for line in policy_text(domain=d).decode().split("\r\n") if line)
     assert daemon.query(d, "tlsrpt") == (
-        f"{secure(d)} policy_type=sts policy_domain={d} mx_host_pattern=mx1.{d} mx_host_pattern=*.backup.{d} "
-        + strings
+        f"{secure(d)} policy_type=sts policy_domain={d} mx_host_pattern=mx1.{d} mx_host_pattern=*.backup.{d} " + strings
     )
     assert daemon.query(d) == secure(d)  # the same cached policy, the default profile
     assert daemon.query(t, "tlsrpt").startswith(f"OK may policy_type=sts policy_domain={t} mx_host_pattern=mx1.{t} ")
@@ -176,11 +175,21 @@ HOSTILE = {
 }
 # What the log must give as the reason: each case fails for its own reason.
 REASON = {
-    "404": "(http-status: ", "500": "(http-status: ", "204": "HTTP 204", "304": "HTTP 304",
-    "redirect": "(redirect: ", "redirect-308": "HTTP 308 redirect", "html": "Content-Type 'text/html'",
-    "no-content-type": "Content-Type None", "html-body": "(invalid-policy: ", "huge": "body over 65536 bytes",
-    "trickle": "(timeout: ", "hang": "(timeout: ", "wrong-name": "Hostname mismatch",
-    "expired": "certificate has expired", "not-yet-valid": "certificate is not yet valid",
+    "404": "(http-status: ",
+    "500": "(http-status: ",
+    "204": "HTTP 204",
+    "304": "HTTP 304",
+    "redirect": "(redirect: ",
+    "redirect-308": "HTTP 308 redirect",
+    "html": "Content-Type 'text/html'",
+    "no-content-type": "Content-Type None",
+    "html-body": "(invalid-policy: ",
+    "huge": "body over 65536 bytes",
+    "trickle": "(timeout: ",
+    "hang": "(timeout: ",
+    "wrong-name": "Hostname mismatch",
+    "expired": "certificate has expired",
+    "not-yet-valid": "certificate is not yet valid",
     "untrusted": "unable to get local issuer certificate",
     "cn-only": "Hostname mismatch",
 }
@@ -248,8 +257,13 @@ def test_wildcard_certificate_accepted(world, daemon):
 
 def test_content_type_parameters_accepted(world, daemon):
     # §3.2 text/plain; the RFC says nothing of charset: iso-8859-1 is accepted and decoded as UTF-8.
-    for ct in ["text/plain; charset=utf-8", "Text/Plain", "text/plain;charset=US-ASCII", "text/plain; format=flowed",
-               "text/plain; charset=iso-8859-1"]:
+    for ct in [
+        "text/plain; charset=utf-8",
+        "Text/Plain",
+        "text/plain;charset=US-ASCII",
+        "text/plain; format=flowed",
+        "text/plain; charset=iso-8859-1",
+    ]:
         d = world.new_domain()
         world.publish(d, content_type=ct)
         assert daemon.query(d) == secure(d), ct
@@ -263,7 +277,7 @@ def test_body_at_size_limit(world, daemon):
     world.publish(d, body)
     assert daemon.query(d) == secure(d)
     e = world.new_domain()
-    world.publish(e, body.replace(b"x: ", b"x: a") .replace(d.encode(), e.encode()))
+    world.publish(e, body.replace(b"x: ", b"x: a").replace(d.encode(), e.encode()))
     assert daemon.query(e) == "NOTFOUND "
 
 

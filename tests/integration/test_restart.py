@@ -58,7 +58,7 @@ class Load:
         with self._lock:
             self.retries += client.retries
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -75,8 +75,10 @@ class Load:
 def _expected(world) -> Dict[str, bytes]:
     enforced = world.new_domain("restart")
     world.publish(enforced)
-    return {enforced: f"OK secure match=mx1.{enforced}:.backup.{enforced} servername=hostname".encode(),
-            world.new_domain("nosts"): b"NOTFOUND "}
+    return {
+        enforced: f"OK secure match=mx1.{enforced}:.backup.{enforced} servername=hostname".encode(),
+        world.new_domain("nosts"): b"NOTFOUND ",
+    }
 
 
 def _stop(proc: subprocess.Popen, log) -> int:
@@ -154,8 +156,9 @@ def test_takeover_replaces_a_running_daemon_without_refusing_a_lookup(make_daemo
         s.connect(d.unix)
         return s
 
-    with Load(lambda: socket.create_connection(("127.0.0.1", d.port)), expected, clients=3) as tcp, \
-            Load(unix, expected, clients=2) as local:
+    with Load(lambda: socket.create_connection(("127.0.0.1", d.port)), expected, clients=3) as tcp, Load(
+        unix, expected, clients=2
+    ) as local:
         for _ in range(2):
             assert tcp.answered_more_than(tcp.answers + 50) and local.answered_more_than(local.answers + 50)
             old, old_log = d.proc, d._log
@@ -173,10 +176,14 @@ def test_a_second_daemon_without_takeover_is_refused_with_the_reason(make_daemon
     other = first.dir / "other"
     other.mkdir()
     second = other / "mtasts.toml"  # its own cache, control socket and unix socket; the same TCP port
-    second.write_text(first.config.read_text().replace(first.cache, str(other / "cache.sqlite3"))
-                      .replace(first.unix, str(other / "socketmap.sock")))
-    result = subprocess.run(mtasts_command("serve", "--config", str(second)), capture_output=True,
-                            text=True, timeout=30)
+    second.write_text(
+        first.config.read_text()
+        .replace(first.cache, str(other / "cache.sqlite3"))
+        .replace(first.unix, str(other / "socketmap.sock"))
+    )
+    result = subprocess.run(
+        mtasts_command("serve", "--config", str(second)), capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 78
     assert "another process is listening there" in result.stderr and "--takeover" in result.stderr
     assert first.query(world.new_domain("x")) == "NOTFOUND "
@@ -184,8 +191,9 @@ def test_a_second_daemon_without_takeover_is_refused_with_the_reason(make_daemon
 
 def test_takeover_without_a_running_daemon_says_so(make_daemon):
     d = make_daemon(start=False)
-    result = subprocess.run(mtasts_command("serve", "--takeover", "--config", str(d.config)), capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        mtasts_command("serve", "--takeover", "--config", str(d.config)), capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 78
     assert "--takeover: no running mtasts answers on its control socket" in result.stderr
 
@@ -197,16 +205,27 @@ def test_systemd_socket_activate_hands_its_sockets_over_by_address(make_daemon, 
         pytest.skip("systemd-socket-activate is not installed")
     d = make_daemon(start=False)
     extra = free_port()
-    command = ["systemd-socket-activate", "-l", f"127.0.0.1:{d.port}", "-l", d.unix, "-l", f"127.0.0.1:{extra}",
-               *mtasts_command("serve", "--config", str(d.config))]
-    log = open(d.logfile, "ab")
+    command = [
+        "systemd-socket-activate",
+        "-l",
+        f"127.0.0.1:{d.port}",
+        "-l",
+        d.unix,
+        "-l",
+        f"127.0.0.1:{extra}",
+        *mtasts_command("serve", "--config", str(d.config)),
+    ]
+    log = open(d.logfile, "ab")  # noqa: SIM115 - the daemon writes it until it stops
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_for(lambda: f"Listening on 127.0.0.1:{extra}" in d.log()), d.log()
         # systemd-socket-activate starts the service at the first connection.
         key = world.new_domain("act")
-        for connect in (lambda: socket.create_connection(("127.0.0.1", d.port), timeout=20),
-                        lambda: _unix(d.unix), lambda: socket.create_connection(("127.0.0.1", extra), timeout=20)):
+        for connect in (
+            lambda: socket.create_connection(("127.0.0.1", d.port), timeout=20),
+            lambda: _unix(d.unix),
+            lambda: socket.create_connection(("127.0.0.1", extra), timeout=20),
+        ):
             s = connect()
             s.settimeout(20)
             s.sendall(netstring(f"postfix {key}".encode()))
@@ -215,7 +234,10 @@ def test_systemd_socket_activate_hands_its_sockets_over_by_address(make_daemon, 
         text = d.log()
         assert f"socketmap listening on inet:127.0.0.1:{d.port} (socket held by systemd)" in text
         assert f"socketmap listening on unix:{d.unix} (socket held by systemd)" in text
-        assert f"also listening on inet:127.0.0.1:{extra}: systemd passed it but [socketmap] listen does not name it" in text
+        assert (
+            f"also listening on inet:127.0.0.1:{extra}: systemd passed it but [socketmap] listen does not name it"
+            in text
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
@@ -227,7 +249,6 @@ def _unix(path: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
     return s
-
 
 
 def test_takeover_of_a_daemon_that_cannot_hand_over_says_so_and_serves(make_daemon, tmp_path):

@@ -28,14 +28,20 @@ def _readable(path: pathlib.Path) -> bool:
         return path.exists() and os.access(path, os.X_OK)
     except OSError:
         return False
+
+
 SCL_PREFIX = "/opt/rh/rh-python38/root/usr"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not shutil.which("rpmbuild") or not shutil.which("rpmlint"),
-                       reason="rpm and rpmlint are not installed (.ci/run installs them)"),
+    pytest.mark.skipif(
+        not shutil.which("rpmbuild") or not shutil.which("rpmlint"),
+        reason="rpm and rpmlint are not installed (.ci/run installs them)",
+    ),
     pytest.mark.skipif(os.geteuid() != 0, reason="the scratch install and the mount namespace need root"),
-    pytest.mark.skipif(not _readable(PY38_PREFIX / "bin" / "python3.8"), reason="no Python 3.8.18 here (or not readable)"),
+    pytest.mark.skipif(
+        not _readable(PY38_PREFIX / "bin" / "python3.8"), reason="no Python 3.8.18 here (or not readable)"
+    ),
 ]
 
 sys.path.insert(0, str(RPM_DIR))
@@ -45,8 +51,9 @@ import gates  # noqa: E402
 def build(target, out):
     env = dict(os.environ, MTASTS_RPM_OUT=str(out), HOSTPY=sys.executable)
     # Downloads the locked wheels once into dist/wheels-TARGET (kept between runs), then builds.
-    built = subprocess.run(["bash", str(RPM_DIR / "build.sh"), target], env=env, capture_output=True,
-                           text=True, timeout=900)
+    built = subprocess.run(
+        ["bash", str(RPM_DIR / "build.sh"), target], env=env, capture_output=True, text=True, timeout=900
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     rpms = list(out.glob(f"x86_64/mtasts-*.{target}.x86_64.rpm"))
     assert len(rpms) == 1, built.stdout
@@ -58,8 +65,12 @@ def install(package, root):
     (root / "etc").mkdir()
     (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nmtasts:x:981:981::/var/lib/mtasts:/sbin/nologin\n")
     (root / "etc" / "group").write_text("root:x:0:\nmtasts:x:981:\n")
-    done = subprocess.run(["rpm", "-i", "--root", str(root), "--dbpath", "/var/lib/rpm", "--nodeps", "--noscripts",
-                           str(package)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["rpm", "-i", "--root", str(root), "--dbpath", "/var/lib/rpm", "--nodeps", "--noscripts", str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return root
 
@@ -75,8 +86,7 @@ def installed(package, tmp_path_factory):
 
 
 def rpm_query(package, fmt):
-    return subprocess.run(["rpm", "-qp", "--qf", fmt, str(package)], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(["rpm", "-qp", "--qf", fmt, str(package)], capture_output=True, text=True, check=True).stdout
 
 
 def test_package_metadata(package):
@@ -88,41 +98,65 @@ def test_package_metadata(package):
     assert "python(abi)" not in requires  # nothing on the host's Python
     provides = rpm_query(package, "[%{PROVIDENAME}\n]").split()
     assert not [p for p in provides if ".so" in p], provides  # vendored objects stay private
-    scripts = subprocess.run(["rpm", "-qp", "--scripts", str(package)], capture_output=True, text=True,
-                             check=True).stdout
+    scripts = subprocess.run(
+        ["rpm", "-qp", "--scripts", str(package)], capture_output=True, text=True, check=True
+    ).stdout
     assert gates.scriptlet_problems(scripts) == []
     assert "useradd -r -g mtasts -d /var/lib/mtasts -s /sbin/nologin" in scripts
     assert "systemctl preset mtasts.service" in scripts and "systemctl try-restart" in scripts
 
 
 def test_files_owners_and_modes(package, installed):
-    listed = rpm_query(package, "[%{FILENAMES}\t%{FILEUSERNAME}:%{FILEGROUPNAME}\t%{FILEMODES:perms}\t%{FILEFLAGS:fflags}\n]")
+    listed = rpm_query(
+        package, "[%{FILENAMES}\t%{FILEUSERNAME}:%{FILEGROUPNAME}\t%{FILEMODES:perms}\t%{FILEFLAGS:fflags}\n]"
+    )
     files = {line.split("\t")[0]: line.split("\t")[1:] for line in listed.splitlines()}
     assert files["/etc/mtasts"][:2] == ["root:mtasts", "drwxr-x---"]
     assert files["/etc/mtasts/mtasts.toml"] == ["root:mtasts", "-rw-r-----", "cn"]  # %config(noreplace)
     assert files["/var/lib/mtasts"][:2] == ["mtasts:mtasts", "drwxr-x---"]
     assert files["/usr/bin/mtasts"][:2] == ["root:root", "-rwxr-xr-x"]
-    for unit in ("mtasts.service", "mtasts.socket", "mtasts-publish.socket", "mtasts-publish.service",
-                 "mtasts-reports-digest.service", "mtasts-reports-digest.timer"):
+    for unit in (
+        "mtasts.service",
+        "mtasts.socket",
+        "mtasts-publish.socket",
+        "mtasts-publish.service",
+        "mtasts-reports-digest.service",
+        "mtasts-reports-digest.timer",
+    ):
         assert files[f"/usr/lib/systemd/system/{unit}"][:2] == ["root:root", "-rw-r--r--"]
         assert (installed / f"usr/lib/systemd/system/{unit}").read_text() == (ROOT / "systemd" / unit).read_text()
     assert "/opt/mtasts/bin/mtasts" in files
     assert "/opt/mtasts/lib/mtasts/core/policy.py" in files
     assert "/opt/mtasts/lib/mtasts/core/__pycache__/policy.cpython-38.pyc" in files  # compiled for 3.8
     assert "/usr/share/licenses/mtasts-0.1.0/LICENSE" in files
-    nothing_else = [f for f in files if not f.startswith(("/opt/mtasts", "/usr/share/doc/mtasts", "/usr/share/licenses"))]
-    assert sorted(nothing_else) == sorted([
-        "/etc/mtasts", "/etc/mtasts/mtasts.toml", "/usr/bin/mtasts", "/var/lib/mtasts",
-        "/usr/lib/systemd/system/mtasts.service", "/usr/lib/systemd/system/mtasts.socket",
-        "/usr/lib/systemd/system/mtasts-publish.socket",
-        "/usr/lib/systemd/system/mtasts-publish.service", "/usr/lib/systemd/system/mtasts-reports-digest.service",
-        "/usr/lib/systemd/system/mtasts-reports-digest.timer",
-        "/usr/share/mtasts", "/usr/share/mtasts/monitoring", "/usr/share/mtasts/monitoring/mtasts-alerts.yml",
-        "/usr/share/mtasts/monitoring/grafana-dashboard.json",
-    ])
+    nothing_else = [
+        f for f in files if not f.startswith(("/opt/mtasts", "/usr/share/doc/mtasts", "/usr/share/licenses"))
+    ]
+    assert sorted(nothing_else) == sorted(
+        [
+            "/etc/mtasts",
+            "/etc/mtasts/mtasts.toml",
+            "/usr/bin/mtasts",
+            "/var/lib/mtasts",
+            "/usr/lib/systemd/system/mtasts.service",
+            "/usr/lib/systemd/system/mtasts.socket",
+            "/usr/lib/systemd/system/mtasts-publish.socket",
+            "/usr/lib/systemd/system/mtasts-publish.service",
+            "/usr/lib/systemd/system/mtasts-reports-digest.service",
+            "/usr/lib/systemd/system/mtasts-reports-digest.timer",
+            "/usr/share/mtasts",
+            "/usr/share/mtasts/monitoring",
+            "/usr/share/mtasts/monitoring/mtasts-alerts.yml",
+            "/usr/share/mtasts/monitoring/grafana-dashboard.json",
+        ]
+    )
     # On disk in the scratch root, with the owner %pre would have made.
-    for path, uid, mode in (("etc/mtasts", 0, 0o750), ("etc/mtasts/mtasts.toml", 0, 0o640),
-                            ("var/lib/mtasts", 981, 0o750), ("usr/bin/mtasts", 0, 0o755)):
+    for path, uid, mode in (
+        ("etc/mtasts", 0, 0o750),
+        ("etc/mtasts/mtasts.toml", 0, 0o640),
+        ("var/lib/mtasts", 981, 0o750),
+        ("usr/bin/mtasts", 0, 0o755),
+    ):
         st = (installed / path).stat()
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (uid, mode), path
     assert (installed / "etc/mtasts/mtasts.toml").stat().st_gid == 981
@@ -133,8 +167,11 @@ def test_vendored_tree_is_cp38_manylinux2014(installed):
     objects = sorted(str(p) for p in lib.rglob("*.so"))
     assert objects and all(".cpython-38-x86_64-linux-gnu.so" in p for p in objects), objects
     assert gates.glibc_problems(objects) == []
-    pins = [line.split("==")[0].lower().replace("-", "_") for line in (RPM_DIR / "lock-el7.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")]
+    pins = [
+        line.split("==")[0].lower().replace("-", "_")
+        for line in (RPM_DIR / "lock-el7.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
     dist_infos = {p.name.split("-")[0].lower() for p in lib.glob("*.dist-info")}
     assert dist_infos == set(pins)
     assert not (lib / "bin").exists()
@@ -172,8 +209,13 @@ def run_installed(installed, *args, timeout=60):
         f" mount --bind {PY38_PREFIX} {SCL_PREFIX}; mount --bind {installed}/opt/mtasts /opt/mtasts;"
         f' exec {installed}/usr/bin/mtasts "$@"'
     )
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
-                          capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_installed_wrapper_runs_on_python_3_8(installed):
@@ -183,8 +225,9 @@ def test_installed_wrapper_runs_on_python_3_8(installed):
     version = run_installed(installed, "--version")
     assert (version.returncode, version.stdout.strip()) == (0, "mtasts 0.1.0"), version.stderr
     # -I -S: the interpreter's own site-packages are out of reach, only /opt/mtasts/lib counts.
-    isolated = subprocess.run([str(PY38_PREFIX / "bin/python3.8"), "-I", "-S", "-c", "import aiohttp"],
-                              capture_output=True, text=True)
+    isolated = subprocess.run(
+        [str(PY38_PREFIX / "bin/python3.8"), "-I", "-S", "-c", "import aiohttp"], capture_output=True, text=True
+    )
     assert isolated.returncode != 0
 
 
@@ -193,8 +236,10 @@ def query_config(world, tmp_path, postfix_version):
     world.host.ca.cert_pem.write_to_path(str(ca))
     config = tmp_path / "mtasts.toml"
     # The Postfix of the platform, as its postconf would report it.
-    config.write_text(f'[resolver]\nnameservers = ["{world.dns.address}"]\n[fetch]\nca_file = "{ca}"\n'
-                      f'[cache]\npath = "{tmp_path}/cache.sqlite3"\n[postfix]\nversion = "{postfix_version}"\n')
+    config.write_text(
+        f'[resolver]\nnameservers = ["{world.dns.address}"]\n[fetch]\nca_file = "{ca}"\n'
+        f'[cache]\npath = "{tmp_path}/cache.sqlite3"\n[postfix]\nversion = "{postfix_version}"\n'
+    )
     return config
 
 
@@ -217,8 +262,9 @@ def test_build_fails_on_a_wheel_for_another_python(package, tmp_path):
     yarl = next(wheels.glob("yarl-*.whl"))
     yarl.rename(wheels / yarl.name.replace("cp38-cp38", "cp39-cp39"))
     env = dict(os.environ, MTASTS_RPM_OUT=str(tmp_path / "out"), MTASTS_WHEELS=str(wheels), HOSTPY=sys.executable)
-    built = subprocess.run(["bash", str(RPM_DIR / "build.sh"), "el7", "--offline"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    built = subprocess.run(
+        ["bash", str(RPM_DIR / "build.sh"), "el7", "--offline"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert built.returncode != 0
     assert "gate wheels: yarl-1.15.2-cp39-cp39" in built.stderr
     assert not (tmp_path / "out").exists()
@@ -229,8 +275,9 @@ def test_rpmlint_errors_without_the_committed_justifications(package, tmp_path):
     empty.write_text("")
     strict = subprocess.run(["rpmlint", "-r", str(empty), str(package)], capture_output=True, text=True)
     assert strict.returncode != 0 and "E: dir-or-file-in-opt" in strict.stdout
-    justified = subprocess.run(["rpmlint", "-r", str(RPM_DIR / "mtasts.rpmlintrc"), str(package)],
-                               capture_output=True, text=True)
+    justified = subprocess.run(
+        ["rpmlint", "-r", str(RPM_DIR / "mtasts.rpmlintrc"), str(package)], capture_output=True, text=True
+    )
     assert justified.returncode == 0, justified.stdout
     assert " 0 errors" in justified.stdout
 
@@ -255,7 +302,20 @@ def test_el9_variant_runs_on_python_3_9(world, tmp_path_factory, tmp_path):
     assert gates.glibc_problems(objects) == []
     d = world.new_domain()
     world.publish(d)
-    result = subprocess.run([str(PY39), "-I", "-S", str(root / "opt/mtasts/bin/mtasts"), "query", "--config",
-                             str(query_config(world, tmp_path, "3.5.9")), d], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            str(PY39),
+            "-I",
+            "-S",
+            str(root / "opt/mtasts/bin/mtasts"),
+            "query",
+            "--config",
+            str(query_config(world, tmp_path, "3.5.9")),
+            d,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"OK secure match=mx1.{d}:.backup.{d} servername=hostname" in result.stdout

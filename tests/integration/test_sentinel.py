@@ -44,10 +44,17 @@ def test_the_fleet_follows_a_sentinel_failover(dns_server, policy_host, world, s
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         d = Daemon(tmp_path / name, dns_server, str(ca))
-        d.config.write_text(d.config.read_text().replace("[cache]\n", (
-            '[cache]\nbackend = "redis"\nurl = "redis://ignored-with-sentinels/0"\n'
-            f'sentinels = ["127.0.0.1:{sentinel.port}"]\nsentinel_master = "mymaster"\n'
-            'prefix = "t:"\ntimeout = 0.3\n'), 1))
+        d.config.write_text(
+            d.config.read_text().replace(
+                "[cache]\n",
+                (
+                    '[cache]\nbackend = "redis"\nurl = "redis://ignored-with-sentinels/0"\n'
+                    f'sentinels = ["127.0.0.1:{sentinel.port}"]\nsentinel_master = "mymaster"\n'
+                    'prefix = "t:"\ntimeout = 0.3\n'
+                ),
+                1,
+            )
+        )
         hosts.append(d.start())
     a, b = hosts
     try:

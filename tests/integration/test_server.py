@@ -152,7 +152,9 @@ def test_socket_mode_is_set_at_creation(make_daemon, mode):
     text = d.config.read_text().replace("\n[socketmap]\nsocket_mode", "\n#[socketmap]\nsocket_mode")
     # [socketmap] appears twice now: fold the mode into the first table.
     first, _, rest = text.partition("[socketmap]\n")
-    d.config.write_text(first + f'[socketmap]\nsocket_mode = "{mode}"\n' + rest.replace(f'#[socketmap]\nsocket_mode = "{mode}"\n', ""))
+    d.config.write_text(
+        first + f'[socketmap]\nsocket_mode = "{mode}"\n' + rest.replace(f'#[socketmap]\nsocket_mode = "{mode}"\n', "")
+    )
     d.start()
     assert oct(os.lstat(d.unix).st_mode & 0o777) == oct(int(mode, 8))
 
@@ -196,8 +198,8 @@ def test_quick_start_serves_on_embedded_defaults(tmp_path):
 
 def test_state_dir_falls_back_to_per_user(tmp_path, monkeypatch):
     """An ordinary user cannot create /var/lib/mtasts: the daemon uses its own state dir."""
-    from mtasts.daemon import state as daemon_module
     from mtasts.config import CacheSection, Config
+    from mtasts.daemon import state as daemon_module
 
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
@@ -210,8 +212,8 @@ def test_state_dir_falls_back_to_per_user(tmp_path, monkeypatch):
 
 
 def test_explicit_unwritable_cache_path_is_a_config_error(tmp_path):
-    from mtasts.daemon import state as daemon_module
     from mtasts.config import CacheSection, Config
+    from mtasts.daemon import state as daemon_module
     from mtasts.errors import ConfigError
 
     blocker = tmp_path / "file"
@@ -239,7 +241,7 @@ def test_a_client_that_never_reads_cannot_grow_the_daemon(world, daemon):
     while time.monotonic() < deadline:
         try:
             # Whole requests only: a partial send continues where it stopped.
-            sent += s.send(memoryview(burst)[sent % len(burst):])
+            sent += s.send(memoryview(burst)[sent % len(burst) :])
         except BlockingIOError:
             time.sleep(0.02)
     grown = rss_kib(daemon.proc.pid) - before
@@ -274,8 +276,12 @@ def test_junk_map_names_and_malformed_connections_are_bounded_in_memory_and_log(
 
 
 def test_a_second_serve_with_the_same_configuration_says_so_in_one_line(daemon):
-    second = subprocess.run([sys.executable, "-m", "mtasts", "serve", "--config", str(daemon.config)],
-                            capture_output=True, text=True, timeout=30)
+    second = subprocess.run(
+        [sys.executable, "-m", "mtasts", "serve", "--config", str(daemon.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert second.returncode == 78
     lines = second.stderr.strip().splitlines()
     errors = [line for line in lines if " ERROR " in line]

@@ -111,7 +111,9 @@ def test_a_full_disk_does_not_change_any_answer(make_daemon, world, tmp_path):
                 pass
         names = [world.new_domain("full") for _ in range(100)]
         for name in names:
-            world.publish(name, body=policy_text(domain=name, mx=("mx1.{d}",) + tuple(f"mx{i}.{{d}}" for i in range(2, 30))))
+            world.publish(
+                name, body=policy_text(domain=name, mx=("mx1.{d}",) + tuple(f"mx{i}.{{d}}" for i in range(2, 30)))
+            )
         answers = ask_all(d, names)
         assert all(a.startswith("OK secure match=mx1.") for a in answers), [a for a in answers if "secure" not in a][:3]
         again = ask_all(d, names)  # from memory, no second fetch

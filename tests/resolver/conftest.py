@@ -26,14 +26,24 @@ def policy_body(domain: str, mode: str = "enforce", mx=("mx.{d}",), max_age: int
 class Host:
     """One resolver with its own cache (one "host" of a fleet when *shared* is given)."""
 
-    def __init__(self, clock: Clock, dns: FakeDns, policies: FakePolicies, shared: Optional[FakeShared] = None,
-                 cache: Optional[dict] = None, dane: Optional[dict] = None, maps: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        dns: FakeDns,
+        policies: FakePolicies,
+        shared: Optional[FakeShared] = None,
+        cache: Optional[dict] = None,
+        dane: Optional[dict] = None,
+        maps: Optional[dict] = None,
+    ) -> None:
         """*cache*, *dane*: keys of those sections; *maps*: map profiles. No DANE answers
         unless a test asks (``dane={"mode": "prefer"}``): most rules are about MTA-STS alone."""
         self.clock, self.dns, self.policies = clock, dns, policies
-        self.config = Config(cache=CacheSection(**{"backend": "memory", **(cache or {})}),
-                             dane=DaneSection(**{"mode": "off", **(dane or {})}),
-                             **({"maps": maps} if maps is not None else {}))
+        self.config = Config(
+            cache=CacheSection(**{"backend": "memory", **(cache or {})}),
+            dane=DaneSection(**{"mode": "off", **(dane or {})}),
+            **({"maps": maps} if maps is not None else {}),
+        )
         if shared is not None:
             self.cache: PolicyCache = FleetCache(1000, None, shared, clock=clock, wait=0.2)
         else:

@@ -23,8 +23,9 @@ D = "paths.test"
 MODES = st.sampled_from(["enforce", "testing", "none", None])  # None: no policy (a hold)
 OVERRIDES = st.none() | st.tuples(st.sampled_from(LEVELS), st.booleans())
 DANE = st.none() | st.sampled_from(list(DaneState))
-PROFILES = st.fixed_dictionaries({"testing": st.sampled_from(["ignore", "enforce"]), "dane": st.booleans(),
-                                  "tlsrpt": st.booleans()})
+PROFILES = st.fixed_dictionaries(
+    {"testing": st.sampled_from(["ignore", "enforce"]), "dane": st.booleans(), "tlsrpt": st.booleans()}
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,8 +70,11 @@ def test_without_a_dane_result_the_lookup_checks_dane_first_and_then_agrees():
             answer = await host.answer(D)  # discovery, then the DANE check (unsigned here)
             entry = host.cache.peek(D)
             profile = host.resolver.profile("postfix")
-            return answer, host.resolver.cached_answer(entry, profile), query_answer(
-                D, entry.cached.policy, None, profile, "prefer", entry.dane)
+            return (
+                answer,
+                host.resolver.cached_answer(entry, profile),
+                query_answer(D, entry.cached.policy, None, profile, "prefer", entry.dane),
+            )
         finally:
             await host.resolver.close()
 

@@ -54,7 +54,7 @@ def test_unsigned_or_without_tlsa_the_sts_answer_stands():
         clock, dns, policies = sts_world()
         sign(dns, tlsa=tlsa, validated=validated)
 
-        async def scenario():
+        async def scenario(clock=clock, dns=dns, policies=policies):
             async with running(Host(clock, dns, policies, **DANE)) as host:
                 return await host.answer(D)
 
@@ -198,7 +198,7 @@ def test_concurrent_first_lookups_on_two_hosts_make_one_discovery():
     clock, dns, policies = sts_world()
 
     async def scenario():
-        hub, (a, b) = fleet(2, clock, dns, policies)
+        _hub, (a, b) = fleet(2, clock, dns, policies)
         policies.gate = asyncio.Event()
         async with running(a), running(b):
             first = asyncio.ensure_future(a.answer(D))
@@ -239,7 +239,7 @@ def test_a_newer_policy_from_another_host_replaces_the_older_one():
     clock, dns, policies = sts_world()
 
     async def scenario():
-        hub, (a, b) = fleet(2, clock, dns, policies, cache={"txt_recheck": 60.0})
+        _hub, (a, b) = fleet(2, clock, dns, policies, cache={"txt_recheck": 60.0})
         async with running(a), running(b):
             await a.answer(D)
             await a.settle()
@@ -298,7 +298,7 @@ def test_a_failure_shared_by_another_host_does_not_stop_discovery_here():
     policies.serve(D, FetchError(FetchFailure.CONNECT, "refused"))
 
     async def scenario():
-        hub, (a, b) = fleet(2, clock, dns, policies)
+        _hub, (a, b) = fleet(2, clock, dns, policies)
         async with running(a), running(b):
             assert await a.answer(D) == b"NOTFOUND "
             await a.settle()

@@ -44,7 +44,8 @@ def export(tmp_path):
             body = policy_body("raw.test")
             host.cache.put(freshness.learned(None, "raw.test", parse_policy(body), "id1", clock(), 0.0))
             return await ControlServer(host.resolver, str(tmp_path / "control.sock")).execute(
-                {"command": "export", "map": "postfix"})
+                {"command": "export", "map": "postfix"}
+            )
 
     return asyncio.run(scenario())
 
@@ -72,8 +73,9 @@ def test_postmap_reads_the_exported_table(tmp_path, capsys):
     (tmp_path / "main.cf").write_text("")  # postmap reads a main.cf; this machine may have none
 
     def query(key):
-        return subprocess.run(["postmap", "-c", str(tmp_path), "-q", key, f"texthash:{table}"],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            ["postmap", "-c", str(tmp_path), "-q", key, f"texthash:{table}"], capture_output=True, text=True
+        )
 
     assert query("enforce.test").stdout.strip() == "secure match=mx.enforce.test servername=hostname"
     assert query("dane.test").stdout.strip() == "dane-only"

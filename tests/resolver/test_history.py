@@ -41,17 +41,22 @@ def test_a_mode_downgrade_is_recorded_and_warned_with_its_evidence(tmp_path, cap
             with caplog.at_level(logging.INFO, "mtasts.resolver"):
                 await recheck(host, clock)
             shown = await ControlServer(host.resolver, str(tmp_path / "c.sock")).execute(
-                {"command": "history", "domain": D})
+                {"command": "history", "domain": D}
+            )
             return shown, host.resolver.counters.policy_changes
 
     shown, counted = asyncio.run(scenario())
     changes = [(c["change"], c["old"], c["new"], c["downgrade"]) for c in shown["changes"]]
-    assert changes == [("id", "id1", "id2", False), ("mode", "enforce", "none", True),
-                       ("mx", "mx.changing.test", "*.elsewhere.example,mx.changing.test", False)]
+    assert changes == [
+        ("id", "id1", "id2", False),
+        ("mode", "enforce", "none", True),
+        ("mx", "mx.changing.test", "*.elsewhere.example,mx.changing.test", False),
+    ]
     assert counted == {"id": 1, "mode": 1, "mx": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["changing.test: DOWNGRADE, mode enforce -> none "
-                        "(https://mta-sts.changing.test/.well-known/mta-sts.txt)"]
+    assert warnings == [
+        "changing.test: DOWNGRADE, mode enforce -> none (https://mta-sts.changing.test/.well-known/mta-sts.txt)"
+    ]
 
 
 def test_a_vanished_record_is_noted_once_while_the_policy_stays(caplog):
@@ -102,9 +107,12 @@ def test_dane_going_away_is_a_downgrade_and_a_failure_is_no_change(caplog):
     failing, changes = asyncio.run(scenario())
     assert failing == []
     assert [(c.kind, c.old, c.new, c.downgrade) for c in changes] == [
-        ("dane", "dane-only", "no-tlsa", True), ("dane", "no-tlsa", "dane-only", False)]
+        ("dane", "dane-only", "no-tlsa", True),
+        ("dane", "no-tlsa", "dane-only", False),
+    ]
     assert [r.getMessage() for r in caplog.records if "DOWNGRADE" in r.getMessage()] == [
-        "changing.test: DOWNGRADE, dane dane-only -> no-tlsa (mx.changing.test no-tlsa)"]
+        "changing.test: DOWNGRADE, dane dane-only -> no-tlsa (mx.changing.test no-tlsa)"
+    ]
 
 
 def test_history_is_bounded_per_domain_in_memory_and_in_the_store(tmp_path):

@@ -109,7 +109,7 @@ def test_a_huge_failure_count_still_answers():
         async with running(Host(clock, dns, policies)) as host:
             assert await host.answer(D) == b"NOTFOUND "
             entry = host.cache.peek(D)
-            host.cache.put(replace(entry, failures=10 ** 6, hold=Hold.FETCH_FAILURE, hold_until=0.0))
+            host.cache.put(replace(entry, failures=10**6, hold=Hold.FETCH_FAILURE, hold_until=0.0))
             clock.advance(1)
             return await host.answer(D), host.resolver.counters.internal_errors
 
@@ -130,10 +130,18 @@ def _hostile(entry_json: dict) -> bytes:
 import json  # noqa: E402
 
 
-@pytest.mark.parametrize("change", [
-    {"failures": 1e400}, {"hold_until": 1e308}, {"hold_until": float("nan")}, {"domain": "other.test"},
-    {"failures": -1}, {"refresh_at": "later"},
-], ids=["failures-inf", "hold-forever", "hold-nan", "another-domain", "negative-failures", "text-time"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"failures": 1e400},
+        {"hold_until": 1e308},
+        {"hold_until": float("nan")},
+        {"domain": "other.test"},
+        {"failures": -1},
+        {"refresh_at": "later"},
+    ],
+    ids=["failures-inf", "hold-forever", "hold-nan", "another-domain", "negative-failures", "text-time"],
+)
 def test_a_hostile_shared_entry_is_ignored_and_the_domain_discovered_here(change):
     clock, dns, policies = world()
 
@@ -155,10 +163,16 @@ def test_a_hostile_shared_entry_is_ignored_and_the_domain_discovered_here(change
     assert policies.count(D) == 2  # b discovered it itself: the shared entry was not believed
 
 
-@given(st.binary(max_size=200) | st.dictionaries(st.sampled_from(
-    ["domain", "hold", "hold_until", "txt_checked_at", "refresh_at", "failures", "last_error", "dane", "policy"]),
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10), max_size=9).map(
-    lambda d: json.dumps(d).encode()))
+@given(
+    st.binary(max_size=200)
+    | st.dictionaries(
+        st.sampled_from(
+            ["domain", "hold", "hold_until", "txt_checked_at", "refresh_at", "failures", "last_error", "dane", "policy"]
+        ),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+        max_size=9,
+    ).map(lambda d: json.dumps(d).encode())
+)
 def test_any_shared_value_decodes_to_nothing_or_to_a_plausible_entry(raw):
     entry = decode_entry(raw, D)
     assert entry is None or entry.domain == D

@@ -8,7 +8,6 @@ import json
 import logging
 
 from mtasts.daemon.journal import JsonFormatter
-
 from mtasts.errors import FetchError, FetchFailure
 from tests.resolver.conftest import Host, policy_body, running
 from tests.support.fakes import Clock, FakeDns, FakePolicies
@@ -28,6 +27,7 @@ def test_the_resolvers_lines_are_json_objects_with_domain_outcome_id_and_duratio
     level = logger.level
     logger.setLevel(logging.INFO)  # setLevel: it clears the loggers' cached levels
     try:
+
         async def scenario():
             async with running(Host(clock, dns, policies)) as host:
                 await host.answer("good.test")

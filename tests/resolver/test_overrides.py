@@ -56,8 +56,14 @@ def test_an_override_replaces_the_policy_answer_until_it_expires(tmp_path, caplo
         async with running(Host(clock, dns, policies)) as host:
             assert await host.answer(D) == SECURE
             added = await control(host, tmp_path).execute(
-                {"command": "override_add", "domain": D, "level": "may", "until": clock() + 3600,
-                 "reason": "ticket 42: their firewall strips STARTTLS"})
+                {
+                    "command": "override_add",
+                    "domain": D,
+                    "level": "may",
+                    "until": clock() + 3600,
+                    "reason": "ticket 42: their firewall strips STARTTLS",
+                }
+            )
             with caplog.at_level(logging.WARNING, "mtasts.resolver"):
                 during = [host.resolver.answer_nowait("postfix", D) for _ in range(50)]
                 clock.advance(601)
@@ -85,11 +91,26 @@ def test_an_override_does_not_lower_dane_unless_it_says_so(tmp_path):
         async with running(Host(clock, dns, policies, dane={"mode": "prefer"})) as host:
             assert await host.answer(D) == b"OK dane-only"
             ctl = control(host, tmp_path)
-            await ctl.execute({"command": "override_add", "domain": D, "level": "may", "until": clock() + 60,
-                               "reason": "expired certificate"})
+            await ctl.execute(
+                {
+                    "command": "override_add",
+                    "domain": D,
+                    "level": "may",
+                    "until": clock() + 60,
+                    "reason": "expired certificate",
+                }
+            )
             below = host.resolver.answer_nowait("postfix", D)
-            await ctl.execute({"command": "override_add", "domain": D, "level": "may", "until": clock() + 60,
-                               "reason": "expired certificate", "dane": True})
+            await ctl.execute(
+                {
+                    "command": "override_add",
+                    "domain": D,
+                    "level": "may",
+                    "until": clock() + 60,
+                    "reason": "expired certificate",
+                    "dane": True,
+                }
+            )
             over = host.resolver.answer_nowait("postfix", D)
             return below, over
 
@@ -104,8 +125,9 @@ def test_an_override_for_a_domain_never_looked_up_still_checks_dane_first(tmp_pa
 
     async def scenario():
         async with running(Host(clock, dns, policies, dane={"mode": "prefer"})) as host:
-            await control(host, tmp_path).execute({"command": "override_add", "domain": D, "level": "encrypt",
-                                                   "until": clock() + 60, "reason": "test"})
+            await control(host, tmp_path).execute(
+                {"command": "override_add", "domain": D, "level": "encrypt", "until": clock() + 60, "reason": "test"}
+            )
             return await host.answer(D)
 
     assert asyncio.run(scenario()) == b"OK dane-only"
@@ -117,13 +139,16 @@ def test_bad_override_requests_are_refused_with_the_reason(tmp_path):
     async def scenario():
         async with running(Host(clock, dns, policies)) as host:
             ctl = control(host, tmp_path)
-            return [await ctl.execute(r) for r in (
-                {"command": "override_add", "domain": D, "level": "dane", "until": clock() + 60, "reason": "x"},
-                {"command": "override_add", "domain": D, "level": "may", "until": clock() - 1, "reason": "x"},
-                {"command": "override_add", "domain": D, "level": "may", "reason": "x"},
-                {"command": "override_add", "domain": D, "level": "may", "until": clock() + 60, "reason": " "},
-                {"command": "override_remove", "domain": D},
-            )]
+            return [
+                await ctl.execute(r)
+                for r in (
+                    {"command": "override_add", "domain": D, "level": "dane", "until": clock() + 60, "reason": "x"},
+                    {"command": "override_add", "domain": D, "level": "may", "until": clock() - 1, "reason": "x"},
+                    {"command": "override_add", "domain": D, "level": "may", "reason": "x"},
+                    {"command": "override_add", "domain": D, "level": "may", "until": clock() + 60, "reason": " "},
+                    {"command": "override_remove", "domain": D},
+                )
+            ]
 
     refused = asyncio.run(scenario())
     assert [r["ok"] for r in refused[:4]] == [False] * 4
@@ -134,8 +159,9 @@ def test_bad_override_requests_are_refused_with_the_reason(tmp_path):
 
 def test_stored_overrides_survive_a_restart_and_file_overrides_cannot_be_removed_by_command(tmp_path):
     path = tmp_path / "mtasts.toml"
-    path.write_text('[overrides."partner.test"]\nlevel = "encrypt"\nreason = "contract: no MTA-STS"\n'
-                    'until = "2099-01-01"\n')
+    path.write_text(
+        '[overrides."partner.test"]\nlevel = "encrypt"\nreason = "contract: no MTA-STS"\nuntil = "2099-01-01"\n'
+    )
     config = load_config(str(path))
     assert config.overrides["partner.test"].until == 4070908800.0
     clock, dns, policies = world()
@@ -145,10 +171,13 @@ def test_stored_overrides_survive_a_restart_and_file_overrides_cannot_be_removed
 
     async def first():
         cache = PolicyCache(100, SqliteStore(store_path))
-        ctl = ControlServer(PolicyResolver(Host(clock, dns, policies).config, cache, dns, policies, clock=clock),
-                            str(tmp_path / "c.sock"))
-        await ctl.execute({"command": "override_add", "domain": D, "level": "none", "until": clock() + 3600,
-                           "reason": "r"})
+        ctl = ControlServer(
+            PolicyResolver(Host(clock, dns, policies).config, cache, dns, policies, clock=clock),
+            str(tmp_path / "c.sock"),
+        )
+        await ctl.execute(
+            {"command": "override_add", "domain": D, "level": "none", "until": clock() + 3600, "reason": "r"}
+        )
         cache.close()
 
     async def second():
@@ -163,7 +192,9 @@ def test_stored_overrides_survive_a_restart_and_file_overrides_cannot_be_removed
     asyncio.run(first())
     listed, refused = asyncio.run(second())
     assert [(o["domain"], o["level"], o["source"]) for o in listed["overrides"]] == [
-        (D, "none", "cli"), ("partner.test", "encrypt", str(path))]
+        (D, "none", "cli"),
+        ("partner.test", "encrypt", str(path)),
+    ]
     assert not refused["ok"] and str(path) in refused["error"]
 
 
@@ -202,8 +233,15 @@ def test_an_override_set_on_one_host_holds_for_the_whole_fleet(tmp_path):
         b = Host(clock, dns, policies, shared=hub.host("b"))
         async with running(a), running(b):
             assert await b.answer(D) == SECURE
-            await control(a, tmp_path).execute({"command": "override_add", "domain": D, "level": "encrypt",
-                                                "until": clock() + 3600, "reason": "fleet-wide"})
+            await control(a, tmp_path).execute(
+                {
+                    "command": "override_add",
+                    "domain": D,
+                    "level": "encrypt",
+                    "until": clock() + 3600,
+                    "reason": "fleet-wide",
+                }
+            )
             await a.settle()
             on_b = b.resolver.answer_nowait("postfix", D)
             late = Host(clock, dns, policies, shared=hub.host("late"))  # started after the override

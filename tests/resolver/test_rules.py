@@ -63,7 +63,9 @@ def test_no_record_is_held_for_its_negative_ttl_within_the_bounds():
     clock, dns, policies = Clock(), FakeDns(), FakePolicies()
 
     async def scenario():
-        async with running(Host(clock, dns, policies, cache={"negative_ttl_min": 300.0, "negative_ttl_max": 3600.0})) as host:
+        async with running(
+            Host(clock, dns, policies, cache={"negative_ttl_min": 300.0, "negative_ttl_max": 3600.0})
+        ) as host:
             assert await host.answer("plain.test") == b"NOTFOUND "
             entry = host.cache.peek("plain.test")
             clock.advance(899)  # FakeDns' NXDOMAIN carries a negative TTL of 900 s

@@ -45,7 +45,9 @@ def test_warm_discovers_each_domain_a_bounded_number_at_a_time(tmp_path):
     async def scenario():
         async with running(Host(clock, dns, policies, cache={"refresh_concurrency": 4})) as host:
             control = ControlServer(host.resolver, str(tmp_path / "control.sock"))
-            first = await control.execute({"command": "warm", "domains": keys + ["broken.test", "plain.test", "[192.0.2.1]"]})
+            first = await control.execute(
+                {"command": "warm", "domains": keys + ["broken.test", "plain.test", "[192.0.2.1]"]}
+            )
             again = await control.execute({"command": "warm", "domains": keys[:5]})
             too_many = await control.execute({"command": "warm", "domains": ["x.test"] * (WARM_BATCH + 1)})
             return first, again, too_many, host.resolver.answer_nowait("postfix", keys[7])

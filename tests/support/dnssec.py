@@ -46,7 +46,7 @@ class DnssecWorld:
     procs: List[subprocess.Popen] = field(default_factory=list)
     anchors: Dict[str, str] = field(default_factory=dict)
 
-    def start(self) -> "DnssecWorld":
+    def start(self) -> DnssecWorld:
         self._start_knot()
         keys = {z.name: self._wait_for_ksk(z.name) for z in self.zones if z.signed}
         for zone in self.zones:
@@ -73,9 +73,13 @@ class DnssecWorld:
         for sub in ("zones", "db", "run"):
             (knot / sub).mkdir(parents=True, exist_ok=True)
         for zone in self.zones:
-            lines = [f"$ORIGIN {zone.name}.", "$TTL 300",
-                     f"@ SOA ns.{zone.name}. hostmaster.{zone.name}. 1 3600 600 86400 300",
-                     f"@ NS ns.{zone.name}.", f"ns A {self.knot_address}"]
+            lines = [
+                f"$ORIGIN {zone.name}.",
+                "$TTL 300",
+                f"@ SOA ns.{zone.name}. hostmaster.{zone.name}. 1 3600 600 86400 300",
+                f"@ NS ns.{zone.name}.",
+                f"ns A {self.knot_address}",
+            ]
             lines += [f"{owner} {rtype} {data}" for owner, rtype, data in zone.records]
             (knot / "zones" / f"{zone.name}.zone").write_text("\n".join(lines) + "\n")
         zone_conf = "\n".join(
@@ -102,7 +106,7 @@ template:
     journal-content: none
 zone:
 {zone_conf}""")
-        log = open(knot / "knotd.log", "wb")
+        log = open(knot / "knotd.log", "wb")  # noqa: SIM115 - knotd writes it until it stops
         self.procs.append(subprocess.Popen(["knotd", "-c", str(knot / "knot.conf")], stdout=log, stderr=log))
         log.close()
 
@@ -113,8 +117,13 @@ zone:
             try:
                 query = dns.message.make_query(zone + ".", dns.rdatatype.DNSKEY, want_dnssec=True)
                 response = dns.query.udp(query, self.knot_address, timeout=1.0)
-                keys = [r for rrset in response.answer if rrset.rdtype == dns.rdatatype.DNSKEY
-                        for r in rrset if r.flags == 257]
+                keys = [
+                    r
+                    for rrset in response.answer
+                    if rrset.rdtype == dns.rdatatype.DNSKEY
+                    for r in rrset
+                    if r.flags == 257
+                ]
                 if keys:
                     return keys[0].to_text()
             except (OSError, dns.exception.DNSException):
@@ -128,7 +137,9 @@ zone:
         conf = self.directory / "unbound.conf"
         anchors = "\n".join(f'    trust-anchor: "{zone}. DNSKEY {key}"' for zone, key in self.anchors.items())
         stub_addrs = dict(self.stubs, **{z.name: self.knot_address for z in self.zones})
-        stubs = "\n".join(f'stub-zone:\n    name: "{name}"\n    stub-addr: {addr}@53' for name, addr in stub_addrs.items())
+        stubs = "\n".join(
+            f'stub-zone:\n    name: "{name}"\n    stub-addr: {addr}@53' for name, addr in stub_addrs.items()
+        )
         conf.write_text(f"""server:
     interface: {self.resolver_address}
     port: 53
@@ -150,7 +161,7 @@ zone:
 """)
         check = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-        log = open(self.directory / "unbound.log", "wb")
+        log = open(self.directory / "unbound.log", "wb")  # noqa: SIM115 - unbound writes it until it stops
         self.procs.append(subprocess.Popen(["unbound", "-d", "-c", str(conf)], stdout=log, stderr=log))
         log.close()
         deadline = time.monotonic() + 15
@@ -187,10 +198,13 @@ def port_free(address: str) -> bool:
 def main(spec_path: str) -> None:
     """Run a DnssecWorld from a JSON spec (inside a network namespace for the e2e tests)."""
     spec = json.loads(pathlib.Path(spec_path).read_text())
-    zones = [Zone(z["name"], [tuple(r) for r in z["records"]], z.get("signed", True), z.get("bogus", False))
-             for z in spec["zones"]]
-    world = DnssecWorld(pathlib.Path(spec["dir"]), zones, spec["knot_address"], spec["resolver_address"],
-                        spec.get("stubs", {})).start()
+    zones = [
+        Zone(z["name"], [tuple(r) for r in z["records"]], z.get("signed", True), z.get("bogus", False))
+        for z in spec["zones"]
+    ]
+    world = DnssecWorld(
+        pathlib.Path(spec["dir"]), zones, spec["knot_address"], spec["resolver_address"], spec.get("stubs", {})
+    ).start()
     stop: List[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("ready", flush=True)

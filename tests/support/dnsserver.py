@@ -127,7 +127,10 @@ class TestDns:
                 if name not in self._types:
                     response.set_rcode(dns.rcode.NXDOMAIN)
                 soa = dns.rrset.from_text(
-                    "test.", self.negative_ttl, "IN", "SOA",
+                    "test.",
+                    self.negative_ttl,
+                    "IN",
+                    "SOA",
                     f"ns.test. hostmaster.test. 1 3600 600 86400 {self.negative_ttl}",
                 )
                 response.authority.append(soa)

@@ -151,15 +151,15 @@ class SharedHub:
         self.entries: Dict[str, bytes] = {}  # encoded, as Redis holds them
         self.locks: Dict[str, str] = {}
         self.overrides: Dict[str, Any] = {}
-        self.hosts: List["FakeShared"] = []
+        self.hosts: List[FakeShared] = []
         self.puts = 0
 
-    def host(self, name: str) -> "FakeShared":
+    def host(self, name: str) -> FakeShared:
         client = FakeShared(self, name)
         self.hosts.append(client)
         return client
 
-    async def broadcast(self, sender: "FakeShared", kind: str, domain: str) -> None:
+    async def broadcast(self, sender: FakeShared, kind: str, domain: str) -> None:
         for host in self.hosts:
             if host is not sender and host.on_event is not None:
                 await host.on_event(kind, domain)

@@ -17,12 +17,13 @@ def mtasts_command(*args: str) -> list:
     return [sys.executable, "-m", "mtasts", *args]
 
 
-def launch(command: Sequence[str], logfile: pathlib.Path, ready: str = " ready: ", timeout: float = 15.0,
-           **popen) -> Tuple[subprocess.Popen, IO[bytes]]:
+def launch(
+    command: Sequence[str], logfile: pathlib.Path, ready: str = " ready: ", timeout: float = 15.0, **popen
+) -> Tuple[subprocess.Popen, IO[bytes]]:
     """Start *command* with its output appended to *logfile*; return once the log gains
     *ready* (RuntimeError with the log if the process exits or the time runs out). The
     caller closes the returned log file after the process ends."""
-    log = open(logfile, "ab")
+    log = open(logfile, "ab")  # noqa: SIM115 - the caller closes it after the process ends
     offset = log.tell()
     proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, **popen)
     deadline = time.monotonic() + timeout
@@ -66,8 +67,9 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def launch_with_sockets(command: Sequence[str], sockets: Sequence[socket.socket], logfile: pathlib.Path,
-                        ready: str = " ready: ", **popen) -> Tuple[subprocess.Popen, IO[bytes]]:
+def launch_with_sockets(
+    command: Sequence[str], sockets: Sequence[socket.socket], logfile: pathlib.Path, ready: str = " ready: ", **popen
+) -> Tuple[subprocess.Popen, IO[bytes]]:
     """Start *command* as systemd starts a socket-activated service: *sockets* (held by the
     caller, as systemd holds them across restarts) on descriptors 3, 4, ..., LISTEN_FDS and
     LISTEN_PID in the environment (sd_listen_fds(3)). The descriptors are moved by bash (dash takes one digit),

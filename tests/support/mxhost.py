@@ -33,7 +33,7 @@ class MxHosts:
         ready.wait(10)
 
     def _context(self, name: str) -> ssl.SSLContext:
-        key = ("other.example" if name in self.wrong_name else name)
+        key = "other.example" if name in self.wrong_name else name
         if key not in self._contexts:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.ca.issue_cert(key, key_type=trustme.KeyType.ECDSA).configure_cert(ctx)
@@ -87,7 +87,9 @@ class MxHosts:
                     writer.write(b"220 go ahead\r\n")
                     await writer.drain()
                     loop = asyncio.get_running_loop()
-                    tls = await loop.start_tls(writer.transport, writer.transport.get_protocol(), self._base, server_side=True)
+                    tls = await loop.start_tls(
+                        writer.transport, writer.transport.get_protocol(), self._base, server_side=True
+                    )
                     await asyncio.sleep(0.5)
                     tls.close()
                     return

@@ -87,7 +87,9 @@ class PolicyHost:
         elif kind == "not-yet-valid":
             return self._custom(key, host, now + datetime.timedelta(days=1), now + datetime.timedelta(days=30))
         elif kind == "cn-only":
-            return self._custom(key, host, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30), san=False)
+            return self._custom(
+                key, host, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30), san=False
+            )
         elif kind == "untrusted":
             cert = self.other_ca.issue_cert(host, key_type=_EC)
         else:
@@ -163,9 +165,13 @@ class PolicyHost:
                 asyncio.start_server(self._handle, self.ip, self.port, ssl=self._fallback, reuse_address=True)
             )
             for tls, ip in TLS_VERSION_IPS.items():
-                self._extra.append(self._loop.run_until_complete(
-                    asyncio.start_server(self._handle, ip, self.port, ssl=self._listener_context(tls), reuse_address=True)
-                ))
+                self._extra.append(
+                    self._loop.run_until_complete(
+                        asyncio.start_server(
+                            self._handle, ip, self.port, ssl=self._listener_context(tls), reuse_address=True
+                        )
+                    )
+                )
         except OSError as exc:
             self._error = exc
             self._ready.set()

@@ -41,7 +41,7 @@ class Publisher:
         return str(cert), str(key)
 
     def write(self, domains, extra="", listen=None, publish_extra=""):
-        text = f'[publish]\nlisten = {json.dumps(listen or [PUBLISHER_IP + ":443"])}\n' + publish_extra
+        text = f"[publish]\nlisten = {json.dumps(listen or [PUBLISHER_IP + ':443'])}\n" + publish_extra
         for d, table in domains.items():
             text += f'[publish.domains."{d}"]\n'
             for k, v in table.items():
@@ -56,7 +56,9 @@ class Publisher:
             # As systemd does it: the socket as fd 3, LISTEN_PID = the daemon's own pid.
             fd = activated_socket.fileno()
             shell = f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec " + " ".join(command)
-            self.proc, self._log = launch(["bash", "-c", shell], self.log, ready="ready: publisher only", pass_fds=(fd,))
+            self.proc, self._log = launch(
+                ["bash", "-c", shell], self.log, ready="ready: publisher only", pass_fds=(fd,)
+            )
         return self
 
     def stop(self):
@@ -66,12 +68,17 @@ class Publisher:
         self._log.close()
 
     def policy_bytes(self, domain):
-        return subprocess.run([sys.executable, "-m", "mtasts", "publish", "policy", domain, "-c", str(self.config)],
-                              capture_output=True, timeout=30, check=True).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "mtasts", "publish", "policy", domain, "-c", str(self.config)],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        ).stdout
 
     def cli(self, *args):
-        return subprocess.run([sys.executable, "-m", "mtasts", *args, "-c", str(self.config)],
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "mtasts", *args, "-c", str(self.config)], capture_output=True, text=True, timeout=30
+        )
 
 
 def https(ca, sni, request: bytes, *, max_version=None, source=None, ip=PUBLISHER_IP):
@@ -99,8 +106,9 @@ def get(ca, host, path="/.well-known/mta-sts.txt", method="GET", sni=None, sourc
     return https(ca, sni or host, req, source=source, ip=ip)
 
 
-def post(ca, host, body: bytes, path="/tlsrpt", content_type="application/tlsrpt+gzip", headers: str = "",
-         source=None):
-    req = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
-           f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n").encode() + body
+def post(ca, host, body: bytes, path="/tlsrpt", content_type="application/tlsrpt+gzip", headers: str = "", source=None):
+    req = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n"
+    ).encode() + body
     return https(ca, host, req, source=source)

@@ -54,7 +54,7 @@ class SmtpReceiver(asyncio.Protocol):
             self.send("250 8BITMIME")
         elif verb == "STARTTLS" and not self.tls:
             self.send("220 2.0.0 ready")
-            asyncio.ensure_future(self.upgrade())
+            self.upgrading = asyncio.ensure_future(self.upgrade())  # kept: a task nobody holds may vanish
         elif verb == "MAIL":
             self.rcpts = []
             self.send("250 2.1.0 ok")
@@ -81,7 +81,11 @@ class SmtpReceiver(asyncio.Protocol):
             self.transport.abort()
 
     def save(self) -> None:
-        record = {"mx": self.name, "tls": self.tls, "rcpts": self.rcpts,
-                  "message": b"\n".join(self.lines).decode("utf-8", "replace")}
+        record = {
+            "mx": self.name,
+            "tls": self.tls,
+            "rcpts": self.rcpts,
+            "message": b"\n".join(self.lines).decode("utf-8", "replace"),
+        }
         path = self.outdir / f"{self.name}-{next(_counter)}.json"
         path.write_text(json.dumps(record))

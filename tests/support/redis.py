@@ -27,10 +27,21 @@ class RedisServer:
         self.port, self.dir, self.proc = port, directory, None
         self.replica_of = replica_of
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         # No persistence: mtasts keeps each host's SQLite store, Redis only shares.
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(self.dir)]
+        command = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+        ]
         if self.replica_of is not None:
             command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,9 +81,10 @@ class SentinelServer:
             f"sentinel failover-timeout {name} 5000\n"
         )
 
-    def start(self) -> "SentinelServer":
-        self.proc = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(self) -> SentinelServer:
+        self.proc = subprocess.Popen(
+            ["redis-server", str(self.conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait_listening(self.port, self.proc, "redis sentinel")
         return self
 

@@ -72,7 +72,7 @@ def _warm(config: Config, args: argparse.Namespace) -> int:
     total: Dict[str, int] = {}
     via = "daemon"
     for start in range(0, len(keys), WARM_BATCH):
-        request = {"command": "warm", "domains": keys[start:start + WARM_BATCH]}
+        request = {"command": "warm", "domains": keys[start : start + WARM_BATCH]}
         response, via = ask(config, request, timeout, writes=True, announce=start == 0)
         if not response.get("ok"):
             print(f"mtasts: {response.get('error')}", file=sys.stderr)
@@ -80,17 +80,23 @@ def _warm(config: Config, args: argparse.Namespace) -> int:
         for state, count in response["outcome"].items():
             total[state] = total.get(state, 0) + count
         print(f"mtasts: {min(start + WARM_BATCH, len(keys))} of {len(keys)} domains", file=sys.stderr)
-    print(f"warmed {len(keys)} domains via the {via}: "
-          + (", ".join(f"{count} {state}" for state, count in sorted(total.items())) or "none"))
+    print(
+        f"warmed {len(keys)} domains via the {via}: "
+        + (", ".join(f"{count} {state}" for state, count in sorted(total.items())) or "none")
+    )
     return EXIT_OK
 
 
 def _print_export(response: Dict[str, Any]) -> None:
     """A table for postmap(1): comment lines first (postmap skips them), one domain a line."""
-    print(f"# smtp_tls_policy_maps from the mtasts cache ({response['via']}), map profile {response['map']!r},"
-          f" {iso_time(time.time())}")
-    print(f"# {len(response['lines'])} domains with a policy answer. A static table does not expire:"
-          f" regenerate it before {response['first_expiry'] or '-'}, when the first of these policies does")
+    print(
+        f"# smtp_tls_policy_maps from the mtasts cache ({response['via']}), map profile {response['map']!r},"
+        f" {iso_time(time.time())}"
+    )
+    print(
+        f"# {len(response['lines'])} domains with a policy answer. A static table does not expire:"
+        f" regenerate it before {response['first_expiry'] or '-'}, when the first of these policies does"
+    )
     for domain in response["dane_unchecked"]:
         print(f"# {domain}: left out, its DANE state is not checked yet ('mtasts cache refresh {domain}')")
     for line in response["lines"]:
@@ -101,8 +107,16 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
     if action == "list":
         rows: List[List[str]] = [["DOMAIN", "STATE", "MODE", "ID", "EXPIRES", "MX"]]
         for e in response["entries"]:
-            rows.append([e["domain"], e["state"], e["mode"] or "-", e["policy_id"] or "-",
-                         e["expires_at"] or (e["hold_until"] or "-"), ",".join(e["mx"]) or "-"])
+            rows.append(
+                [
+                    e["domain"],
+                    e["state"],
+                    e["mode"] or "-",
+                    e["policy_id"] or "-",
+                    e["expires_at"] or (e["hold_until"] or "-"),
+                    ",".join(e["mx"]) or "-",
+                ]
+            )
         print_table(rows)
         count = len(rows) - 1
         print(f"({count} {'entry' if count == 1 else 'entries'}, from the {response['via']})")
@@ -135,7 +149,9 @@ def _print_cache(action: str, response: Dict[str, Any]) -> None:
             print(f"{c['at']}  {c['change']:8} {c['old']} -> {c['new']}{flag}")
         print(f"({len(response['changes'])} changes of {response['domain']}, from the {response['via']})")
     elif action == "purge":
-        print(f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})")
+        print(
+            f"purged {response['purged']} entr{'y' if response['purged'] == 1 else 'ies'} (via the {response['via']})"
+        )
     elif action == "stats":
         for key, value in response["stats"].items():
             print(f"{key + ':':26}{value}")

@@ -63,8 +63,12 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     elif lookup.txt.outcome is Outcome.RECORDS:
         add(FAIL, "txt", f"{lookup.name}: {lookup.error}")
     else:
-        add(FAIL, "txt", f"{lookup.name}: no TXT record ({lookup.txt.outcome.value}); publish the record"
-                         " 'mtasts publish records' prints")
+        add(
+            FAIL,
+            "txt",
+            f"{lookup.name}: no TXT record ({lookup.txt.outcome.value}); publish the record"
+            " 'mtasts publish records' prints",
+        )
 
     # RFC 8461 §3.3: the policy over HTTPS.
     policy: Optional[Policy] = found.policy
@@ -73,7 +77,11 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     if found.fetch.result is not None:
         body = found.fetch.result.body
         assert policy is not None
-        add(PASS, "policy", f"{policy_url(domain)}: mode {policy.mode.value}, {len(policy.mx)} mx, max_age {policy.max_age}")
+        add(
+            PASS,
+            "policy",
+            f"{policy_url(domain)}: mode {policy.mode.value}, {len(policy.mx)} mx, max_age {policy.max_age}",
+        )
         if policy.max_age < SHORT_MAX_AGE and policy.mode is not Mode.NONE:
             add(WARN, "policy", f"max_age {policy.max_age} is under a day; RFC 8461 §10.2 recommends weeks")
     else:
@@ -84,16 +92,24 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     if local is not None:
         expected = policy_id(policy_text(local))
         if record is not None and record.policy_id != expected:
-            add(FAIL, "local", f"TXT id {record.policy_id} but the configured policy's id is {expected}: "
-                               "publish the _mta-sts record that 'mtasts publish records' prints")
+            add(
+                FAIL,
+                "local",
+                f"TXT id {record.policy_id} but the configured policy's id is {expected}: "
+                "publish the _mta-sts record that 'mtasts publish records' prints",
+            )
         elif record is not None:
             add(PASS, "local", "TXT id matches the configured policy")
         if policy is not None and body != policy_text(local):
             add(WARN, "local", "the served policy differs from the configured one (another server, or not reloaded?)")
 
     if policy is not None and policy.mode is Mode.NONE:
-        add(INFO, "removal", "mode none: senders stop applying the old policy as their cached copies expire; "
-                             "remove the records only after the longest max_age you published before (RFC 8461 §8.3)")
+        add(
+            INFO,
+            "removal",
+            "mode none: senders stop applying the old policy as their cached copies expire; "
+            "remove the records only after the longest max_age you published before (RFC 8461 §8.3)",
+        )
 
     # RFC 8461 §4.1: every MX must match a pattern; §10.4: wildcards cover hosts you may not control.
     mx_hosts = await _mx_hosts(dns_client, domain, add)
@@ -102,13 +118,20 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     if policy is not None and policy.mode is not Mode.NONE:
         for pattern in policy.mx:
             if pattern.wildcard:
-                add(WARN, "mx", f"pattern {pattern.text} accepts any host directly under {pattern.base} (RFC 8461 §10.4)")
+                add(
+                    WARN,
+                    "mx",
+                    f"pattern {pattern.text} accepts any host directly under {pattern.base} (RFC 8461 §10.4)",
+                )
         for host in mx_hosts:
             if policy.matches(host):
                 add(PASS, "mx", f"{host} matches the policy")
             else:
-                add(FAIL if policy.mode is Mode.ENFORCE else WARN, "mx",
-                    f"{host} matches no mx pattern: senders {'will not deliver' if policy.mode is Mode.ENFORCE else 'would not deliver'} to it")
+                add(
+                    FAIL if policy.mode is Mode.ENFORCE else WARN,
+                    "mx",
+                    f"{host} matches no mx pattern: senders {'will not deliver' if policy.mode is Mode.ENFORCE else 'would not deliver'} to it",
+                )
 
     # RFC 8461 §4.2, §7.1: each MX's certificate, as a sender sees it after STARTTLS.
     smtp_context = make_ssl_context(config.fetch.ca_file)
@@ -131,7 +154,11 @@ async def check_domain(config: Config, name: str) -> List[Finding]:
     elif rpt.temporary:
         add(FAIL, "dns", dns_failure(f"_smtp._tls.{domain} TXT", rpt.outcome, dns_client))
     else:
-        add(WARN, "tlsrpt", f"_smtp._tls.{domain}: no TLSRPT record ({rpt.outcome.value}); you will get no failure reports")
+        add(
+            WARN,
+            "tlsrpt",
+            f"_smtp._tls.{domain}: no TLSRPT record ({rpt.outcome.value}); you will get no failure reports",
+        )
 
     # DANE (RFC 7672): informational; Postfix prefers DANE where it exists.
     for host in mx_hosts:
@@ -165,8 +192,10 @@ async def _mx_hosts(dns_client: DnsClient, domain: str, add) -> Optional[List[st
 def dns_failure(what: str, outcome: Outcome, dns_client: DnsClient) -> str:
     servers = ", ".join(dns_client.nameserver_addresses) or "the system resolver"
     why = "no answer in time" if outcome is Outcome.TIMEOUT else "the nameserver failed or refused"
-    return (f"DNS lookup of {what} failed at {servers}: {why} ({outcome.value}); nothing more can be checked"
-            " until DNS answers")
+    return (
+        f"DNS lookup of {what} failed at {servers}: {why} ({outcome.value}); nothing more can be checked"
+        " until DNS answers"
+    )
 
 
 def summary(findings: List[Finding]) -> str:
@@ -178,7 +207,9 @@ def check_command(config: Config, args: argparse.Namespace) -> int:
     findings = asyncio.run(check_domain(config, args.domain))
     result = summary(findings)
     if args.json:
-        print(json.dumps({"domain": args.domain, "result": result, "findings": [asdict(f) for f in findings]}, indent=2))
+        print(
+            json.dumps({"domain": args.domain, "result": result, "findings": [asdict(f) for f in findings]}, indent=2)
+        )
     else:
         for f in findings:
             print(f"{f.status.upper():5} {f.check:9} {f.message}")

@@ -43,8 +43,9 @@ def control_request(path: str, request: Dict[str, Any], timeout: float = 60.0) -
         raise MtastsError(f"the daemon at {path} sent no usable answer ({len(data)} bytes); see its log") from None
 
 
-def ask(config: Config, request: Dict[str, Any], timeout: float = 60.0, writes: bool = False,
-        announce: bool = True) -> Tuple[Dict[str, Any], str]:
+def ask(
+    config: Config, request: Dict[str, Any], timeout: float = 60.0, writes: bool = False, announce: bool = True
+) -> Tuple[Dict[str, Any], str]:
     """*request* answered by the running daemon, else by the store (and where from).
     *writes*: the request fills the store (``warm``), so a store not there yet is made;
     *announce*: say on stderr that the store is used."""
@@ -60,10 +61,13 @@ def ask(config: Config, request: Dict[str, Any], timeout: float = 60.0, writes: 
         if config.cache.backend != "memory" and not writes and not os.path.exists(config.cache.path):
             raise DaemonNotRunning(
                 f"no daemon answered at {config.control_path}, and there is no cache at {config.cache.path}"
-                " (is the daemon running, as another user, or with another --config?)") from None
+                " (is the daemon running, as another user, or with another --config?)"
+            ) from None
         if announce:
-            print(f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
-                  file=sys.stderr)
+            print(
+                f"mtasts: no daemon answered at {config.control_path}: reading the store {config.cache.path}",
+                file=sys.stderr,
+            )
         return asyncio.run(_offline(config, request)), f"store {config.cache.path}"
     except PermissionError:
         raise PermissionError(f"no permission to use the control socket {config.control_path}") from None

@@ -32,7 +32,11 @@ EXIT_UNKNOWN = 3
 PROBE_KEY = "[127.0.0.1]"
 POSTMAP_TIMEOUT = 20.0
 DOCTOR_PARAMETERS = ANSWER_PARAMETERS + (
-    "smtp_tls_policy_maps", "smtp_tls_CAfile", "smtp_tls_CApath", "tls_append_default_CA", "queue_directory",
+    "smtp_tls_policy_maps",
+    "smtp_tls_CAfile",
+    "smtp_tls_CApath",
+    "tls_append_default_CA",
+    "queue_directory",
 )
 
 
@@ -58,7 +62,7 @@ def socketmaps(value: str) -> List[SocketmapRef]:
     for token in re.split(r"[\s,]+", value.strip()):
         if not token.startswith("socketmap:"):
             continue
-        endpoint, _, name = token[len("socketmap:"):].rpartition(":")
+        endpoint, _, name = token[len("socketmap:") :].rpartition(":")
         try:
             listener = Endpoint.parse(endpoint, ("inet", "unix"))
         except ValueError:
@@ -93,7 +97,9 @@ class Doctor:
     def run(self) -> Optional[int]:
         """Run every check; None when Postfix could not be asked (exit 3)."""
         try:
-            postconf_path, values = run_postconf(self.config.postfix.postconf, self.config.postfix.config_directory, DOCTOR_PARAMETERS)
+            postconf_path, values = run_postconf(
+                self.config.postfix.postconf, self.config.postfix.config_directory, DOCTOR_PARAMETERS
+            )
         except PostfixError as exc:
             self.add("postfix", FAIL, f"cannot ask Postfix: {exc}")
             self._answers(learn_postfix(self.config, quiet=True))
@@ -119,12 +125,20 @@ class Doctor:
         if held:
             self.add("restarts", OK, f"systemd holds {', '.join(held)} (mtasts.socket): restarts refuse no lookup")
         elif stats.get("under_systemd"):
-            self.add("restarts", WARN, "the daemon runs under systemd without mtasts.socket: a restart or an upgrade"
-                                       " refuses Postfix's lookups meanwhile (deferred mail); systemctl enable --now"
-                                       " mtasts.socket && systemctl restart mtasts")
+            self.add(
+                "restarts",
+                WARN,
+                "the daemon runs under systemd without mtasts.socket: a restart or an upgrade"
+                " refuses Postfix's lookups meanwhile (deferred mail); systemctl enable --now"
+                " mtasts.socket && systemctl restart mtasts",
+            )
         else:
-            self.add("restarts", OK, "the daemon binds its own sockets: replace it with `mtasts serve --takeover`"
-                                     " so that no lookup is refused")
+            self.add(
+                "restarts",
+                OK,
+                "the daemon binds its own sockets: replace it with `mtasts serve --takeover`"
+                " so that no lookup is refused",
+            )
 
     def _answers(self, info: PostfixInfo) -> None:
         maps, default, warnings = fit_profiles(self.config.maps, self.config.default_profile, info)
@@ -133,8 +147,12 @@ class Doctor:
         for warning in warnings:
             self.add("answers", FAIL, warning)
         if info.version is None:
-            self.add("answers", WARN, "Postfix version unknown: answers stay within what Postfix 2.10 reads;"
-                                      " set [postfix] version (and dnssec) for the Postfix that queries the daemon")
+            self.add(
+                "answers",
+                WARN,
+                "Postfix version unknown: answers stay within what Postfix 2.10 reads;"
+                " set [postfix] version (and dnssec) for the Postfix that queries the daemon",
+            )
         self._fitted = list(maps.values()) + [default]
         if info.version is not None and info.version >= TLSRPT_SINCE and not info.tlsrpt:
             self.add("tlsrpt", OK, "smtp_tlsrpt_enable = no: no TLSRPT attributes are answered")
@@ -143,9 +161,13 @@ class Doctor:
         value = values.get("smtp_tls_policy_maps", "")
         refs = socketmaps(value)
         if not refs:
-            self.add("policy_maps", FAIL, f"smtp_tls_policy_maps = {value or '(empty)'}: no socketmap table, so"
-                                          " Postfix never asks mtasts (add socketmap:"
-                                          f"{self.config.socketmap.listen[0]}:postfix)")
+            self.add(
+                "policy_maps",
+                FAIL,
+                f"smtp_tls_policy_maps = {value or '(empty)'}: no socketmap table, so"
+                " Postfix never asks mtasts (add socketmap:"
+                f"{self.config.socketmap.listen[0]}:postfix)",
+            )
             return
         master = self._master(postconf_path)
         for ref in refs:
@@ -153,8 +175,11 @@ class Doctor:
                 listening = ", ".join(str(x) for x in self.config.socketmap.listen)
                 self.add("policy_maps", WARN, f"{ref.text}: mtasts listens on {listening}, not {ref.listener}")
             if ref.name not in self.config.maps:
-                self.add("policy_maps", WARN, f"{ref.text}: map name {ref.name!r} is not a [maps.NAME] profile;"
-                                              " the default profile answers it")
+                self.add(
+                    "policy_maps",
+                    WARN,
+                    f"{ref.text}: map name {ref.name!r} is not a [maps.NAME] profile; the default profile answers it",
+                )
             self._postmap(postconf_path, ref)
             if ref.listener.kind == "unix":
                 self._chroot(ref, master, values.get("queue_directory", "/var/spool/postfix"))
@@ -186,15 +211,23 @@ class Doctor:
 
     def _chroot(self, ref: SocketmapRef, master: Optional[Dict[str, str]], queue_directory: str) -> None:
         if master is None:
-            self.add("chroot", WARN, f"cannot read master.cf with postconf -F: check by hand that chrooted smtp(8)"
-                                     f" reaches {ref.listener.path}")
+            self.add(
+                "chroot",
+                WARN,
+                f"cannot read master.cf with postconf -F: check by hand that chrooted smtp(8)"
+                f" reaches {ref.listener.path}",
+            )
             return
         for service in chrooted_smtp_services(master):
             inside = os.path.join(queue_directory, ref.listener.path.lstrip("/"))
             if not os.path.exists(inside):
-                self.add("chroot", FAIL, f"{service} runs chrooted in {queue_directory}: it looks for {inside},"
-                                         " which does not exist; use an inet: listener, or a socket inside the"
-                                         " chroot, or set the chroot column of that service to n")
+                self.add(
+                    "chroot",
+                    FAIL,
+                    f"{service} runs chrooted in {queue_directory}: it looks for {inside},"
+                    " which does not exist; use an inet: listener, or a socket inside the"
+                    " chroot, or set the chroot column of that service to n",
+                )
             else:
                 self.add("chroot", OK, f"{service} (chrooted) reaches {inside}")
 
@@ -202,11 +235,18 @@ class Doctor:
         cafile, capath = values.get("smtp_tls_CAfile", ""), values.get("smtp_tls_CApath", "")
         append = values.get("tls_append_default_CA", "no").lower() in ("yes", "true", "1")
         if not cafile and not capath and not append:
-            self.add("trust", FAIL, "smtp_tls_CAfile and smtp_tls_CApath are empty: Postfix can verify no certificate,"
-                                    " so every enforced MTA-STS domain's mail is deferred (set smtp_tls_CAfile to the"
-                                    " system CA bundle)")
+            self.add(
+                "trust",
+                FAIL,
+                "smtp_tls_CAfile and smtp_tls_CApath are empty: Postfix can verify no certificate,"
+                " so every enforced MTA-STS domain's mail is deferred (set smtp_tls_CAfile to the"
+                " system CA bundle)",
+            )
             return
-        for name, path, test in (("smtp_tls_CAfile", cafile, os.path.isfile), ("smtp_tls_CApath", capath, os.path.isdir)):
+        for name, path, test in (
+            ("smtp_tls_CAfile", cafile, os.path.isfile),
+            ("smtp_tls_CApath", capath, os.path.isdir),
+        ):
             if path and not test(path):
                 self.add("trust", FAIL, f"{name} = {path}: not found")
             elif path:
@@ -226,13 +266,20 @@ class Doctor:
         if answer.validated:
             self.add("dnssec", OK, f"{servers} validates DNSSEC (AD bit for {self.config.dane.probe!r})")
         else:
-            self.add("dnssec", FAIL, f"DANE answers are on but {servers} sets no AD bit for"
-                                     f" {self.config.dane.probe!r} ({answer.outcome.value}): no domain counts as DANE,"
-                                     " and Postfix's own DANE lookups need a validating resolver too")
+            self.add(
+                "dnssec",
+                FAIL,
+                f"DANE answers are on but {servers} sets no AD bit for"
+                f" {self.config.dane.probe!r} ({answer.outcome.value}): no domain counts as DANE,"
+                " and Postfix's own DANE lookups need a validating resolver too",
+            )
         remote = non_loopback(client.nameserver_addresses)
         if remote:
-            self.add("dnssec", WARN, f"nameserver {', '.join(remote)} is not on loopback: its AD bit crosses the"
-                                     " network unauthenticated")
+            self.add(
+                "dnssec",
+                WARN,
+                f"nameserver {', '.join(remote)} is not on loopback: its AD bit crosses the network unauthenticated",
+            )
 
 
 def doctor_command(config: Config, as_json: bool) -> int:
@@ -242,11 +289,9 @@ def doctor_command(config: Config, as_json: bool) -> int:
     if code is None:
         code, status = EXIT_UNKNOWN, "unknown"
     if as_json:
-        print(json.dumps({"status": status, "exit": code,
-                          "checks": [f.__dict__ for f in doctor.findings]}, indent=2))
+        print(json.dumps({"status": status, "exit": code, "checks": [f.__dict__ for f in doctor.findings]}, indent=2))
     else:
         for f in doctor.findings:
             print(f"{f.status.upper():5} {f.check:12} {f.detail}")
         print(f"{status.upper()}: exit {code}")
     return code
-

@@ -53,8 +53,11 @@ def _with_detected_hosts(config: Config, domains: List[PublishedDomain]) -> List
     for d in domains:
         addresses = found.get(d.domain)
         if addresses:
-            print(f"mtasts: {d.policy_host}: no host_addresses configured, using the published ones "
-                  f"({', '.join(addresses)})", file=sys.stderr)
+            print(
+                f"mtasts: {d.policy_host}: no host_addresses configured, using the published ones "
+                f"({', '.join(addresses)})",
+                file=sys.stderr,
+            )
             d = dataclasses.replace(d, host_addresses=tuple(addresses))
         result.append(d)
     return result
@@ -73,7 +76,7 @@ def publish_command(config: Config, args: argparse.Namespace) -> int:
                 https_rua = f"https://{d.policy_host}{config.reports.https_path}"
                 if config.reports.https_path and https_rua not in d.tlsrpt_rua:
                     # RFC 8460 §3: reports may also be POSTed; this publisher receives them.
-                    print(f"; to receive TLSRPT reports here too (mtasts reports), add \"{https_rua}\" to tlsrpt_rua")
+                    print(f'; to receive TLSRPT reports here too (mtasts reports), add "{https_rua}" to tlsrpt_rua')
         for problem in check_domain_files(config.publish.domains, config.source, time.time()):
             print(f"mtasts: warning: {problem}", file=sys.stderr)
         return EXIT_OK

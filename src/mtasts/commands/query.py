@@ -33,8 +33,10 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     hop = next_hop(args.domain)
     if hop is None:
         # Not "no policy" (exit 1): the argument itself is unusable.
-        raise UsageError(f"{args.domain!r}: no MTA-STS lookup for this key (a parent-domain probe, an IP literal,"
-                         " or not a domain); Postfix gets NOTFOUND for it")
+        raise UsageError(
+            f"{args.domain!r}: no MTA-STS lookup for this key (a parent-domain probe, an IP literal,"
+            " or not a domain); Postfix gets NOTFOUND for it"
+        )
     domain = hop.domain
     # The answer the daemon would give: profiles fitted to the Postfix that reads them.
     info = learn_postfix(config, quiet=True)
@@ -91,8 +93,14 @@ async def query_command(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if found.policy is not None else EXIT_NO
 
 
-def query_answer(domain: str, policy: Optional[Policy], override: Optional[Override], profile: MapProfile,
-                 dane_mode: str, dane: Optional[DaneResult]) -> bytes:
+def query_answer(
+    domain: str,
+    policy: Optional[Policy],
+    override: Optional[Override],
+    profile: MapProfile,
+    dane_mode: str,
+    dane: Optional[DaneResult],
+) -> bytes:
     """The answer ``query`` reports: the daemon's rule (``core.answer``) over what was found."""
     answer = compose(tls_policy_reply(domain, policy, profile), override, dane_mode, profile.dane, dane)
     if not isinstance(answer, bytes):

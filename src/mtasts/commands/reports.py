@@ -63,7 +63,6 @@ def ingest(config: Config, stream) -> int:
     try:
         return _ingest(config, stream)
     except Exception:  # our bug: nothing is lost, Postfix retries
-
         traceback.print_exc(file=sys.stderr)
         print("mtasts: internal error reading this report mail (Postfix will retry the delivery)", file=sys.stderr)
         return EXIT_TEMPFAIL
@@ -84,20 +83,29 @@ def _ingest(config: Config, stream) -> int:
         reporter = mailed.submitter or (reading.report.contact.rpartition("@")[2] if reading.report else "")
         signers = dkim_passed(mailed.authentication_results, authserv)
         if not signed_by(reporter, signers):
-            print(f"mtasts: report mail from {reporter or 'an unnamed reporter'} has no dkim=pass of that domain in"
-                  f" the Authentication-Results of {authserv} (signed by: {', '.join(signers) or 'nobody'}): dropped"
-                  " (RFC 8460 §3)", file=sys.stderr)
+            print(
+                f"mtasts: report mail from {reporter or 'an unnamed reporter'} has no dkim=pass of that domain in"
+                f" the Authentication-Results of {authserv} (signed by: {', '.join(signers) or 'nobody'}): dropped"
+                " (RFC 8460 §3)",
+                file=sys.stderr,
+            )
             return EXIT_OK
-    if reading.foreign:
-        print(f"mtasts: report {reading.report.report_id} is about {', '.join(reading.report.domains) or 'no domain'},"
-              " none of [publish.domains]: dropped", file=sys.stderr)
+    if reading.foreign and reading.report is not None:
+        print(
+            f"mtasts: report {reading.report.report_id} is about {', '.join(reading.report.domains) or 'no domain'},"
+            " none of [publish.domains]: dropped",
+            file=sys.stderr,
+        )
         return EXIT_OK
     try:
         # Only the standard library from here on: a pipe transport runs this for every report.
         store = ReportStore(config.reports_path)
         try:
-            outcome, report_id = store.receive(reading, f"mail from {mailed.submitter or 'an unnamed submitter'}",
-                                               limits=IntakeLimits(config.reports.max_per_day, config.reports.max_store_bytes))
+            outcome, report_id = store.receive(
+                reading,
+                f"mail from {mailed.submitter or 'an unnamed submitter'}",
+                limits=IntakeLimits(config.reports.max_per_day, config.reports.max_store_bytes),
+            )
             store.prune(time.time() - config.reports.retention_days * DAY)
         finally:
             store.close()
@@ -105,13 +113,17 @@ def _ingest(config: Config, stream) -> int:
         print(f"mtasts: {exc} (Postfix will retry the delivery)", file=sys.stderr)
         return EXIT_TEMPFAIL
     if outcome == "store-full":  # the admin's to fix; nothing is lost meanwhile
-        print(f"mtasts: the report store {config.reports_path} is at its size limit of"
-              f" {config.reports.max_store_bytes} bytes ([reports] max_store_bytes): Postfix will retry the delivery",
-              file=sys.stderr)
+        print(
+            f"mtasts: the report store {config.reports_path} is at its size limit of"
+            f" {config.reports.max_store_bytes} bytes ([reports] max_store_bytes): Postfix will retry the delivery",
+            file=sys.stderr,
+        )
         return EXIT_TEMPFAIL
     if outcome == "over-quota":  # a flood: dropped, as a report mail must never bounce
-        print(f"mtasts: {config.reports.max_per_day} reports already received today ([reports] max_per_day):"
-              " dropped", file=sys.stderr)
+        print(
+            f"mtasts: {config.reports.max_per_day} reports already received today ([reports] max_per_day): dropped",
+            file=sys.stderr,
+        )
         return EXIT_OK
     what = {"stored": "stored", "duplicate": "already stored", "broken": f"unreadable ({reading.error}), kept as"}
     print(f"mtasts: report {report_id} {what[outcome]}", file=sys.stderr)
@@ -125,13 +137,26 @@ def _time(moment: Optional[float]) -> str:
 def _list(store: ReportStore, since: float, domain: str, as_json: bool) -> int:
     rows = store.reports(since, domain)
     if as_json:
-        print(json.dumps([dict(r, received=_time(r["received"]), start=_time(r["start"]), end=_time(r["end"]))
-                          for r in rows], indent=2))
+        print(
+            json.dumps(
+                [dict(r, received=_time(r["received"]), start=_time(r["start"]), end=_time(r["end"])) for r in rows],
+                indent=2,
+            )
+        )
         return EXIT_OK
     table = [["RECEIVED", "REPORTER", "DOMAINS", "OK", "FAILED", "STATUS", "REPORT-ID"]]
     for r in rows:
-        table.append([_time(r["received"]), r["organization"] or "-", ",".join(r["domains"]) or "-",
-                      str(r["successful"]), str(r["failed"]), r["status"], r["report_id"]])
+        table.append(
+            [
+                _time(r["received"]),
+                r["organization"] or "-",
+                ",".join(r["domains"]) or "-",
+                str(r["successful"]),
+                str(r["failed"]),
+                r["status"],
+                r["report_id"],
+            ]
+        )
     print_table(table)
     print(f"({len(rows)} report{'s' if len(rows) != 1 else ''})")
     return EXIT_OK
@@ -144,8 +169,13 @@ def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> 
         return EXIT_NO
     failures = advised(config, store.report_failures(report_id))
     if as_json:
-        report = dict(report, received=_time(report["received"]), start=_time(report["start"]),
-                      end=_time(report["end"]), failures=failures)
+        report = dict(
+            report,
+            received=_time(report["received"]),
+            start=_time(report["start"]),
+            end=_time(report["end"]),
+            failures=failures,
+        )
         raw = report.pop("raw")
         try:
             report["report"] = json.loads(raw)
@@ -161,8 +191,10 @@ def _show(config: Config, store: ReportStore, report_id: str, as_json: bool) -> 
     for deviation in report["deviations"]:
         print(f"{'deviation:':16}{deviation}")
     for f in failures:
-        print(f"failure:        {f['result_type']} x{f['sessions']} at {f['receiving_mx'] or '-'}"
-              f" (from {f['sending_ip'] or 'an unnamed sender'})")
+        print(
+            f"failure:        {f['result_type']} x{f['sessions']} at {f['receiving_mx'] or '-'}"
+            f" (from {f['sending_ip'] or 'an unnamed sender'})"
+        )
         for line in f["advice"]:
             print(f"  advice:       {line}")
     print("report:")
@@ -190,8 +222,10 @@ def render_summary(data: Dict[str, Any]) -> str:
         lines.append("no reports in this period")
     for d in data["days"]:
         rate = f"{100 * d['success_rate']:.2f}%" if d["success_rate"] is not None else "-"
-        lines.append(f"{d['day']}  {d['domain']}: {d['successful']} sessions ok, {d['failed']} failed ({rate} ok);"
-                     f" reporters: {', '.join(d['reporters']) or '-'}")
+        lines.append(
+            f"{d['day']}  {d['domain']}: {d['successful']} sessions ok, {d['failed']} failed ({rate} ok);"
+            f" reporters: {', '.join(d['reporters']) or '-'}"
+        )
         for kind, sessions in sorted(d["failures"].items(), key=lambda kv: -kv[1]):
             lines.append(f"    {kind}: {sessions}")
         if d["mx_hosts"]:
@@ -205,8 +239,10 @@ def render_summary(data: Dict[str, Any]) -> str:
         lines.append("")
         lines.append("latest failures:")
     for f in data["latest_failures"]:
-        lines.append(f"  {f['day']}  {f['domain']}  {f['result_type']} x{f['sessions']} at {f['receiving_mx'] or '-'}"
-                     f"  ({f['organization'] or 'unnamed reporter'}, report {f['report_id']})")
+        lines.append(
+            f"  {f['day']}  {f['domain']}  {f['result_type']} x{f['sessions']} at {f['receiving_mx'] or '-'}"
+            f"  ({f['organization'] or 'unnamed reporter'}, report {f['report_id']})"
+        )
         for advice in f["advice"]:
             lines.append(f"      - {advice}")
     return "\n".join(lines)
@@ -217,14 +253,17 @@ def _digest(config: Config, store: ReportStore, since: float, domain: str, mail_
     received = store.reports(since, domain)
     broken = [r for r in received if r["status"] == "broken"]
     failed = sum(d["failed"] for d in data["days"])
-    head = (f"TLSRPT digest since {_time(since)}: {len(received)} report(s) received"
-            + (f", {len(broken)} unreadable" if broken else ""))
+    head = f"TLSRPT digest since {_time(since)}: {len(received)} report(s) received" + (
+        f", {len(broken)} unreadable" if broken else ""
+    )
     if mail_to:
         # A whole message for `sendmail -t` (the shipped timer unit pipes it there).
 
-        print(f"To: {mail_to}\nSubject: TLSRPT: {failed} failed session(s) reported since {_time(since)}\n"
-              f"Date: {email.utils.formatdate(usegmt=True)}\nMIME-Version: 1.0\n"
-              "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\nAuto-Submitted: auto-generated\n")
+        print(
+            f"To: {mail_to}\nSubject: TLSRPT: {failed} failed session(s) reported since {_time(since)}\n"
+            f"Date: {email.utils.formatdate(usegmt=True)}\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\nAuto-Submitted: auto-generated\n"
+        )
     print(head)
     print()
     print(render_summary(data))

@@ -23,8 +23,9 @@ class Endpoint:
     path: str = ""
 
     @classmethod
-    def parse(cls, spec: str, kinds: Tuple[str, ...] = ("inet",), default_port: Optional[int] = None,
-              ip_only: bool = False) -> "Endpoint":
+    def parse(
+        cls, spec: str, kinds: Tuple[str, ...] = ("inet",), default_port: Optional[int] = None, ip_only: bool = False
+    ) -> Endpoint:
         """``inet:HOST:PORT`` or ``HOST:PORT`` (``[IPv6]:PORT``), ``unix:/PATH``, ``systemd``;
         ``HOST`` alone when *default_port* is given. ValueError for anything else (the key's
         schema says what was expected)."""
@@ -64,7 +65,7 @@ class Endpoint:
     @property
     def host_port(self) -> str:
         """``HOST:PORT`` (``[IPv6]:PORT``), as logs and URLs write an inet endpoint."""
-        return str(self)[len("inet:"):]
+        return str(self)[len("inet:") :]
 
 
 def _host_and_port(text: str, default_port: Optional[int]) -> Tuple[str, int]:

@@ -37,9 +37,17 @@ else:  # pragma: no cover - exercised on Python < 3.11
     import tomli as tomllib
 
 SECTIONS = {
-    "socketmap": SocketmapSection, "resolver": ResolverSection, "fetch": FetchSection, "cache": CacheSection,
-    "metrics": MetricsSection, "dane": DaneSection, "postfix": PostfixSection, "control": ControlSection,
-    "log": LogSection, "reports": ReportsSection, "publish": PublishSection,
+    "socketmap": SocketmapSection,
+    "resolver": ResolverSection,
+    "fetch": FetchSection,
+    "cache": CacheSection,
+    "metrics": MetricsSection,
+    "dane": DaneSection,
+    "postfix": PostfixSection,
+    "control": ControlSection,
+    "log": LogSection,
+    "reports": ReportsSection,
+    "publish": PublishSection,
 }
 # Limits of keys whose values meet elsewhere: an entry read back is refused past 31 days
 # ahead (core.freshness.MAX_AHEAD), so no hold the file asks for may be longer.
@@ -88,8 +96,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
                 fields["domains"] = domains
             values[section] = SECTIONS[section](given=frozenset(fields), **fields)
         else:
-            known = ", ".join(f"[{s}]" for s in list(SCHEMA) + ["maps.NAME", "publish.domains.DOMAIN",
-                                                                "overrides.DOMAIN"])
+            known = ", ".join(
+                f"[{s}]" for s in list(SCHEMA) + ["maps.NAME", "publish.domains.DOMAIN", "overrides.DOMAIN"]
+            )
             raise ConfigError(f"{source}: unknown section [{section}]; known sections: {known}")
     config = Config(**values)
     _check(config, source)
@@ -106,14 +115,18 @@ def _check(config: Config, source: str) -> None:
     if config.socketmap.listen == ():
         raise ConfigError(f"{source}: [socketmap] listen: expected at least one listener")
     if cache.sentinels and not cache.sentinel_master:
-        raise ConfigError(f"{source}: [cache] sentinel_master: expected the name the sentinels know the master by"
-                          " (needed with [cache] sentinels)")
+        raise ConfigError(
+            f"{source}: [cache] sentinel_master: expected the name the sentinels know the master by"
+            " (needed with [cache] sentinels)"
+        )
     if cache.sentinel_master and not cache.sentinels:
-        raise ConfigError(f"{source}: [cache] sentinels: expected at least one 'HOST:PORT' (needed with"
-                          " [cache] sentinel_master)")
+        raise ConfigError(
+            f"{source}: [cache] sentinels: expected at least one 'HOST:PORT' (needed with [cache] sentinel_master)"
+        )
     if cache.sentinels and cache.backend != "redis":
-        raise ConfigError(f"{source}: [cache] sentinels: only used with backend = \"redis\", got"
-                          f" backend = {cache.backend!r}")
+        raise ConfigError(
+            f'{source}: [cache] sentinels: only used with backend = "redis", got backend = {cache.backend!r}'
+        )
     if cache.negative_ttl_min > cache.negative_ttl_max:
         raise ConfigError(
             f"{source}: [cache] negative_ttl_min: expected at most negative_ttl_max "
@@ -121,19 +134,20 @@ def _check(config: Config, source: str) -> None:
         )
     for key in ("negative_ttl_max", "failure_ttl"):
         if getattr(cache, key) > MAX_HOLD_SECONDS:
-            raise ConfigError(f"{source}: [cache] {key}: expected at most {MAX_HOLD_SECONDS:g} seconds (30 days),"
-                              f" got {getattr(cache, key):g}")
+            raise ConfigError(
+                f"{source}: [cache] {key}: expected at most {MAX_HOLD_SECONDS:g} seconds (30 days),"
+                f" got {getattr(cache, key):g}"
+            )
     # dnssec/tlsrpt describe the Postfix named by version; alone they would be ignored.
     for key in ("dnssec", "tlsrpt"):
         if getattr(postfix, key) and postfix.version is None:
             raise ConfigError(f"{source}: [postfix] {key}: needs [postfix] version (without it, postconf says)")
     if dane.min_ttl > dane.max_ttl:
-        raise ConfigError(
-            f"{source}: [dane] min_ttl: expected at most max_ttl ({dane.max_ttl}), got {dane.min_ttl}"
-        )
+        raise ConfigError(f"{source}: [dane] min_ttl: expected at most max_ttl ({dane.max_ttl}), got {dane.min_ttl}")
     if dane.max_ttl > MAX_HOLD_SECONDS:
-        raise ConfigError(f"{source}: [dane] max_ttl: expected at most {MAX_HOLD_SECONDS:g} seconds (30 days),"
-                          f" got {dane.max_ttl:g}")
+        raise ConfigError(
+            f"{source}: [dane] max_ttl: expected at most {MAX_HOLD_SECONDS:g} seconds (30 days), got {dane.max_ttl:g}"
+        )
 
 
 def _maps(table: Any, source: str):
@@ -162,8 +176,9 @@ def _domain_tables(table: Any, source: str, section: str, build) -> Dict[str, An
 
 def _override(domain: str, where: str, table: Any, source: str) -> Override:
     values = read_table(where, table, OVERRIDE)
-    return Override(domain, values.get("level", "may"), values.get("until"), values["reason"],
-                    values.get("dane", False), source)
+    return Override(
+        domain, values.get("level", "may"), values.get("until"), values["reason"], values.get("dane", False), source
+    )
 
 
 def _published(domain: str, where: str, table: Any, source: str) -> PublishedDomain:

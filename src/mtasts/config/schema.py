@@ -91,16 +91,18 @@ def _redis_url(value: Any) -> str:
 
 
 def _https_path(value: Any) -> str:
-    if not isinstance(value, str) or (value and not (value.startswith("/") and value.isascii()
-                                                     and not any(c in value for c in "?# "))):
+    if not isinstance(value, str) or (
+        value and not (value.startswith("/") and value.isascii() and not any(c in value for c in "?# "))
+    ):
         raise ValueError
     if value.startswith("/.well-known/mta-sts"):
         raise ValueError  # the policy's own path
     return value
 
 
-def endpoint(kinds: Tuple[str, ...] = ("inet",), default_port: Optional[int] = None,
-             ip_only: bool = False) -> Callable[[Any], Endpoint]:
+def endpoint(
+    kinds: Tuple[str, ...] = ("inet",), default_port: Optional[int] = None, ip_only: bool = False
+) -> Callable[[Any], Endpoint]:
     return lambda value: Endpoint.parse(value, kinds, default_port, ip_only)
 
 
@@ -186,27 +188,37 @@ SECONDS = "a positive number of seconds"
 
 SCHEMA: Dict[str, Dict[str, Key]] = {
     "socketmap": {
-        "listen": Key(list_of(endpoint(("inet", "unix"))),
-                      "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'", restart=True),
-        "socket_mode": Key(_mode, "an octal mode string such as \"0660\"", restart=True),
+        "listen": Key(
+            list_of(endpoint(("inet", "unix"))),
+            "a list of 'inet:HOST:PORT' (or 'HOST:PORT') or 'unix:/absolute/path'",
+            restart=True,
+        ),
+        "socket_mode": Key(_mode, 'an octal mode string such as "0660"', restart=True),
         "max_connections": Key(count, "a positive whole number of connections"),
     },
     "resolver": {
-        "nameservers": Key(list_of(endpoint(default_port=53, ip_only=True)),
-                           "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'", restart=True),
+        "nameservers": Key(
+            list_of(endpoint(default_port=53, ip_only=True)),
+            "a list of IP addresses, 'IPv4:PORT' or '[IPv6]:PORT'",
+            restart=True,
+        ),
         "timeout": Key(positive, SECONDS),
     },
     "fetch": {
         "timeout": Key(positive, SECONDS),
-        "ca_file": Key(text, "a path to a PEM file, or \"\" for the system trust store", restart=True),
+        "ca_file": Key(text, 'a path to a PEM file, or "" for the system trust store', restart=True),
     },
     "cache": {
-        "backend": Key(choice("sqlite", "memory", "redis"), "\"sqlite\", \"memory\" or \"redis\"", restart=True),
+        "backend": Key(choice("sqlite", "memory", "redis"), '"sqlite", "memory" or "redis"', restart=True),
         "url": Key(_redis_url, "a redis://, rediss:// or unix:// URL", restart=True),
-        "sentinels": Key(list_of(endpoint(default_port=26379)),
-                         "a list of 'HOST:PORT' (or 'HOST', port 26379) of Redis Sentinels", restart=True),
-        "sentinel_master": Key(text, "the name of the master the sentinels watch (their 'sentinel monitor NAME')",
-                               restart=True),
+        "sentinels": Key(
+            list_of(endpoint(default_port=26379)),
+            "a list of 'HOST:PORT' (or 'HOST', port 26379) of Redis Sentinels",
+            restart=True,
+        ),
+        "sentinel_master": Key(
+            text, "the name of the master the sentinels watch (their 'sentinel monitor NAME')", restart=True
+        ),
         "prefix": Key(text, "a string that starts every Redis key", restart=True),
         "timeout": Key(positive, "a positive number of seconds (each Redis call)", restart=True),
         "path": Key(text, "a path to the SQLite file", restart=True),
@@ -218,24 +230,26 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
         "refresh_concurrency": Key(count, "a positive whole number"),
     },
     "metrics": {
-        "listen": Key(optional_endpoint, "\"HOST:PORT\" such as \"127.0.0.1:9461\", or \"\" for none", restart=True),
+        "listen": Key(optional_endpoint, '"HOST:PORT" such as "127.0.0.1:9461", or "" for none', restart=True),
     },
     "dane": {
-        "mode": Key(choice("prefer", "off"), "\"prefer\" or \"off\""),
-        "probe": Key(_probe_name, "a DNS name known to be DNSSEC-signed, such as \".\""),
+        "mode": Key(choice("prefer", "off"), '"prefer" or "off"'),
+        "probe": Key(_probe_name, 'a DNS name known to be DNSSEC-signed, such as "."'),
         "min_ttl": Key(positive, SECONDS),
         "max_ttl": Key(positive, SECONDS),
     },
     "postfix": {
-        "postconf": Key(text, "a path to Postfix's postconf command, or \"\" to look on PATH and in /usr/sbin"),
-        "config_directory": Key(text, "Postfix's configuration directory (postconf -c), or \"\" for its default"),
-        "version": Key(_postfix_version, "the version of the Postfix that queries this daemon, such as \"3.7.11\","
-                       " or \"\" to ask postconf"),
+        "postconf": Key(text, 'a path to Postfix\'s postconf command, or "" to look on PATH and in /usr/sbin'),
+        "config_directory": Key(text, 'Postfix\'s configuration directory (postconf -c), or "" for its default'),
+        "version": Key(
+            _postfix_version,
+            'the version of the Postfix that queries this daemon, such as "3.7.11", or "" to ask postconf',
+        ),
         "dnssec": Key(boolean, "true or false (that Postfix has smtp_dns_support_level = dnssec)"),
         "tlsrpt": Key(boolean, "true or false (that Postfix has smtp_tlsrpt_enable = yes)"),
     },
     "control": {
-        "socket": Key(text, "a path for the control socket, or \"\" for one beside the cache", restart=True),
+        "socket": Key(text, 'a path for the control socket, or "" for one beside the cache', restart=True),
     },
     "log": {
         "level": Key(choice(*LOG_LEVELS), " or ".join(f'"{x}"' for x in LOG_LEVELS)),
@@ -243,20 +257,25 @@ SCHEMA: Dict[str, Dict[str, Key]] = {
     },
     "reports": {
         "path": Key(text, "a path to the SQLite file of received TLSRPT reports"),
-        "https_path": Key(_https_path, "a URL path such as \"/tlsrpt\", or \"\" to accept no reports over HTTPS"),
+        "https_path": Key(_https_path, 'a URL path such as "/tlsrpt", or "" to accept no reports over HTTPS'),
         "max_body": Key(count, "a positive whole number of bytes"),
         "retention_days": Key(count, "a positive whole number of days"),
         "per_client_per_hour": Key(count, "a positive whole number"),
         "max_per_day": Key(count, "a positive whole number of reports"),
         "max_store_bytes": Key(count, "a positive whole number of bytes"),
-        "listen": Key(optional_endpoint, "\"HOST:PORT\" such as \"127.0.0.1:8462\" (the dashboard), or \"\" for none",
-                      restart=True),
-        "dkim_authserv_id": Key(text, "the authserv-id of your DKIM verifier's Authentication-Results header,"
-                                      " or \"\" not to check"),
+        "listen": Key(
+            optional_endpoint, '"HOST:PORT" such as "127.0.0.1:8462" (the dashboard), or "" for none', restart=True
+        ),
+        "dkim_authserv_id": Key(
+            text, 'the authserv-id of your DKIM verifier\'s Authentication-Results header, or "" not to check'
+        ),
     },
     "publish": {
-        "listen": Key(_publish_listen, "a list of 'HOST:PORT', '[IPv6]:PORT' (or 'inet:HOST:PORT'), or [\"systemd\"]",
-                      restart=True),
+        "listen": Key(
+            _publish_listen,
+            "a list of 'HOST:PORT', '[IPv6]:PORT' (or 'inet:HOST:PORT'), or [\"systemd\"]",
+            restart=True,
+        ),
         "ttl": Key(count, "a positive whole number of seconds"),
         "max_connections": Key(count, "a positive whole number"),
         # "domains" holds one table per domain: PUBLISHED_DOMAIN below.
@@ -287,8 +306,10 @@ PUBLISHED_DOMAIN: Dict[str, Key] = {
 # [overrides."example.com"]: one exemption (``core.override.Override``).
 OVERRIDE: Dict[str, Key] = {
     "level": Key(choice(*OVERRIDE_LEVELS), " or ".join(repr(x) for x in OVERRIDE_LEVELS)),
-    "until": Key(date, 'a UTC date such as "2026-12-24" or "2026-12-24T18:00" (or no until: in force until removed'
-                       " from the file)"),
+    "until": Key(
+        date,
+        'a UTC date such as "2026-12-24" or "2026-12-24T18:00" (or no until: in force until removed from the file)',
+    ),
     "reason": Key(_reason, "a text that says why (it is logged with every use)", required=True),
     "dane": Key(boolean, "true or false"),
 }

@@ -132,7 +132,7 @@ class ReportsSection:
     retention_days: int = 180
     per_client_per_hour: int = 60  # POSTs from one address (an IPv6 /64) per hour
     max_per_day: int = 10000  # reports kept per UTC day (HTTPS and mail, broken ones too)
-    max_store_bytes: int = 1024 ** 3  # the report store's size at which new reports are refused
+    max_store_bytes: int = 1024**3  # the report store's size at which new reports are refused
     listen: Optional[Endpoint] = None  # the dashboard (loopback); None: no dashboard
     # Mailed reports must be DKIM-signed by the reporter (RFC 8460 §3): the authserv-id of the
     # Authentication-Results header the local DKIM verifier adds; "": not checked.
@@ -154,7 +154,7 @@ class Config:
     log: LogSection = LogSection()
     reports: ReportsSection = ReportsSection()
     maps: Dict[str, MapProfile] = field(default_factory=lambda: {"postfix": MapProfile()})
-    default_profile: MapProfile = MapProfile()
+    default_profile: MapProfile = field(default_factory=MapProfile)
     publish: PublishSection = PublishSection()
     # [overrides."domain"]: exemptions set in the file (they end only where "until" says).
     overrides: Dict[str, Override] = field(default_factory=dict)

@@ -54,8 +54,9 @@ def needs_dane(sts_answer: bytes, override: Optional[Override], dane_mode: str, 
     return dane_applies(sts_answer, dane_mode, profile_dane)
 
 
-def compose(sts_answer: bytes, override: Optional[Override], dane_mode: str, profile_dane: bool,
-            dane: Optional[DaneResult]) -> Union[bytes, _DaneUnknown]:
+def compose(
+    sts_answer: bytes, override: Optional[Override], dane_mode: str, profile_dane: bool, dane: Optional[DaneResult]
+) -> Union[bytes, _DaneUnknown]:
     """The answer for a policy's *sts_answer*, an *override* in force (or None) and the
     next hop's last *dane* result (or None: never checked); ``DANE_UNKNOWN`` when DANE
     applies and has not been checked."""

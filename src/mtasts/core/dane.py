@@ -190,8 +190,12 @@ def result_from_json(data: Dict[str, Any]) -> DaneResult:
         expires_at=float(data["expires_at"]),
         detail=str(data.get("detail", "")),
         hosts=tuple(
-            HostDane(str(h["host"]), HostState(h["state"]), tuple(str(t) for t in h.get("tlsa", ())),
-                     str(h.get("tlsa_name", "")))
+            HostDane(
+                str(h["host"]),
+                HostState(h["state"]),
+                tuple(str(t) for t in h.get("tlsa", ())),
+                str(h.get("tlsa_name", "")),
+            )
             for h in data.get("hosts", ())
         ),
     )

@@ -32,16 +32,32 @@ EDNS_PAYLOAD = 1232
 
 CLASS_IN = 1
 A, NS, CNAME, SOA, MX, TXT, AAAA, OPT = 1, 2, 5, 6, 15, 16, 28, 41
-TYPES = {"A": A, "NS": NS, "CNAME": CNAME, "SOA": SOA, "MX": MX, "TXT": TXT, "AAAA": AAAA,
-         "TLSA": 52, "DS": 43, "DNSKEY": 48}
+TYPES = {
+    "A": A,
+    "NS": NS,
+    "CNAME": CNAME,
+    "SOA": SOA,
+    "MX": MX,
+    "TXT": TXT,
+    "AAAA": AAAA,
+    "TLSA": 52,
+    "DS": 43,
+    "DNSKEY": 48,
+}
 
 # Header flags (RFC 1035 §4.1.1, RFC 4035 §3.2 for AD and CD).
 QR, TC, RD, AD = 0x8000, 0x0200, 0x0100, 0x0020
 OPCODE_MASK = 0x7800
 # RCODEs (RFC 1035 §4.1.1, RFC 6895 §2.3).
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
-RCODE_NAMES = {NOERROR: "NOERROR", FORMERR: "FORMERR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN",
-               NOTIMP: "NOTIMP", REFUSED: "REFUSED"}
+RCODE_NAMES = {
+    NOERROR: "NOERROR",
+    FORMERR: "FORMERR",
+    SERVFAIL: "SERVFAIL",
+    NXDOMAIN: "NXDOMAIN",
+    NOTIMP: "NOTIMP",
+    REFUSED: "REFUSED",
+}
 DO_BIT = 0x8000  # in the OPT record's TTL field (RFC 3225)
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -120,13 +136,13 @@ def name_text(wire_name: bytes) -> str:
     pos = 0
     while wire_name[pos]:
         length = wire_name[pos]
-        label = wire_name[pos + 1:pos + 1 + length]
+        label = wire_name[pos + 1 : pos + 1 + length]
         labels.append("".join(chr(c) if _PLAIN[c] else "\\%03d" % c for c in label))
         pos += 1 + length
     return ".".join(labels)
 
 
-_PLAIN = [chr(c).isalnum() and c < 128 or chr(c) in "-_*" for c in range(256)]
+_PLAIN = [(chr(c).isalnum() and c < 128) or chr(c) in "-_*" for c in range(256)]
 
 
 def build_query(qid: int, qname: bytes, rdtype: int, dnssec: bool = False) -> bytes:
@@ -201,7 +217,7 @@ def read_name(wire: bytes, pos: int, known: Optional[Dict[int, Tuple[bytes, int]
         if pos + 1 + length > size:
             raise DnsWireError("label runs past the end of the message")
         out.append(length)
-        out += wire[pos + 1:pos + 1 + length].lower()
+        out += wire[pos + 1 : pos + 1 + length].lower()
         if len(out) + 1 > MAX_NAME:
             raise DnsWireError(f"name over {MAX_NAME} octets")
         pos += 1 + length
@@ -271,17 +287,13 @@ def may_answer(wire: bytes, qid: int, qname: bytes, rdtype: int) -> bool:
         return False
     if wire[4:6] != b"\x00\x01":
         return False
-    return wire[12:end - 4].lower() == qname and wire[end - 4:end] == _QUESTION_FIXED.pack(rdtype, CLASS_IN)
+    return wire[12 : end - 4].lower() == qname and wire[end - 4 : end] == _QUESTION_FIXED.pack(rdtype, CLASS_IN)
 
 
 def answers_question(response: Response, qid: int, qname: bytes, rdtype: int) -> bool:
     """Whether *response* answers our query (id, opcode QUERY, the same question): anything
     else on the socket is stray or forged and is ignored (RFC 5452 §9.1)."""
-    return (
-        response.id == qid
-        and not response.flags & OPCODE_MASK
-        and response.question == (qname, rdtype, CLASS_IN)
-    )
+    return response.id == qid and not response.flags & OPCODE_MASK and response.question == (qname, rdtype, CLASS_IN)
 
 
 def follow(response: Response, qname: bytes, rdtype: int) -> Chain:
@@ -289,15 +301,15 @@ def follow(response: Response, qname: bytes, rdtype: int) -> Chain:
     name = qname
     ttl = None
     for _ in range(MAX_CHAIN + 1):
-        found = tuple(r for r in response.answer
-                      if r.owner == name and r.rdtype == rdtype and r.rdclass == CLASS_IN)
+        found = tuple(r for r in response.answer if r.owner == name and r.rdtype == rdtype and r.rdclass == CLASS_IN)
         if found:
             least = min(r.ttl for r in found)
             return Chain(name, found, least if ttl is None else min(ttl, least))
         if rdtype == CNAME:
             break
-        alias = next((r for r in response.answer
-                      if r.owner == name and r.rdtype == CNAME and r.rdclass == CLASS_IN), None)
+        alias = next(
+            (r for r in response.answer if r.owner == name and r.rdtype == CNAME and r.rdclass == CLASS_IN), None
+        )
         if alias is None:
             break
         target, _end = read_name(response.wire, alias.offset)
@@ -327,14 +339,14 @@ def txt_data(response: Response, record: Record) -> bytes:
         length = wire[pos]
         if pos + 1 + length > end:
             raise DnsWireError("TXT string runs past its record")
-        parts.append(wire[pos + 1:pos + 1 + length])
+        parts.append(wire[pos + 1 : pos + 1 + length])
         pos += 1 + length
     return b"".join(parts)
 
 
 def address(response: Response, record: Record) -> str:
     """An A or AAAA record's address as text."""
-    data = response.wire[record.offset:record.offset + record.length]
+    data = response.wire[record.offset : record.offset + record.length]
     if record.rdtype == A and record.length == 4:
         return "%d.%d.%d.%d" % tuple(data)
     if record.rdtype == AAAA and record.length == 16:

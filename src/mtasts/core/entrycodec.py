@@ -73,8 +73,13 @@ def _decoded(raw: bytes) -> Optional[CacheEntry]:
 
 def _whole(value: Any) -> int:
     """A JSON number that is a whole number (1e400 is none: it is infinity)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
-            float("inf"), float("-inf")) or int(value) != value:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or value in (float("inf"), float("-inf"))
+        or int(value) != value
+    ):
         raise ValueError(f"{value!r} is no whole number")
     return int(value)
 

@@ -38,7 +38,7 @@ RETRY_MAX = 3600.0
 # written by this code (its longest hold is [cache] negative_ttl_max, at most 30 days), so the
 # entry is dropped, never applied: `hold_until: 1e308` would answer NOTFOUND for ever, and
 # `failures: 1e400` TEMP on every host of a fleet.
-MAX_FAILURES = 10 ** 6
+MAX_FAILURES = 10**6
 MAX_AHEAD = 31 * 86400.0  # a hold, a refresh, a DANE result: at most this far in the future
 CLOCK_SKEW = 300.0  # how far another host's "fetched at" or "checked at" may be ahead of ours
 
@@ -55,7 +55,7 @@ class Hold(enum.Enum):
 
 @dataclass(frozen=True)
 class CachedPolicy:
-    __slots__ = ("policy", "policy_id", "fetched_at")
+    __slots__ = ("fetched_at", "policy", "policy_id")
     policy: Policy
     policy_id: str
     fetched_at: float
@@ -73,8 +73,17 @@ class CachedPolicy:
 class CacheEntry:
     """Everything known about one Policy Domain (slotted: the memory tier holds 100k+)."""
 
-    __slots__ = ("domain", "cached", "hold", "hold_until", "txt_checked_at", "refresh_at", "failures",
-                 "last_error", "dane")
+    __slots__ = (
+        "cached",
+        "dane",
+        "domain",
+        "failures",
+        "hold",
+        "hold_until",
+        "last_error",
+        "refresh_at",
+        "txt_checked_at",
+    )
     domain: str
     cached: Optional[CachedPolicy]
     hold: Optional[Hold]
@@ -148,7 +157,7 @@ def retry_delay(failures: int) -> float:
     return min(RETRY_MAX, RETRY_MIN * 2.0 ** min(_MAX_DOUBLINGS, max(0, failures - 1)))
 
 
-def hold_ttl(hold: Hold, txt_ttl: int, failures: int, negative: "Tuple[float, float]", failure_ttl: float) -> float:
+def hold_ttl(hold: Hold, txt_ttl: int, failures: int, negative: Tuple[float, float], failure_ttl: float) -> float:
     """How long discovery's "no policy" holds. No record: the TXT answer's (negative) TTL
     within ``[cache] negative_ttl_min/max``; a failed fetch: the per-id back-off (§3.3),
     *failures* counting this one; a DNS failure or an unusable record: ``failure_ttl``."""
@@ -208,9 +217,7 @@ def refresh_failed(entry: CacheEntry, now: float, error: str) -> CacheEntry:
     )
 
 
-def held(
-    entry: Optional[CacheEntry], domain: str, hold: Hold, now: float, ttl: float, error: str = ""
-) -> CacheEntry:
+def held(entry: Optional[CacheEntry], domain: str, hold: Hold, now: float, ttl: float, error: str = "") -> CacheEntry:
     """Discovery found no usable policy: answer "no policy" until ``now + ttl``.
 
     An expired policy is kept for ``cache show`` but is never answered again.
@@ -278,9 +285,7 @@ def merged(local: Optional[CacheEntry], incoming: Optional[CacheEntry], now: flo
     mine, theirs = local.valid_policy(now), incoming.valid_policy(now)
     if mine is not None and (theirs is None or theirs.fetched_at <= mine.fetched_at):
         keep = local
-    elif theirs is not None:
-        keep = incoming
-    elif incoming.hold_until > local.hold_until:
+    elif theirs is not None or incoming.hold_until > local.hold_until:
         keep = incoming
     else:
         keep = local

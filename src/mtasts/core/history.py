@@ -60,8 +60,9 @@ def policy_changes(domain: str, old: Optional[CachedPolicy], new: CachedPolicy, 
 
 def record_gone(domain: str, cached: CachedPolicy, outcome: str, at: float) -> Change:
     """The TXT re-check found no record while *cached* is still valid."""
-    return Change(domain, at, "txt-gone", f"id {cached.policy_id}", outcome,
-                  downgrade=cached.policy.mode is not Mode.NONE)
+    return Change(
+        domain, at, "txt-gone", f"id {cached.policy_id}", outcome, downgrade=cached.policy.mode is not Mode.NONE
+    )
 
 
 def dane_change(domain: str, old: Optional[DaneResult], new: DaneResult, at: float) -> Optional[Change]:
@@ -75,5 +76,4 @@ def dane_change(domain: str, old: Optional[DaneResult], new: DaneResult, at: flo
         return None  # back from a failure: which of the two it was before is not known
     if old.state is DaneState.UNKNOWN and new.state not in _WITH_DANE:
         return None
-    return Change(domain, at, "dane", old.state.value, new.state.value,
-                  downgrade=had and new.state in _WITHOUT_DANE)
+    return Change(domain, at, "dane", old.state.value, new.state.value, downgrade=had and new.state in _WITHOUT_DANE)

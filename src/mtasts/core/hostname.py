@@ -36,7 +36,7 @@ class MxPattern:
     keeps its own string: the cache holds millions of these.
     """
 
-    __slots__ = ("base", "wildcard", "verbatim")
+    __slots__ = ("base", "verbatim", "wildcard")
     base: str  # lower-case name without the "*." prefix
     wildcard: bool
     verbatim: Optional[str]  # None: the text is the normal form
@@ -48,7 +48,7 @@ class MxPattern:
         return "*." + self.base if self.wildcard else self.base
 
     @classmethod
-    def parse(cls, text: str) -> "MxPattern":
+    def parse(cls, text: str) -> MxPattern:
         """Parse ``["*."] Domain``; raise ValueError with the reason otherwise."""
         name = text[2:] if text.startswith("*.") else text
         # A trailing dot is not in the ABNF, but it is harmless: accept and drop it.

@@ -37,7 +37,7 @@ MAX_INTERIM = 8
 # a policy in one-octet chunks costs six octets an octet; more is no server's honest framing.
 FRAMING_ALLOWANCE = 64 * 1024
 
-__all__ = ["MAX_HEAD", "MAX_FIELDS", "MAX_INTERIM", "Head", "Exchange", "HttpWireError", "BodyTooLarge"]
+__all__ = ["MAX_FIELDS", "MAX_HEAD", "MAX_INTERIM", "BodyTooLarge", "Exchange", "Head", "HttpWireError"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Head:
     def values(self, name: str) -> List[str]:
         """Every comma-separated element of every *name* field (RFC 9110 §5.3)."""
         name = name.lower()
-        return [item.strip() for field, value in self.fields if field == name
-                for item in value.split(",") if item.strip()]
+        return [
+            item.strip() for field, value in self.fields if field == name for item in value.split(",") if item.strip()
+        ]
 
 
 class Exchange:
@@ -114,8 +115,10 @@ class Exchange:
         if self.head is not None:
             self._start_body()
         if self.head is not None and self._close_delimited and not clean:
-            raise HttpWireError("connection closed without TLS close_notify: the body, delimited only by the"
-                                " close, may be cut short (RFC 9112 §9.8)")
+            raise HttpWireError(
+                "connection closed without TLS close_notify: the body, delimited only by the"
+                " close, may be cut short (RFC 9112 §9.8)"
+            )
         if self.head is None and self._received == 0:
             raise HttpWireError("connection closed without a response")
         self._h11.receive_data(b"")
@@ -171,9 +174,10 @@ class Exchange:
             raise HttpWireError(f"unsupported Content-Encoding {', '.join(codings)!r}")
         length = head.get("content-length")
         bodiless = head.status in (204, 304)
-        if length is not None and not bodiless and not head.values("transfer-encoding"):
-            if int(length) > self.limit:  # h11 checked it is one number
-                raise BodyTooLarge(f"Content-Length {int(length)} over {self.limit} octets")
+        if (
+            length is not None and not bodiless and not head.values("transfer-encoding") and int(length) > self.limit
+        ):  # h11: a number
+            raise BodyTooLarge(f"Content-Length {int(length)} over {self.limit} octets")
         self._close_delimited = not bodiless and length is None and not head.values("transfer-encoding")
 
     def _content(self, data: bytes) -> None:

@@ -53,8 +53,9 @@ def parse_until(text: str, now: float) -> float:
             raise ValueError("a duration above zero")
         return now + seconds
     if not _DATE.match(text):
-        raise ValueError(f"expected a duration such as 48h, 30m, 7d, 2w or a UTC date such as 2026-12-24T18:00,"
-                         f" got {text!r}")
+        raise ValueError(
+            f"expected a duration such as 48h, 30m, 7d, 2w or a UTC date such as 2026-12-24T18:00, got {text!r}"
+        )
     when = parse_date(text)
     if when <= now:
         raise ValueError(f"{text!r} is in the past")
@@ -84,12 +85,25 @@ def parse_date(text: str) -> float:
 
 
 def override_to_json(o: Override) -> Dict[str, Any]:
-    return {"domain": o.domain, "level": o.level, "until": o.until, "reason": o.reason, "dane": o.dane,
-            "source": o.source, "created_at": o.created_at}
+    return {
+        "domain": o.domain,
+        "level": o.level,
+        "until": o.until,
+        "reason": o.reason,
+        "dane": o.dane,
+        "source": o.source,
+        "created_at": o.created_at,
+    }
 
 
 def override_from_json(data: Dict[str, Any]) -> Override:
     until = data.get("until")
-    return Override(str(data["domain"]), str(data["level"]), float(until) if until is not None else None,
-                    str(data.get("reason", "")), bool(data.get("dane", False)), str(data.get("source", "cli")),
-                    float(data.get("created_at", 0.0)))
+    return Override(
+        str(data["domain"]),
+        str(data["level"]),
+        float(until) if until is not None else None,
+        str(data.get("reason", "")),
+        bool(data.get("dane", False)),
+        str(data.get("source", "cli")),
+        float(data.get("created_at", 0.0)),
+    )

@@ -49,7 +49,7 @@ class Policy:
     tools need them.
     """
 
-    __slots__ = ("mode", "max_age", "body")
+    __slots__ = ("body", "max_age", "mode")
     mode: Mode
     max_age: int
     body: bytes

@@ -62,7 +62,7 @@ class PostfixInfo:
     source: str = "unknown"  # "postconf /usr/sbin/postconf", "[postfix] in FILE", ...
 
     @classmethod
-    def from_postconf(cls, values: Mapping[str, str], source: str) -> "PostfixInfo":
+    def from_postconf(cls, values: Mapping[str, str], source: str) -> PostfixInfo:
         return cls(
             version=parse_version(values.get("mail_version", "")),
             dnssec=values.get("smtp_dns_support_level", "").lower() == "dnssec",
@@ -110,8 +110,10 @@ def _risk(feature: str, info: PostfixInfo) -> str:
     if feature == "dane":
         if info.version is not None and info.version < DANE_SINCE:
             return f"{where} has no dane level: DANE domains' mail is deferred (invalid security level)"
-        return (f"{where} without smtp_dns_support_level = dnssec: dane-only is invalid there (mail deferred)"
-                " and dane becomes may (MTA-STS protection lost)")
+        return (
+            f"{where} without smtp_dns_support_level = dnssec: dane-only is invalid there (mail deferred)"
+            " and dane becomes may (MTA-STS protection lost)"
+        )
     if info.version is not None and info.version < TLSRPT_SINCE:
         return f"{where} rejects the TLSRPT attributes (invalid attribute name): enforced domains' mail is deferred"
     return f"{where}: the TLSRPT attributes are not used (smtp_tlsrpt_enable = no)"

@@ -92,13 +92,17 @@ def tlsrpt_record(d: PublishedDomain) -> str:
 
 def records(d: PublishedDomain, ttl: int) -> List[Dict[str, object]]:
     """The DNS records to publish for *d*, as dicts (name, type, ttl, value)."""
-    out: List[Dict[str, object]] = [{"name": f"_mta-sts.{d.domain}.", "type": "TXT", "ttl": ttl, "value": sts_record(d)}]
+    out: List[Dict[str, object]] = [
+        {"name": f"_mta-sts.{d.domain}.", "type": "TXT", "ttl": ttl, "value": sts_record(d)}
+    ]
     if d.tlsrpt_rua:
         out.append({"name": f"_smtp._tls.{d.domain}.", "type": "TXT", "ttl": ttl, "value": tlsrpt_record(d)})
     if d.host_cname:
         out.append({"name": f"{d.policy_host}.", "type": "CNAME", "ttl": ttl, "value": d.host_cname.rstrip(".") + "."})
     for address in d.host_addresses:
-        out.append({"name": f"{d.policy_host}.", "type": "AAAA" if ":" in address else "A", "ttl": ttl, "value": address})
+        out.append(
+            {"name": f"{d.policy_host}.", "type": "AAAA" if ":" in address else "A", "ttl": ttl, "value": address}
+        )
     return out
 
 

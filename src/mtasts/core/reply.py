@@ -118,4 +118,3 @@ def with_tlsrpt(data: str, domain: str, policy: Policy) -> str:
     except AnswerError:
         return data
     return full if read == plain + attributes else data
-

@@ -52,7 +52,7 @@ def format_reply(status: Status, data: str = "") -> bytes:
     # No CR/LF or NUL may reach Postfix inside a reply.
     if any(c in data for c in "\r\n\0"):
         raise ValueError("reply data contains a line break or NUL")
-    return f"{status.value} {data}".encode("utf-8")
+    return f"{status.value} {data}".encode()
 
 
 NOTFOUND = format_reply(Status.NOTFOUND)

@@ -36,11 +36,21 @@ from mtasts.core.remotetext import printable
 from mtasts.errors import ReportError
 
 # Result types of the registry (RFC 8460 §6.6); others are kept but named as unknown.
-RESULT_TYPES = frozenset({
-    "starttls-not-supported", "certificate-host-mismatch", "certificate-expired", "tlsa-invalid",
-    "dnssec-invalid", "dane-required", "certificate-not-trusted", "sts-policy-invalid",
-    "sts-webpki-invalid", "validation-failure", "sts-policy-fetch-error",
-})
+RESULT_TYPES = frozenset(
+    {
+        "starttls-not-supported",
+        "certificate-host-mismatch",
+        "certificate-expired",
+        "tlsa-invalid",
+        "dnssec-invalid",
+        "dane-required",
+        "certificate-not-trusted",
+        "sts-policy-invalid",
+        "sts-webpki-invalid",
+        "validation-failure",
+        "sts-policy-fetch-error",
+    }
+)
 POLICY_TYPES = frozenset({"sts", "tlsa", "no-policy-found"})
 GZIP_MAGIC = b"\x1f\x8b"
 # A day's report of a large sender is tens of KiB; a few MiB is far beyond any real one.
@@ -54,7 +64,7 @@ MAX_POLICIES = 100
 MAX_FAILURE_DETAILS = 1000
 # A day's sessions between two organisations; far more than any MTA makes (2**63 overflowed
 # SQLite and gave HTTP 500 and a traceback).
-MAX_SESSIONS = 10 ** 12
+MAX_SESSIONS = 10**12
 
 
 @dataclass(frozen=True)
@@ -222,15 +232,16 @@ def _policy(item: Any, index: int, notes: List[str], domain_hint: str, room: Lis
         raise ReportError(f"{where}: failure-details is not an array")
     if len(details) > room[0]:
         notes.append(f"failure details beyond the first {MAX_FAILURE_DETAILS} of the report dropped")
-        details = details[:room[0]]
+        details = details[: room[0]]
     room[0] -= len(details)
     return PolicyResult(
         policy_type=policy_type,
         policy_domain=printable(domain.strip().lower().rstrip("."), 255),
         policy_strings=_strings(strings, f"{where} policy-string"),
         mx_hosts=_strings(mx or [], f"{where} mx-host"),
-        successful=_count(summary.get("total-successful-session-count"), f"{where} total-successful-session-count",
-                          notes),
+        successful=_count(
+            summary.get("total-successful-session-count"), f"{where} total-successful-session-count", notes
+        ),
         failed=_count(summary.get("total-failure-session-count"), f"{where} total-failure-session-count", notes),
         failures=tuple(_failure(d, f"{where} failure-details[{i}]", notes) for i, d in enumerate(details)),
     )
@@ -300,7 +311,8 @@ def _count(value: Any, where: str, notes: List[str]) -> int:
 
 
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?\Z")
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?\Z"
+)
 
 
 def _time(value: Any, name: str) -> float:
@@ -311,11 +323,15 @@ def _time(value: Any, name: str) -> float:
         raise ReportError(f"date-range {name} {str(value)[:40]!r} is not an RFC 3339 date-time")
     year, month, day, hour, minute = (int(match.group(i)) for i in range(1, 6))
     second = int(match.group(6) or 0)
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour < 24 and minute < 60
-            and second <= 60):
+    if not (
+        1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second <= 60
+    ):
         raise ReportError(f"date-range {name} {value[:40]!r} is not a valid date and time")
-    moment = calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0))
-    moment += float(match.group(7) or 0)
+    moment = calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0)) + float(match.group(7) or 0)
     if match.group(9):
         offset = int(match.group(10)) * 3600 + int(match.group(11)) * 60
         moment -= offset if match.group(9) == "+" else -offset
@@ -325,10 +341,16 @@ def _time(value: Any, name: str) -> float:
 # -- reports that come by mail (RFC 8460 §5.3) ---------------------------------------------
 
 # The report part's content types: the RFC's, and what some senders write instead.
-REPORT_TYPES = frozenset({
-    "application/tlsrpt+gzip", "application/tlsrpt+json", "application/gzip", "application/x-gzip",
-    "application/json", "application/octet-stream",
-})
+REPORT_TYPES = frozenset(
+    {
+        "application/tlsrpt+gzip",
+        "application/tlsrpt+json",
+        "application/gzip",
+        "application/x-gzip",
+        "application/json",
+        "application/octet-stream",
+    }
+)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -363,14 +385,17 @@ def _report_part(parsed: Any) -> Optional[MailedReport]:
         kind = part.get_content_type()
         name = (part.get_filename() or "").lower()
         if kind.startswith("application/tlsrpt+") or (
-                kind in REPORT_TYPES and name.endswith((".json", ".json.gz", ".gz"))):
+            kind in REPORT_TYPES and name.endswith((".json", ".json.gz", ".gz"))
+        ):
             payload = part.get_payload(decode=True)
             if not payload:
                 continue
-            return MailedReport(payload=payload, domain_hint=_header(parsed, "TLS-Report-Domain"),
-                                submitter=_header(parsed, "TLS-Report-Submitter"),
-                                authentication_results=tuple(str(v) for v in
-                                                             parsed.get_all("Authentication-Results") or ()))
+            return MailedReport(
+                payload=payload,
+                domain_hint=_header(parsed, "TLS-Report-Domain"),
+                submitter=_header(parsed, "TLS-Report-Submitter"),
+                authentication_results=tuple(str(v) for v in parsed.get_all("Authentication-Results") or ()),
+            )
     return None
 
 
@@ -401,7 +426,8 @@ def signed_by(reporter: str, signers: Sequence[str]) -> bool:
     or one within it: an organisation's signing domain)."""
     reporter = reporter.lower().rstrip(".")
     return bool(reporter) and any(
-        reporter == d or reporter.endswith("." + d) or d.endswith("." + reporter) for d in signers)
+        reporter == d or reporter.endswith("." + d) or d.endswith("." + reporter) for d in signers
+    )
 
 
 def _header(message, name: str) -> str:
@@ -428,8 +454,7 @@ class Reading:
         return self.report is not None and not self.ours
 
 
-def read_received(body: bytes, accepted: Collection[str], hint: str = "",
-                  limit: int = MAX_REPORT_BYTES) -> Reading:
+def read_received(body: bytes, accepted: Collection[str], hint: str = "", limit: int = MAX_REPORT_BYTES) -> Reading:
     """*body* read, with only the policies about *accepted* domains kept: a report naming
     thousands of other domains must not become thousands of rows, metrics series and lines
     of the dashboard (its JSON is kept whole for ``reports show``)."""

@@ -1,9 +1,9 @@
 """The ``_smtp._tls`` TLSRPT record (RFC 8460 §3).
 
-    tlsrpt-record  = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]
-    field-delim    = *WSP ";" *WSP
-    tlsrpt-version = %s"v=TLSRPTv1"
-    tlsrpt-rua     = %s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
+tlsrpt-record  = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]
+field-delim    = *WSP ";" *WSP
+tlsrpt-version = %s"v=TLSRPTv1"
+tlsrpt-rua     = %s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
 """
 
 from __future__ import annotations

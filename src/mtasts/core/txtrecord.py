@@ -1,10 +1,10 @@
 """The ``_mta-sts`` TXT record (RFC 8461 §3.1).
 
-    sts-text-record = sts-version 1*(sts-field-delim sts-field) [sts-field-delim]
-    sts-field-delim = *WSP ";" *WSP
-    sts-version     = %s"v=STSv1"
-    sts-id          = %s"id=" 1*32(ALPHA / DIGIT)
-    sts-extension   = sts-ext-name "=" sts-ext-value
+sts-text-record = sts-version 1*(sts-field-delim sts-field) [sts-field-delim]
+sts-field-delim = *WSP ";" *WSP
+sts-version     = %s"v=STSv1"
+sts-id          = %s"id=" 1*32(ALPHA / DIGIT)
+sts-extension   = sts-ext-name "=" sts-ext-value
 """
 
 from __future__ import annotations

@@ -51,14 +51,15 @@ TLS_READ_BUFFER = 32 * 1024
 
 def smaller_tls_buffers() -> None:
 
-    protocol = asyncio.sslproto.SSLProtocol
+    protocol: Any = asyncio.sslproto.SSLProtocol
     if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:  # absent before 3.11: reads are sized per call
         protocol.max_size = TLS_READ_BUFFER
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: Optional[str], only: Optional[str] = None,
-                 takeover: bool = False) -> None:
+    def __init__(
+        self, config: Config, config_path: Optional[str], only: Optional[str] = None, takeover: bool = False
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.takeover = takeover
@@ -67,7 +68,7 @@ class Daemon:
         self._predecessor: Optional[Any] = None
         self.run_resolver = only in (None, "resolver")
         self.run_publisher = only == "publisher" or (only is None and bool(config.publish.domains))
-        self.publisher: Optional["PolicyPublisher"] = None
+        self.publisher: Optional[PolicyPublisher] = None
         self.cache: Optional[PolicyCache] = None
         self.fetcher: Optional[PolicyFetcher] = None
         self.resolver: Optional[PolicyResolver] = None
@@ -76,15 +77,17 @@ class Daemon:
         self.metrics: Optional[Any] = None
         self.dashboard: Optional[Any] = None
         self.shared: Optional[Any] = None
-        self._reloads: Set["asyncio.Task[None]"] = set()
+        self._reloads: Set[asyncio.Task[None]] = set()
         self._reload_lock: Optional[asyncio.Lock] = None
 
     async def start(self) -> None:
         smaller_tls_buffers()
         self.stop = asyncio.Event()
         if self.takeover and not self.run_resolver:
-            raise ConfigError("--takeover replaces a running resolver; the publisher's port is held by systemd"
-                              " (mtasts-publish.socket) across restarts")
+            raise ConfigError(
+                "--takeover replaces a running resolver; the publisher's port is held by systemd"
+                " (mtasts-publish.socket) across restarts"
+            )
         self.passed = PassedSockets.from_environment()
         # The resolver's sockets first (matched by address); the publisher's "systemd" takes the rest.
         held = {}
@@ -107,8 +110,9 @@ class Daemon:
         else:
             assert self.publisher is not None
             for sock in self.passed.claim_rest():
-                log.warning("closing %s: systemd passed it, but the publisher does not listen on \"systemd\"",
-                            describe(sock))
+                log.warning(
+                    'closing %s: systemd passed it, but the publisher does not listen on "systemd"', describe(sock)
+                )
                 sock.close()
             log.info("mtasts %s ready: publisher only, %s", __version__, self.publisher.serving())
 
@@ -140,41 +144,55 @@ class Daemon:
             takeover=self.takeover,
         )
         await self.control.start()
-        self.socketmap = SocketmapServer(self.resolver, config.socketmap.listen, config.socketmap.socket_mode,
-                                         passed=held, extra=self.passed.claim_rest(), takeover=self.takeover,
-                                         max_connections=config.socketmap.max_connections)
+        self.socketmap = SocketmapServer(
+            self.resolver,
+            config.socketmap.listen,
+            config.socketmap.socket_mode,
+            passed=held,
+            extra=self.passed.claim_rest(),
+            takeover=self.takeover,
+            max_connections=config.socketmap.max_connections,
+        )
         await self.socketmap.start()
         if config.metrics.listen is not None:
             await self._start_metrics(*config.metrics.listen.address)
-        where = {"sqlite": config.cache.path, "memory": "memory only",
-                 "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}"}[config.cache.backend]
-        log.info("mtasts %s ready: cache %s, DNS %s", __version__, where,
-                 ", ".join(dns_client.nameservers) or "system")
+        where = {
+            "sqlite": config.cache.path,
+            "memory": "memory only",
+            "redis": f"{config.cache.path} + {self.shared.url if self.shared else config.cache.url}",
+        }[config.cache.backend]
+        log.info("mtasts %s ready: cache %s, DNS %s", __version__, where, ", ".join(dns_client.nameservers) or "system")
 
     def _stats_extra(self) -> Dict[str, Any]:
         socketmap = self.socketmap
-        return {"connections": len(socketmap.connections) if socketmap else 0,
-                # For `mtasts doctor`: do restarts refuse lookups (README "Restarts")?
-                "held_by_systemd": socketmap.held if socketmap else [],
-                "under_systemd": bool(os.environ.get("NOTIFY_SOCKET"))}
+        return {
+            "connections": len(socketmap.connections) if socketmap else 0,
+            # For `mtasts doctor`: do restarts refuse lookups (README "Restarts")?
+            "held_by_systemd": socketmap.held if socketmap else [],
+            "under_systemd": bool(os.environ.get("NOTIFY_SOCKET")),
+        }
 
     async def _start_dashboard(self, host: str, port: int) -> None:
         from mtasts.servers.dashboard import ReportsDashboard
 
-        assert self.publisher is not None
-        self.dashboard = ReportsDashboard(self.config, host, port, lambda: dict(self.publisher.reports.counts))
+        publisher = self.publisher
+        assert publisher is not None
+        self.dashboard = ReportsDashboard(self.config, host, port, lambda: dict(publisher.reports.counts))
         try:
             await self.dashboard.start()
         except OSError as exc:
-            raise ConfigError(f"{self.config.source}: [reports] listen: cannot listen on {host}:{port}:"
-                              f" {exc.strerror or exc}") from None
+            raise ConfigError(
+                f"{self.config.source}: [reports] listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
 
     async def _start_metrics(self, host: str, port: int) -> None:
         from mtasts.servers.metrics import MetricsServer, ModeCounts
 
         if importlib.util.find_spec("prometheus_client") is None:
-            raise ConfigError(f"{self.config.source}: [metrics] listen: needs the prometheus-client package"
-                              " (pip install 'mtasts[metrics]')")
+            raise ConfigError(
+                f"{self.config.source}: [metrics] listen: needs the prometheus-client package"
+                " (pip install 'mtasts[metrics]')"
+            )
         assert self.cache is not None
         store = self.cache.store
         modes = ModeCounts(store.policies_by_mode) if store is not None else None
@@ -182,24 +200,30 @@ class Daemon:
         try:
             await self.metrics.start()
         except OSError as exc:
-            raise ConfigError(f"{self.config.source}: [metrics] listen: cannot listen on {host}:{port}:"
-                              f" {exc.strerror or exc}") from None
+            raise ConfigError(
+                f"{self.config.source}: [metrics] listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
 
     def _metrics_snapshot(self) -> Dict[str, Any]:
         assert self.resolver is not None and self.cache is not None
         c = self.resolver.counters
         snapshot = c.snapshot()  # the same counters `mtasts cache stats` shows
-        snapshot.update({
-            "answers": dict(c.answers),
-            "fetch_latency": c.fetch_latency,
-            "cache_hits": {"memory": self.cache.memory_hits, "sqlite": self.cache.store_hits,
-                           "redis": self.shared.hits if self.shared else 0},
-            "redis_errors": self.shared.errors if self.shared else 0,
-            "connections": len(self.socketmap.connections) if self.socketmap else 0,
-            "store_errors": self.cache.store_errors,
-            "overrides_active": len(self.resolver.overrides),
-            "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
-        })
+        snapshot.update(
+            {
+                "answers": dict(c.answers),
+                "fetch_latency": c.fetch_latency,
+                "cache_hits": {
+                    "memory": self.cache.memory_hits,
+                    "sqlite": self.cache.store_hits,
+                    "redis": self.shared.hits if self.shared else 0,
+                },
+                "redis_errors": self.shared.errors if self.shared else 0,
+                "connections": len(self.socketmap.connections) if self.socketmap else 0,
+                "store_errors": self.cache.store_errors,
+                "overrides_active": len(self.resolver.overrides),
+                "protocol_errors": self.socketmap.protocol_errors if self.socketmap else 0,
+            }
+        )
         return snapshot
 
     async def hand_over(self) -> None:
@@ -221,8 +245,16 @@ class Daemon:
         for task in list(self._reloads):
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
-        for part in (self.metrics, self.dashboard, self.publisher, self.socketmap, self.control, self.resolver, self.fetcher,
-                     self.shared):
+        for part in (
+            self.metrics,
+            self.dashboard,
+            self.publisher,
+            self.socketmap,
+            self.control,
+            self.resolver,
+            self.fetcher,
+            self.shared,
+        ):
             if part is not None:
                 await part.close()
         if self.cache is not None:
@@ -263,7 +295,7 @@ class Daemon:
             running = getattr(getattr(self.config, section), key)
             if getattr(getattr(new, section), key) != running:
                 # A path left to its default stays where the running daemon put it (with_state_dir).
-                if not (section, key) == ("cache", "path") or "path" in new.cache.given:
+                if (section, key) != ("cache", "path") or "path" in new.cache.given:
                     ignored.append(f"[{section}] {key}")
                 kept = with_values(kept, section, **{key: running})
         info = await asyncio.get_running_loop().run_in_executor(None, learn_postfix, kept)
@@ -278,8 +310,7 @@ class Daemon:
             log.warning("reload: %s change only on restart", ", ".join(ignored))
 
 
-async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None,
-                takeover: bool = False) -> int:
+async def serve(config: Config, config_path: Optional[str], only: Optional[str] = None, takeover: bool = False) -> int:
     try:
         daemon = Daemon(with_state_dir(config) if only != "publisher" else config, config_path, only, takeover)
     except ConfigError as exc:

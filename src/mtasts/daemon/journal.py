@@ -56,7 +56,9 @@ def setup_logging(level: str, form: str = "text") -> None:
         formatter: logging.Formatter = JsonFormatter()
     else:
         journald = os.environ.get("JOURNAL_STREAM")
-        formatter = logging.Formatter("%(levelname)s %(message)s" if journald else "%(asctime)s %(levelname)s %(message)s")
+        formatter = logging.Formatter(
+            "%(levelname)s %(message)s" if journald else "%(asctime)s %(levelname)s %(message)s"
+        )
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))

@@ -27,22 +27,35 @@ def learn_postfix(
     run already made, as (path, values)), else unknown (logged as a WARNING unless *quiet*:
     the CLI reports it instead)."""
     if config.postfix.version:
-        return PostfixInfo(parse_version(config.postfix.version), config.postfix.dnssec is True,
-                           config.postfix.tlsrpt is True, source=f"[postfix] in {config.source}")
+        return PostfixInfo(
+            parse_version(config.postfix.version),
+            config.postfix.dnssec is True,
+            config.postfix.tlsrpt is True,
+            source=f"[postfix] in {config.source}",
+        )
     try:
-        path, values = postconf_run if postconf_run is not None else run_postconf(
-            config.postfix.postconf, config.postfix.config_directory, ANSWER_PARAMETERS)
+        path, values = (
+            postconf_run
+            if postconf_run is not None
+            else run_postconf(config.postfix.postconf, config.postfix.config_directory, ANSWER_PARAMETERS)
+        )
     except PostfixError as exc:
         if quiet:
             return PostfixInfo(source=str(exc))
-        log.warning("Postfix unknown (%s): answering what every Postfix since 2.10 accepts (no servername=,"
-                    " no DANE, no TLSRPT attributes); set [postfix] version and dnssec to say which Postfix"
-                    " queries this daemon", exc)
+        log.warning(
+            "Postfix unknown (%s): answering what every Postfix since 2.10 accepts (no servername=,"
+            " no DANE, no TLSRPT attributes); set [postfix] version and dnssec to say which Postfix"
+            " queries this daemon",
+            exc,
+        )
         return PostfixInfo(source=str(exc))
     info = PostfixInfo.from_postconf(values, f"postconf {path}")
     if info.version is None and not quiet:
-        log.warning("%s gave no usable mail_version (%r): answering what every Postfix since 2.10 accepts",
-                    path, values.get("mail_version", ""))
+        log.warning(
+            "%s gave no usable mail_version (%r): answering what every Postfix since 2.10 accepts",
+            path,
+            values.get("mail_version", ""),
+        )
     return info
 
 
@@ -67,7 +80,8 @@ def describe_answers(config: Config) -> str:
 
 def profile_summary(profile: MapProfile, dane_mode: str) -> str:
     features = ["secure match=..." + (" servername=hostname" if profile.sni else " (no servername=)")]
-    features.append("dane/dane-only where DANE applies" if profile.dane and dane_mode == "prefer"
-                    else "no DANE answers")
+    features.append(
+        "dane/dane-only where DANE applies" if profile.dane and dane_mode == "prefer" else "no DANE answers"
+    )
     features.append("TLSRPT attributes" if profile.tlsrpt else "no TLSRPT attributes")
     return ", ".join(features)

@@ -77,11 +77,17 @@ def open_shared(config: Config):
     try:
         from mtasts.store.shared import SharedCache
 
-        return SharedCache(config.cache.url, config.cache.prefix, config.cache.timeout,
-                           [e.address for e in config.cache.sentinels], config.cache.sentinel_master)
+        return SharedCache(
+            config.cache.url,
+            config.cache.prefix,
+            config.cache.timeout,
+            [e.address for e in config.cache.sentinels],
+            config.cache.sentinel_master,
+        )
     except ImportError:
-        raise ConfigError(f"{config.source}: [cache] backend: \"redis\" needs the redis package"
-                          " (pip install 'mtasts[redis]')") from None
+        raise ConfigError(
+            f"{config.source}: [cache] backend: \"redis\" needs the redis package (pip install 'mtasts[redis]')"
+        ) from None
 
 
 @contextlib.asynccontextmanager

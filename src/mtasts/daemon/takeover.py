@@ -22,12 +22,14 @@ class Predecessor:
         self._writer = writer
 
     @classmethod
-    async def find(cls, path: str) -> "Predecessor":
+    async def find(cls, path: str) -> Predecessor:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 5.0)
         except (OSError, asyncio.TimeoutError) as exc:
-            raise ConfigError(f"--takeover: no running mtasts answers on its control socket {path}"
-                              f" ({getattr(exc, 'strerror', None) or exc or 'timed out'}); start without --takeover") from None
+            raise ConfigError(
+                f"--takeover: no running mtasts answers on its control socket {path}"
+                f" ({getattr(exc, 'strerror', None) or exc or 'timed out'}); start without --takeover"
+            ) from None
         return cls(path, reader, writer)
 
     async def retire(self) -> Any:
@@ -35,13 +37,18 @@ class Predecessor:
             self._writer.write(b'{"command": "handover"}\n')
             reply = json.loads(await asyncio.wait_for(self._reader.readline(), 10.0) or b"{}")
         except (OSError, ValueError, asyncio.TimeoutError) as exc:
-            log.error("--takeover: the daemon at %s did not confirm the handover (%s); stop it yourself", self.path, exc)
+            log.error(
+                "--takeover: the daemon at %s did not confirm the handover (%s); stop it yourself", self.path, exc
+            )
             return None
         finally:
             self.close()
         if not reply.get("ok"):
-            log.error("--takeover: the daemon at %s refused the handover: %s; stop it yourself",
-                      self.path, reply.get("error", "no reason given"))
+            log.error(
+                "--takeover: the daemon at %s refused the handover: %s; stop it yourself",
+                self.path,
+                reply.get("error", "no reason given"),
+            )
             return None
         return reply.get("pid")
 

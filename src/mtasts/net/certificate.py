@@ -53,7 +53,9 @@ def domain_context(d: PublishedDomain, now: float) -> ssl.SSLContext:
         raise ValueError("cert and key must both be set to serve this domain")
     info = read_certificate(d.cert)
     if not covers(info.names, d.policy_host):
-        raise ValueError(f"certificate {d.cert} does not cover {d.policy_host} (it covers {', '.join(info.names) or 'no DNS name'})")
+        raise ValueError(
+            f"certificate {d.cert} does not cover {d.policy_host} (it covers {', '.join(info.names) or 'no DNS name'})"
+        )
     if info.not_after <= now:
         raise ValueError(f"certificate {d.cert} expired on {time.strftime('%Y-%m-%d', time.gmtime(info.not_after))}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -46,8 +46,13 @@ class DaneChecker:
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
 
-    async def check(self, hop: NextHop, now: float, previous: Optional[DaneResult] = None,
-                    mx_answer: "Optional[Awaitable[SecureAnswer]]" = None) -> DaneResult:
+    async def check(
+        self,
+        hop: NextHop,
+        now: float,
+        previous: Optional[DaneResult] = None,
+        mx_answer: Optional[Awaitable[SecureAnswer]] = None,
+    ) -> DaneResult:
         """The DANE state of next hop *hop* as Postfix would see it: MX hosts at port 25 for a
         recipient domain, ``[host]:port`` without MX lookup (RFC 7672 §2.2.2, §3.2.2).
         *mx_answer*: the domain's MX query, if the caller started it early."""
@@ -59,7 +64,9 @@ class DaneChecker:
         mx = await (mx_answer if mx_answer is not None else self._dns.secure(domain, "MX"))
         if mx.temporary:
             state = after_mx_failure(previous)
-            return DaneResult(state, now, now + self.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip())
+            return DaneResult(
+                state, now, now + self.failure_ttl, detail=f"MX lookup {mx.outcome.value} {mx.detail}".strip()
+            )
         if mx.outcome is Outcome.RECORDS:
             exchanges = sorted((r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in mx.records)
             if is_null_mx([name for _pref, name in exchanges]):

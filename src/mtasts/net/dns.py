@@ -23,6 +23,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 from mtasts.core import dnswire
@@ -86,7 +88,7 @@ class DnsLookups(Protocol):
 
     async def query(self, name: str, rdtype: str) -> Tuple[Outcome, List[Any], str]: ...
 
-    async def secure(self, name: str, rdtype: str) -> "SecureAnswer": ...
+    async def secure(self, name: str, rdtype: str) -> SecureAnswer: ...
 
 
 class DnsClient:
@@ -154,7 +156,7 @@ class DnsClient:
             return Outcome.NODATA, [], ""
         return Outcome.RECORDS, list(answer.rrset), ""
 
-    async def secure(self, name: str, rdtype: str) -> "SecureAnswer":
+    async def secure(self, name: str, rdtype: str) -> SecureAnswer:
         """A lookup whose answer says whether the resolver validated it (AD bit)."""
         try:
             response, chain = await self._ask(name, dnswire.TYPES[rdtype], dnssec=True)
@@ -167,7 +169,14 @@ class DnsClient:
             # The callers read dnspython's rdata classes (MX exchange, TLSA fields): made from
             # the same wire, for the few records a DANE check reads.
             records = tuple(
-                dns.rdata.from_wire(r.rdclass, r.rdtype, response.wire, r.offset, r.length) for r in chain.records
+                dns.rdata.from_wire(
+                    dns.rdataclass.RdataClass(r.rdclass),
+                    dns.rdatatype.RdataType(r.rdtype),
+                    response.wire,
+                    r.offset,
+                    r.length,
+                )
+                for r in chain.records
             )
         except _Unanswered as exc:
             return SecureAnswer(exc.outcome, detail=exc.detail)
@@ -189,10 +198,12 @@ class DnsClient:
         try:
             pending = set(asks)
             while pending:
-                answered = any(a.done() and not a.cancelled() and a.exception() is None and a.result()[1].records
-                               for a in asks)
-                done, pending = await asyncio.wait(pending, timeout=RESOLUTION_DELAY if answered else None,
-                                                   return_when=asyncio.FIRST_COMPLETED)
+                answered = any(
+                    a.done() and not a.cancelled() and a.exception() is None and a.result()[1].records for a in asks
+                )
+                done, pending = await asyncio.wait(
+                    pending, timeout=RESOLUTION_DELAY if answered else None, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not done:
                     break  # the other family is late: go with the addresses in hand
         finally:
@@ -238,19 +249,24 @@ class DnsClient:
             for server in list(servers):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise _Unanswered(Outcome.TIMEOUT, f"no answer for {name} {_type_text(rdtype)} within"
-                                      f" {self._lifetime:g} s ({'; '.join(failures) or 'no server answered'})")
+                    raise _Unanswered(
+                        Outcome.TIMEOUT,
+                        f"no answer for {name} {_type_text(rdtype)} within"
+                        f" {self._lifetime:g} s ({'; '.join(failures) or 'no server answered'})",
+                    )
                 qid = _query_id()
                 query = dnswire.build_query(qid, qname, rdtype, dnssec)
                 try:
-                    response = await _udp_exchange(loop, server, query, qid, qname, rdtype,
-                                                   min(self._try_timeout, remaining))
+                    response = await _udp_exchange(
+                        loop, server, query, qid, qname, rdtype, min(self._try_timeout, remaining)
+                    )
                     if response.truncated:
                         # RFC 7766 §5: the whole answer over TCP from the same server, within one
                         # try's time like the UDP try, so a server that stalls there leaves the
                         # lifetime to the next server (dnspython does the same).
-                        response = await _tcp_exchange(server, query, qid, qname, rdtype,
-                                                       max(0.0, min(self._try_timeout, deadline - loop.time())))
+                        response = await _tcp_exchange(
+                            server, query, qid, qname, rdtype, max(0.0, min(self._try_timeout, deadline - loop.time()))
+                        )
                 except _NoReply:
                     failures.append(f"{server.label} timed out")
                     continue
@@ -262,7 +278,9 @@ class DnsClient:
                     return response, dnswire.follow(response, qname, rdtype)
                 servers.remove(server)
                 failures.append(f"{server.label} answered {dnswire.RCODE_NAMES.get(response.rcode, response.rcode)}")
-        raise _Unanswered(Outcome.SERVFAIL, f"no nameserver answered {name} {_type_text(rdtype)}: {'; '.join(failures)}")
+        raise _Unanswered(
+            Outcome.SERVFAIL, f"no nameserver answered {name} {_type_text(rdtype)}: {'; '.join(failures)}"
+        )
 
 
 class _Unanswered(Exception):
@@ -285,16 +303,19 @@ class _Server:
     sockaddr: Tuple[Any, ...]
 
     @classmethod
-    def of(cls, nameserver: Any, default_port: int) -> "_Server":
+    def of(cls, nameserver: Any, default_port: int) -> _Server:
         address = getattr(nameserver, "address", nameserver)
         port = getattr(nameserver, "port", default_port)
         # Numeric only (resolv.conf and [resolver] hold addresses); keeps an IPv6 scope id.
         try:
             family, _type, _proto, _name, sockaddr = socket.getaddrinfo(
-                address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0]
+                address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+            )[0]
         except (socket.gaierror, TypeError, ValueError) as exc:
-            raise ConfigError(f"[resolver] nameservers (or /etc/resolv.conf): {address!r} is not an IP address"
-                              f" this resolver can send DNS queries to ({exc})") from None
+            raise ConfigError(
+                f"[resolver] nameservers (or /etc/resolv.conf): {address!r} is not an IP address"
+                f" this resolver can send DNS queries to ({exc})"
+            ) from None
         return cls(f"Do53:{address}@{port}", family, sockaddr)
 
 
@@ -303,8 +324,9 @@ def _query_id() -> int:
     return secrets.randbits(16)
 
 
-async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query: bytes, qid: int,
-                        qname: bytes, rdtype: int, timeout: float) -> dnswire.Response:
+async def _udp_exchange(
+    loop: asyncio.AbstractEventLoop, server: _Server, query: bytes, qid: int, qname: bytes, rdtype: int, timeout: float
+) -> dnswire.Response:
     """Send *query* from a fresh socket (a new random source port per query, RFC 5452 §9.2)
     connected to *server*, so the kernel drops datagrams from anywhere else; wait for the
     reply that answers it. Unreadable or unrelated datagrams are ignored, as forgeries
@@ -322,7 +344,7 @@ async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query:
         except OSError as exc:
             ResourceExhausted.check(exc, f"a DNS query to {server.label}")
             raise
-        reply: "asyncio.Future[dnswire.Response]" = loop.create_future()
+        reply: asyncio.Future[dnswire.Response] = loop.create_future()
 
         def readable() -> None:
             for _ in range(DATAGRAMS_PER_TURN):  # the reader is called again next turn
@@ -360,9 +382,11 @@ async def _udp_exchange(loop: asyncio.AbstractEventLoop, server: _Server, query:
         sock.close()
 
 
-async def _tcp_exchange(server: _Server, query: bytes, qid: int, qname: bytes, rdtype: int,
-                        timeout: float) -> dnswire.Response:
+async def _tcp_exchange(
+    server: _Server, query: bytes, qid: int, qname: bytes, rdtype: int, timeout: float
+) -> dnswire.Response:
     """The same query over TCP (RFC 1035 §4.2.2: a two-octet length before each message)."""
+
     async def exchange() -> dnswire.Response:
         try:
             reader, writer = await asyncio.open_connection(server.sockaddr[0], server.sockaddr[1])
@@ -396,10 +420,11 @@ def _denial_ttl(response: dnswire.Response, chain: dnswire.Chain) -> int:
     ttl = dnswire.negative_ttl(response)
     if ttl is None:
         ttl = DEFAULT_NEGATIVE_TTL
-    return min(ttl, chain.ttl) if chain.canonical != response.question[0] else ttl
+    asked = response.question[0] if response.question is not None else None
+    return min(ttl, chain.ttl) if chain.canonical != asked else ttl
 
 
-def discard_result(task: "asyncio.Future[Any]") -> None:
+def discard_result(task: asyncio.Future[Any]) -> None:
     """A done callback for a lookup started early that may go unused: its exception is
     taken, so asyncio does not log "exception was never retrieved"."""
     if not task.cancelled():

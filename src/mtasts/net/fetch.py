@@ -62,7 +62,6 @@ def make_ssl_context(ca_file: str) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ca_file or None)
     except (OSError, ssl.SSLError) as exc:
-
         raise ConfigError(f"[fetch] ca_file: cannot load {ca_file!r}: {exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # §7.2
     # §3.3: "Matching is performed only against the DNS-ID identifiers", never the CN.
@@ -118,7 +117,7 @@ class PolicyFetcher:
             # §3.3: senders must not use HTTP caching; ask intermediaries not to either.
             ("Cache-Control", "no-cache"),
         )
-        self._prefetched: "Dict[str, asyncio.Future[List[Tuple[int, str]]]]" = {}
+        self._prefetched: Dict[str, asyncio.Future[List[Tuple[int, str]]]] = {}
         self._slots: Optional[asyncio.Semaphore] = None
 
     def prepare(self, domain: str) -> None:
@@ -169,8 +168,9 @@ class PolicyFetcher:
                 raise self._cannot_connect(url, host, _os_reason(exc)) from None
             plain = await self._connect(url, host, addresses)
             try:
-                tls = self._ssl.wrap_socket(plain, server_hostname=host, do_handshake_on_connect=False,
-                                            suppress_ragged_eofs=False)
+                tls = self._ssl.wrap_socket(
+                    plain, server_hostname=host, do_handshake_on_connect=False, suppress_ragged_eofs=False
+                )
             except (ssl.SSLError, ValueError, OSError) as exc:
                 plain.close()
                 raise FetchError(FetchFailure.TLS, f"{url}: {_os_reason(exc)}") from exc
@@ -186,8 +186,11 @@ class PolicyFetcher:
                 except (ssl.SSLError, OSError) as exc:
                     if _cut_off(exc) or isinstance(exc, ssl.SSLZeroReturnError):
                         # The server hung up on our ClientHello: e.g. one that only speaks TLS 1.0/1.1.
-                        raise FetchError(FetchFailure.CONNECT, f"{url}: {host}:{self.port} closed the connection during the"
-                                                    f" TLS handshake ({_os_reason(exc)})") from exc
+                        raise FetchError(
+                            FetchFailure.CONNECT,
+                            f"{url}: {host}:{self.port} closed the connection during the"
+                            f" TLS handshake ({_os_reason(exc)})",
+                        ) from exc
                     if isinstance(exc, ssl.SSLError):
                         raise FetchError(FetchFailure.TLS, f"{url}: {exc}") from exc
                     raise self._cannot_connect(url, host, _os_reason(exc)) from exc
@@ -201,12 +204,12 @@ class PolicyFetcher:
             raise FetchError(FetchFailure.INVALID_POLICY, f"{url}: {exc}") from exc
         return FetchResult(policy=policy, body=body, url=url)
 
-    async def _exchange(self, connection: "_Connection", host: str, url: str, deadline: float) -> bytes:
+    async def _exchange(self, connection: _Connection, host: str, url: str, deadline: float) -> bytes:
         try:
             exchange = Exchange(host, POLICY_PATH, self._request_fields, MAX_POLICY_SIZE)
             request = memoryview(exchange.request)
             while request:
-                request = request[await connection.io(connection.tls.send, request):]
+                request = request[await connection.io(connection.tls.send, request) :]
             while exchange.head is None:
                 await self._receive(connection, exchange, url, deadline)
             _judge(url, exchange.head)
@@ -219,7 +222,7 @@ class PolicyFetcher:
             raise FetchError(FetchFailure.HTTP, f"{url}: {exc}") from None
         return exchange.body
 
-    async def _receive(self, connection: "_Connection", exchange: Exchange, url: str, deadline: float) -> None:
+    async def _receive(self, connection: _Connection, exchange: Exchange, url: str, deadline: float) -> None:
         """One read into *exchange*. A read that needs no wait returns at once, so this
         yields to the event loop after each one and checks the deadline itself: a host
         streaming as fast as it can gets one turn of the loop per read, like everyone else."""
@@ -245,16 +248,17 @@ class PolicyFetcher:
             except OSError as exc:
                 raise self._cannot_connect(url, host, _os_reason(exc)) from None
         errors: List[BaseException] = []
-        attempts: "Set[asyncio.Future[socket.socket]]" = set()
+        attempts: Set[asyncio.Future[socket.socket]] = set()
         waiting = interleave_families(addresses)
         try:
             while waiting or attempts:
                 if waiting:
                     attempts.add(asyncio.ensure_future(_attempt(loop, *waiting.pop(0), self.port)))
                 done, attempts = await asyncio.wait(
-                    attempts, timeout=self.CONNECT_STAGGER if waiting else None, return_when=asyncio.FIRST_COMPLETED)
+                    attempts, timeout=self.CONNECT_STAGGER if waiting else None, return_when=asyncio.FIRST_COMPLETED
+                )
                 connected = [attempt.result() for attempt in done if attempt.exception() is None]
-                errors += [attempt.exception() for attempt in done if attempt.exception() is not None]
+                errors += [error for error in (attempt.exception() for attempt in done) if error is not None]
                 exhausted = [e for e in errors if isinstance(e, ResourceExhausted)]
                 if exhausted and not connected:
                     raise exhausted[0]  # undecided here, not a policy host that cannot be reached
@@ -303,7 +307,7 @@ async def _attempt(loop: asyncio.AbstractEventLoop, family: int, address: str, p
     return sock
 
 
-def _close_connected(attempt: "asyncio.Future[socket.socket]") -> None:
+def _close_connected(attempt: asyncio.Future[socket.socket]) -> None:
     """An attempt that connected after another won (or after the fetch gave up) is closed."""
     if not attempt.cancelled() and attempt.exception() is None:
         attempt.result().close()
@@ -365,7 +369,7 @@ class _Connection:
             remove(self._fd)
 
 
-def _wake(waiter: "asyncio.Future[None]") -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
@@ -381,4 +385,3 @@ def _cut_off(exc: BaseException) -> bool:
 def _os_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

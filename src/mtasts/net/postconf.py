@@ -39,16 +39,16 @@ def postconf_command(path: str, config_directory: str, *args: str) -> List[str]:
     return command + list(args)
 
 
-def run_postconf(configured: str, config_directory: str, names: Sequence[str],
-                 *flags: str) -> Tuple[str, Dict[str, str]]:
+def run_postconf(
+    configured: str, config_directory: str, names: Sequence[str], *flags: str
+) -> Tuple[str, Dict[str, str]]:
     """(the postconf path, {name: value}) for *names*; names Postfix does not know are absent."""
     path = find_postconf(configured)
     if path is None:
         raise PostfixError("no postconf on PATH nor at " + FALLBACK_POSTCONF)
     command = postconf_command(path, config_directory, *flags, *names)
     try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=POSTCONF_TIMEOUT, check=False)
+        done = subprocess.run(command, capture_output=True, timeout=POSTCONF_TIMEOUT, check=False)
     except OSError as exc:
         raise PostfixError(f"cannot run {path}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:

@@ -17,8 +17,9 @@ class StarttlsResult:
     detail: str
 
 
-async def probe_starttls(dns_client: DnsClient, host: str, context: ssl.SSLContext,
-                         timeout: float = 15.0, port: int = SMTP_PORT) -> StarttlsResult:
+async def probe_starttls(
+    dns_client: DnsClient, host: str, context: ssl.SSLContext, timeout: float = 15.0, port: int = SMTP_PORT
+) -> StarttlsResult:
     """Connect, EHLO, STARTTLS, and verify the certificate against *host* (SNI = host)."""
     try:
         return await asyncio.wait_for(_probe(dns_client, host, context, port), timeout)
@@ -31,7 +32,7 @@ async def _probe(dns_client: DnsClient, host: str, context: ssl.SSLContext, port
         addresses = await dns_client.addresses(host)
     except OSError as exc:
         return StarttlsResult(False, str(exc))
-    family, address = addresses[0]
+    _family, address = addresses[0]
     try:
         reader, writer = await asyncio.open_connection(address, port)
     except OSError as exc:
@@ -52,12 +53,16 @@ async def _probe(dns_client: DnsClient, host: str, context: ssl.SSLContext, port
             return StarttlsResult(False, f"STARTTLS answered {code}")
         loop = asyncio.get_running_loop()
         transport = writer.transport
+        if transport is None:
+            return StarttlsResult(False, "the connection closed before STARTTLS")
         try:
             tls = await loop.start_tls(transport, transport.get_protocol(), context, server_hostname=host)
         except ssl.SSLCertVerificationError as exc:
             return StarttlsResult(False, f"certificate: {exc.verify_message}")
         except (ssl.SSLError, OSError) as exc:
             return StarttlsResult(False, f"TLS handshake failed: {exc}")
+        if tls is None:
+            return StarttlsResult(False, "the connection closed during the TLS handshake")
         version = tls.get_extra_info("ssl_object").version()
         tls.close()
         return StarttlsResult(True, f"{version}, certificate valid for {host}")

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from mtasts.config import Config
 from mtasts.core.dane import DaneResult
@@ -45,8 +45,15 @@ log = logging.getLogger("mtasts.resolver")
 
 
 class PolicyResolver:
-    def __init__(self, config: Config, cache: PolicyCache, dns_client: DnsLookups, fetcher: PolicySource,
-                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: PolicyCache,
+        dns_client: DnsLookups,
+        fetcher: PolicySource,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.config = config
         self.cache = cache
         self._dns = dns_client
@@ -56,13 +63,25 @@ class PolicyResolver:
         self.learning = Learning(config, cache, counters=self.counters, clock=clock, jitter=jitter)
         self._overrides = Overrides(config, cache, self.counters)
         self.dane = DaneTracker(config, cache, dns_client, self.learning, self.counters, faults, clock)
-        self.discoverer = Discoverer(cache, dns_client, fetcher, self.learning, self.counters,
-                                     lambda: self.config.cache.txt_recheck, clock)
-        self.upkeep = Upkeep(config, cache, dns_client, fetcher, self.discoverer, self.learning, self._overrides,
-                             self.counters, faults, clock)
-        self.answers = Answers(config, cache, self.counters, self._overrides, self.dane, self.discoverer,
-                               self.upkeep, faults, clock)
-        self._probe: Optional["asyncio.Task[None]"] = None
+        self.discoverer = Discoverer(
+            cache, dns_client, fetcher, self.learning, self.counters, lambda: self.config.cache.txt_recheck, clock
+        )
+        self.upkeep = Upkeep(
+            config,
+            cache,
+            dns_client,
+            fetcher,
+            self.discoverer,
+            self.learning,
+            self._overrides,
+            self.counters,
+            faults,
+            clock,
+        )
+        self.answers = Answers(
+            config, cache, self.counters, self._overrides, self.dane, self.discoverer, self.upkeep, faults, clock
+        )
+        self._probe: Optional[asyncio.Task[None]] = None
         self._started = False
 
     # -- life cycle -------------------------------------------------------------------
@@ -79,8 +98,9 @@ class PolicyResolver:
         self.cache.start()
 
     async def close(self) -> None:
-        tasks = self.upkeep.tasks_to_stop() + list(self.discoverer.inflight.values())
-        tasks += list(self.dane.inflight.values()) + ([self._probe] if self._probe is not None else [])
+        tasks: List[asyncio.Future[Any]] = self.upkeep.tasks_to_stop()
+        tasks += list(self.discoverer.inflight.values()) + list(self.dane.inflight.values())
+        tasks += [self._probe] if self._probe is not None else []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -97,8 +117,7 @@ class PolicyResolver:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def idle(self) -> bool:
-        return not (self.upkeep.tasks or self.dane.inflight or self.discoverer.inflight
-                    or self.cache.in_background())
+        return not (self.upkeep.tasks or self.dane.inflight or self.discoverer.inflight or self.cache.in_background())
 
     def now(self) -> float:
         """The resolver's clock (a test's fake one, else the time)."""
@@ -128,15 +147,21 @@ class PolicyResolver:
     def answer_nowait(self, map_name: str, key: str) -> Optional[bytes]:
         return self.answers.answer_nowait(map_name, key)
 
-    def answer_later(self, map_name: str, key: str) -> "Union[bytes, asyncio.Future[bytes]]":
+    def answer_later(self, map_name: str, key: str) -> Union[bytes, asyncio.Future[bytes]]:
         return self.answers.answer_later(map_name, key)
 
     async def answer(self, map_name: str, key: str) -> bytes:
         return await self.answers.answer(map_name, key)
 
-    async def final_answer(self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile,
-                           recheck_dane: bool = False, hop: Optional[NextHop] = None,
-                           mx_answer: "Optional[asyncio.Future[SecureAnswer]]" = None) -> bytes:
+    async def final_answer(
+        self,
+        entry: CacheEntry,
+        policy: Optional[Policy],
+        profile: MapProfile,
+        recheck_dane: bool = False,
+        hop: Optional[NextHop] = None,
+        mx_answer: Optional[asyncio.Future[SecureAnswer]] = None,
+    ) -> bytes:
         return await self.answers.final_answer(entry, policy, profile, recheck_dane, hop, mx_answer)
 
     def cached_answer(self, entry: CacheEntry, profile: MapProfile) -> Optional[bytes]:
@@ -163,10 +188,10 @@ class PolicyResolver:
 
     # -- discovery, upkeep, DANE ---------------------------------------------------------
 
-    def discover(self, domain: str) -> "asyncio.Future[Found]":
+    def discover(self, domain: str) -> asyncio.Future[Found]:
         return self.discoverer.discover(domain)
 
-    def refresh_now(self, domain: str) -> "asyncio.Future[Found]":
+    def refresh_now(self, domain: str) -> asyncio.Future[Found]:
         return self.upkeep.refresh_now(domain)
 
     def sweep(self) -> int:
@@ -175,7 +200,7 @@ class PolicyResolver:
     async def warm(self, keys: List[str], concurrency: int) -> Dict[str, int]:
         return await self.upkeep.warm(keys, concurrency)
 
-    def dane_check(self, hop: NextHop) -> "asyncio.Future[DaneResult]":
+    def dane_check(self, hop: NextHop) -> asyncio.Future[DaneResult]:
         return self.dane.check(hop)
 
     async def purge(self, domain: str) -> bool:

@@ -85,9 +85,18 @@ class ReplyMemo:
 
 
 class Answers:
-    def __init__(self, config: Config, cache: PolicyCache, counters: Counters, overrides: Overrides,
-                 dane: DaneTracker, discoverer: Discoverer, upkeep: Upkeep, faults: RateLimitedLog,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: PolicyCache,
+        counters: Counters,
+        overrides: Overrides,
+        dane: DaneTracker,
+        discoverer: Discoverer,
+        upkeep: Upkeep,
+        faults: RateLimitedLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cache = cache
         self.counters = counters
         self._overrides = overrides
@@ -119,8 +128,11 @@ class Answers:
             if map_name not in self._unknown_maps and len(self._unknown_maps) <= MAX_UNKNOWN_MAPS:
                 self._unknown_maps.add(map_name)
                 if len(self._unknown_maps) > MAX_UNKNOWN_MAPS:
-                    log.warning("more than %d unknown map names: no longer logging each (a client sending junk?);"
-                                " they all get the default profile", MAX_UNKNOWN_MAPS)
+                    log.warning(
+                        "more than %d unknown map names: no longer logging each (a client sending junk?);"
+                        " they all get the default profile",
+                        MAX_UNKNOWN_MAPS,
+                    )
                 else:
                     log.info("unknown map name %r: using the default profile", map_name[:100])
             return self.config.default_profile
@@ -173,16 +185,20 @@ class Answers:
 
     # -- after the network -------------------------------------------------------------
 
-    def answer_later(self, map_name: str, key: str) -> "Union[bytes, asyncio.Future[bytes]]":
+    def answer_later(self, map_name: str, key: str) -> Union[bytes, asyncio.Future[bytes]]:
         """The reply of a lookup ``answer_nowait`` could not answer: a future of it, or at once
         TEMP when MAX_WAITING_LOOKUPS already wait (no task is made for a lookup refused:
         a client pipelining thousands of new domains gets its TEMPs without a task each)."""
         if self.waiting >= MAX_WAITING_LOOKUPS:
             self.counters.busy += 1
-            self._faults.warning("%d lookups already wait for the network: answering TEMP for %r (a client"
-                                 " pipelining new domains?)", self.waiting, key[:100])
-            return self.counters.answered(self._map_label(map_name),
-                                          format_reply(Status.TEMP, "mtasts busy, try again later"))
+            self._faults.warning(
+                "%d lookups already wait for the network: answering TEMP for %r (a client pipelining new domains?)",
+                self.waiting,
+                key[:100],
+            )
+            return self.counters.answered(
+                self._map_label(map_name), format_reply(Status.TEMP, "mtasts busy, try again later")
+            )
         self.waiting += 1
         return asyncio.ensure_future(self._answer_waiting(map_name, key))
 
@@ -227,7 +243,7 @@ class Answers:
             return format_reply(Status.TEMP, "mtasts internal error, see its log")
         return reply
 
-    def _early_mx(self, hop: NextHop, profile: MapProfile) -> "Optional[asyncio.Future[SecureAnswer]]":
+    def _early_mx(self, hop: NextHop, profile: MapProfile) -> Optional[asyncio.Future[SecureAnswer]]:
         if not hop.mx or hop.domain in self._discoverer.inflight or hop in self._dane.inflight:
             return None  # a relay key (no MX), or another lookup already started it all
         if self.config.dane.mode != "prefer" or not profile.dane:
@@ -235,8 +251,13 @@ class Answers:
         return self._dane.early_mx(hop)
 
     async def final_answer(
-        self, entry: CacheEntry, policy: Optional[Policy], profile: MapProfile, recheck_dane: bool = False,
-        hop: Optional[NextHop] = None, mx_answer: "Optional[asyncio.Future[SecureAnswer]]" = None,
+        self,
+        entry: CacheEntry,
+        policy: Optional[Policy],
+        profile: MapProfile,
+        recheck_dane: bool = False,
+        hop: Optional[NextHop] = None,
+        mx_answer: Optional[asyncio.Future[SecureAnswer]] = None,
     ) -> bytes:
         """The answer for *entry* after discovery: the (memoised) MTA-STS answer, unless DANE
         applies; the DANE result of *hop* (default: the domain's MX hosts on port 25) is used

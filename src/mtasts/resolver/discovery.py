@@ -147,8 +147,16 @@ Found = Tuple[CacheEntry, Optional[Policy]]  # the new cache entry, and the poli
 class Discoverer:
     """Discovery of a domain nothing usable is cached for, one at a time per domain."""
 
-    def __init__(self, cache: PolicyCache, dns: DnsLookups, fetcher: PolicySource, learning: "Learning",
-                 counters: Counters, txt_recheck: Callable[[], float], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        cache: PolicyCache,
+        dns: DnsLookups,
+        fetcher: PolicySource,
+        learning: Learning,
+        counters: Counters,
+        txt_recheck: Callable[[], float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cache = cache
         self.dns = dns
         self.fetcher = fetcher
@@ -156,9 +164,9 @@ class Discoverer:
         self._counters = counters
         self._txt_recheck = txt_recheck  # the configuration's, read at each use (SIGHUP changes it)
         self._clock = clock
-        self.inflight: Dict[str, "asyncio.Future[Found]"] = {}
+        self.inflight: Dict[str, asyncio.Future[Found]] = {}
 
-    def discover(self, domain: str) -> "asyncio.Future[Found]":
+    def discover(self, domain: str) -> asyncio.Future[Found]:
         """Discover *domain* now, sharing one discovery among concurrent callers."""
         future = self.inflight.get(domain)
         if future is None:

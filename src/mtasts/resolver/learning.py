@@ -26,8 +26,14 @@ log = logging.getLogger("mtasts.resolver")
 
 
 class Learning:
-    def __init__(self, config: Config, cache: PolicyCache, counters: Counters,
-                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: PolicyCache,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.counters = counters
@@ -43,11 +49,24 @@ class Learning:
             self.counters.policy_changes[change.kind] = self.counters.policy_changes.get(change.kind, 0) + 1
             if change.downgrade:
                 self.counters.downgrades += 1
-                log.warning("%s: DOWNGRADE, %s %s -> %s (%s)", change.domain, change.kind, change.old, change.new,
-                            evidence, extra={"outcome": "downgrade"})
+                log.warning(
+                    "%s: DOWNGRADE, %s %s -> %s (%s)",
+                    change.domain,
+                    change.kind,
+                    change.old,
+                    change.new,
+                    evidence,
+                    extra={"outcome": "downgrade"},
+                )
             else:
-                log.info("%s: %s changed: %s -> %s", change.domain, change.kind, change.old, change.new,
-                         extra={"outcome": "change"})
+                log.info(
+                    "%s: %s changed: %s -> %s",
+                    change.domain,
+                    change.kind,
+                    change.old,
+                    change.new,
+                    extra={"outcome": "change"},
+                )
 
     def count(self, fetch: Optional[PolicyFetch]) -> None:
         if fetch is None:
@@ -60,8 +79,14 @@ class Learning:
             kind = fetch.error.kind
             self.counters.by_failure[kind] = self.counters.by_failure.get(kind, 0) + 1
 
-    def learn(self, entry: Optional[CacheEntry], domain: str, record: Optional[PolicyRecord], result: FetchResult,
-              took: Optional[float] = None) -> CacheEntry:
+    def learn(
+        self,
+        entry: Optional[CacheEntry],
+        domain: str,
+        record: Optional[PolicyRecord],
+        result: FetchResult,
+        took: Optional[float] = None,
+    ) -> CacheEntry:
         """A fetch succeeded: its policy replaces whatever was cached."""
         old = entry.cached if entry else None
         policy_id = record.policy_id if record else (old.policy_id if old else "")
@@ -73,8 +98,10 @@ class Learning:
         policy = result.policy
         if not log.isEnabledFor(logging.INFO):
             return new  # the summary reads the mx patterns from the body again: not for nothing
-        summary = (f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'},"
-                   f" max_age {policy.max_age}")
+        summary = (
+            f"id {policy_id}, mode {policy.mode.value}, mx {','.join(p.text for p in policy.mx) or '-'},"
+            f" max_age {policy.max_age}"
+        )
         extra = {"policy_id": policy_id, "mode": policy.mode.value, "duration_ms": took}
         if old is None:
             log.info("%s: learned policy (%s)", domain, summary, extra=dict(extra, outcome="learned"))
@@ -91,17 +118,28 @@ class Learning:
         cache = self.config.cache
         extra = {"outcome": hold.value, "duration_ms": took}
         failures = (entry.failures if entry else 0) + 1
-        ttl = freshness.hold_ttl(hold, found.lookup.txt.ttl, failures, (cache.negative_ttl_min, cache.negative_ttl_max),
-                                 cache.failure_ttl)
+        ttl = freshness.hold_ttl(
+            hold, found.lookup.txt.ttl, failures, (cache.negative_ttl_min, cache.negative_ttl_max), cache.failure_ttl
+        )
         if hold is Hold.DNS_FAILURE:
             txt = found.lookup.txt
-            log.info("%s: _mta-sts TXT lookup failed (%s %s); no policy for now", domain, txt.outcome.value,
-                     txt.detail, extra=extra)
+            log.info(
+                "%s: _mta-sts TXT lookup failed (%s %s); no policy for now",
+                domain,
+                txt.outcome.value,
+                txt.detail,
+                extra=extra,
+            )
         elif hold is Hold.INVALID_RECORD:
             log.info("%s: unusable _mta-sts TXT record: %s", domain, found.error, extra=extra)
         elif hold is Hold.FETCH_FAILURE:
-            log.info("%s: policy fetch failed (%s); no policy for %d s", domain, found.error, ttl,  # §3.3 back-off
-                     extra=extra)
+            log.info(
+                "%s: policy fetch failed (%s); no policy for %d s",
+                domain,
+                found.error,
+                ttl,  # §3.3 back-off
+                extra=extra,
+            )
         if hold is not Hold.NO_RECORD and entry is not None and entry.cached is not None:
             hold = Hold.EXPIRED if hold is Hold.FETCH_FAILURE else hold
         new = freshness.held(entry, domain, hold, self._clock(), ttl, found.error)

@@ -52,10 +52,18 @@ class Overrides:
         self._counters.override_answers += 1
         if now - self._logged.get(domain, -OVERRIDE_LOG_EVERY) >= OVERRIDE_LOG_EVERY:
             self._logged[domain] = now
-            log.warning("%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r", domain,
-                        override.level, _until(override), ", also over DANE" if override.dane else "", override.source,
-                        override.reason, override.level, instead_of.decode(errors="replace").strip(),
-                        extra={"outcome": "override"})
+            log.warning(
+                "%s: override in force (%s until %s%s, from %s: %s): answering %r instead of %r",
+                domain,
+                override.level,
+                _until(override),
+                ", also over DANE" if override.dane else "",
+                override.source,
+                override.reason,
+                override.level,
+                instead_of.decode(errors="replace").strip(),
+                extra={"outcome": "override"},
+            )
         return override
 
     def in_force(self, domain: str, now: float) -> Optional[Override]:
@@ -74,23 +82,27 @@ class Overrides:
                 log.warning("%s: override removed (by another host of the fleet)", domain)
         elif override != current:
             self.table[domain] = override
-            log.warning("%s: override from another host of the fleet (%s, %s)", domain, override.level,
-                        override.reason)
+            log.warning("%s: override from another host of the fleet (%s, %s)", domain, override.level, override.reason)
 
     def _expired(self, override: Override) -> None:
         self.table.pop(override.domain, None)
         self._logged.pop(override.domain, None)
         if override.source == "cli":
             self.cache.delete_override(override.domain)
-        log.warning("%s: override (%s, %s) expired: the domain's own policy applies again", override.domain,
-                    override.level, override.reason)
+        log.warning(
+            "%s: override (%s, %s) expired: the domain's own policy applies again",
+            override.domain,
+            override.level,
+            override.reason,
+        )
 
     def add(self, override: Override) -> None:
         self.table[override.domain] = override
         self._logged.pop(override.domain, None)  # the next use is logged at once
         self.cache.put_override(override)
-        log.warning("%s: override added (%s until %s, %s)", override.domain, override.level, _until(override),
-                    override.reason)
+        log.warning(
+            "%s: override added (%s until %s, %s)", override.domain, override.level, _until(override), override.reason
+        )
 
     def remove(self, domain: str) -> bool:
         removed = self.cache.delete_override(domain)
@@ -106,4 +118,3 @@ class Overrides:
         for override in list(self.table.values()):
             if not override.active(now):
                 self._expired(override)
-

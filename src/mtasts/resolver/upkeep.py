@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from mtasts.config import Config
 from mtasts.core import freshness
@@ -42,9 +42,19 @@ MAX_BACKGROUND = 4096
 
 
 class Upkeep:
-    def __init__(self, config: Config, cache: PolicyCache, dns: DnsLookups, fetcher: PolicySource,
-                 discoverer: Discoverer, learning: Learning, overrides: Overrides, counters: Counters,
-                 faults: RateLimitedLog, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: PolicyCache,
+        dns: DnsLookups,
+        fetcher: PolicySource,
+        discoverer: Discoverer,
+        learning: Learning,
+        overrides: Overrides,
+        counters: Counters,
+        faults: RateLimitedLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.dns = dns
@@ -55,17 +65,18 @@ class Upkeep:
         self._counters = counters
         self._faults = faults
         self._clock = clock
-        self.tasks: Dict[str, "asyncio.Task[None]"] = {}
+        self.tasks: Dict[str, asyncio.Task[None]] = {}
         self._slots: Optional[asyncio.Semaphore] = None
         self._record_gone: Set[str] = set()  # domains whose missing TXT record is already noted
-        self._sweeper: Optional["asyncio.Task[None]"] = None
+        self._sweeper: Optional[asyncio.Task[None]] = None
 
     def start(self) -> None:
         self._slots = asyncio.Semaphore(self.config.cache.refresh_concurrency)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
-    def tasks_to_stop(self) -> List["asyncio.Future[None]"]:
-        return list(self.tasks.values()) + ([self._sweeper] if self._sweeper is not None else [])
+    def tasks_to_stop(self) -> List[asyncio.Future[Any]]:
+        tasks: List[asyncio.Future[Any]] = list(self.tasks.values())
+        return tasks + ([self._sweeper] if self._sweeper is not None else [])
 
     def background(self, domain: str, kind: Background) -> None:
         """Start *kind* for *domain* unless one runs for it, or it is being discovered."""
@@ -75,7 +86,7 @@ class Upkeep:
         self.tasks[domain] = task
         task.add_done_callback(lambda _t: self.tasks.pop(domain, None))
 
-    def refresh_now(self, domain: str) -> "asyncio.Future[Found]":
+    def refresh_now(self, domain: str) -> asyncio.Future[Found]:
         """Forced refresh (``mtasts cache refresh``): a discovery that ignores the cache."""
         entry = self.cache.peek(domain)
         if entry is not None and entry.valid_policy(self._clock()) is not None:
@@ -121,7 +132,8 @@ class Upkeep:
                 self._learning.changed(
                     [record_gone(domain, cached, lookup.txt.outcome.value, self._clock())],
                     f"{lookup.name} {lookup.txt.outcome.value}; the cached policy stays in force until"
-                    f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(cached.expires_at))} (RFC 8461 §3.3)")
+                    f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(cached.expires_at))} (RFC 8461 §3.3)",
+                )
         elif record is not None:
             self._record_gone.discard(domain)
         changed = record is not None and record.policy_id != cached.policy_id
@@ -145,7 +157,10 @@ class Upkeep:
         if freshness.needs_warning(failed):
             log.warning(
                 "%s: refresh of the %s policy failed (%s): %s; keeping the cached policy until %s",
-                domain, cached.policy.mode.value, why, fetch.error,
+                domain,
+                cached.policy.mode.value,
+                why,
+                fetch.error,
                 time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cached.expires_at)),
                 extra={"outcome": "refresh-failed", "policy_id": cached.policy_id, "mode": cached.policy.mode.value},
             )

@@ -38,7 +38,7 @@ class PassedSockets:
         self._unclaimed = list(sockets)
 
     @classmethod
-    def from_environment(cls) -> "PassedSockets":
+    def from_environment(cls) -> PassedSockets:
         """Take the passed descriptors and clear the variables (sd_listen_fds with
         unset_environment): they name this process, not the ones it may start."""
         if os.environ.get("LISTEN_PID") != str(os.getpid()):

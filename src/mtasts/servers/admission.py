@@ -51,8 +51,6 @@ STALE_HANDSHAKE = 1.0
 MAX_CONNECTIONS_PER_CLIENT = 16
 
 
-
-
 def client_of(peer) -> str:
     """The unit a per-client bound counts: the IPv4 address, or the IPv6 /64."""
     host = peer[0] if isinstance(peer, tuple) and peer else "?"
@@ -69,24 +67,30 @@ class Admission:
     context (SNI picks each domain's); *max_connections*: ``[publish] max_connections``,
     read at each use (a reload changes it)."""
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], context: ssl.SSLContext,
-                 max_connections: Callable[[], int], refusals: RateLimitedLog) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        context: ssl.SSLContext,
+        max_connections: Callable[[], int],
+        refusals: RateLimitedLog,
+    ) -> None:
         self._factory = factory
         self._context = context
         self._max_connections = max_connections
         self._refusals = refusals
         self._handshakes: Dict[str, int] = {}  # client -> connections in their TLS handshake
-        self._handshake_tasks: Set["asyncio.Task[None]"] = set()
+        self._handshake_tasks: Set[asyncio.Task[None]] = set()
         # Handshakes in progress, oldest first: task -> (client, socket, monotonic start).
-        self._in_handshake: "collections.OrderedDict[asyncio.Task[None], Tuple[str, socket.socket, float]]" = (
-            collections.OrderedDict())
+        self._in_handshake: collections.OrderedDict[asyncio.Task[None], Tuple[str, socket.socket, float]] = (
+            collections.OrderedDict()
+        )
         # Connections that have sent nothing yet, oldest first: socket -> (client, monotonic start).
-        self._silent: "collections.OrderedDict[socket.socket, Tuple[str, float]]" = collections.OrderedDict()
+        self._silent: collections.OrderedDict[socket.socket, Tuple[str, float]] = collections.OrderedDict()
         self._silent_of: Dict[str, int] = {}
         # Established (TLS done) connections, oldest first: handler -> client.
-        self._established: "collections.OrderedDict[Any, str]" = collections.OrderedDict()
+        self._established: collections.OrderedDict[Any, str] = collections.OrderedDict()
         self._established_of: Dict[str, int] = {}
-        self._sweeper: Optional["asyncio.Task[None]"] = None
+        self._sweeper: Optional[asyncio.Task[None]] = None
 
     def start(self) -> None:
         self._sweeper = asyncio.ensure_future(self._sweep_silent())
@@ -124,12 +128,16 @@ class Admission:
             conn.setblocking(False)
             client = client_of(peer)
             if self._silent_of.get(client, 0) >= MAX_SILENT_PER_CLIENT:
-                self._refusals.warning("publisher: %d connections from %s have sent nothing: closing the oldest",
-                                       self._silent_of[client], client)
+                self._refusals.warning(
+                    "publisher: %d connections from %s have sent nothing: closing the oldest",
+                    self._silent_of[client],
+                    client,
+                )
                 self._drop_silent(next(c for c, (who, _at) in self._silent.items() if who == client))
             elif len(self._silent) >= MAX_SILENT:
-                self._refusals.warning("publisher: %d connections have sent nothing: closing the oldest",
-                                       len(self._silent))
+                self._refusals.warning(
+                    "publisher: %d connections have sent nothing: closing the oldest", len(self._silent)
+                )
                 self._drop_silent(next(iter(self._silent)))
             self._silent[conn] = (client, time.monotonic())
             self._silent_of[client] = self._silent_of.get(client, 0) + 1
@@ -182,8 +190,12 @@ class Admission:
             victim = next(iter(self._in_handshake))
         if victim is not None:
             if now - self._in_handshake[victim][2] < STALE_HANDSHAKE:
-                self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): closing a new"
-                                       " connection", len(self._in_handshake), self._handshakes.get(client, 0), client)
+                self._refusals.warning(
+                    "publisher: %d TLS handshakes in progress (%d from %s): closing a new connection",
+                    len(self._in_handshake),
+                    self._handshakes.get(client, 0),
+                    client,
+                )
                 conn.close()
                 return
             self._give_up(victim)
@@ -195,8 +207,12 @@ class Admission:
 
     def _give_up(self, task) -> None:
         client = self._in_handshake[task][0]
-        self._refusals.warning("publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
-                               len(self._in_handshake), self._handshakes.get(client, 0), client)
+        self._refusals.warning(
+            "publisher: %d TLS handshakes in progress (%d from %s): giving up the oldest",
+            len(self._in_handshake),
+            self._handshakes.get(client, 0),
+            client,
+        )
         self._release(task)
         task.cancel()
 
@@ -219,8 +235,9 @@ class Admission:
     async def _handshake(self, conn: socket.socket, client: str) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await loop.connect_accepted_socket(self._factory, conn, ssl=self._context,
-                                               ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            await loop.connect_accepted_socket(
+                self._factory, conn, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            )
         except asyncio.CancelledError:
             conn.close()  # given up for a newer one
             raise
@@ -239,13 +256,15 @@ class Admission:
             mine = [h for h, c in self._established.items() if c == client]
             self._make_room(mine, handler, f"{MAX_CONNECTIONS_PER_CLIENT} connections from {client}")
         elif len(self._established) > self._max_connections():
-            self._make_room(list(self._established), handler,
-                            f"{self._max_connections()} connections ([publish] max_connections)")
+            self._make_room(
+                list(self._established), handler, f"{self._max_connections()} connections ([publish] max_connections)"
+            )
 
     def _make_room(self, candidates: List[Any], newcomer: Any, bound: str) -> None:
         victim = next((h for h in candidates if h is not newcomer and not h.mtasts_busy), newcomer)
-        self._refusals.warning("publisher: over %s: closing %s", bound,
-                               "a new one" if victim is newcomer else "the oldest idle one")
+        self._refusals.warning(
+            "publisher: over %s: closing %s", bound, "a new one" if victim is newcomer else "the oldest idle one"
+        )
         if victim.transport is not None:
             victim.transport.abort()
 

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from mtasts.core.nexthop import policy_domain
 from mtasts.core.override import LEVELS, Override
@@ -29,12 +29,13 @@ WARM_BATCH = 200
 
 
 class ControlServer:
-    def __init__(self, resolver: PolicyResolver, path: str, stats_extra=None, on_handover=None,
-                 takeover: bool = False) -> None:
+    def __init__(
+        self, resolver: PolicyResolver, path: str, stats_extra=None, on_handover=None, takeover: bool = False
+    ) -> None:
         self.resolver = resolver
         self.path = path
         self._server: Optional[asyncio.AbstractServer] = None
-        self._stats_extra = stats_extra or (lambda: {})
+        self._stats_extra: Callable[[], Dict[str, Any]] = stats_extra or dict
         # "handover": a daemon started with --takeover listens now; this one drains and stops.
         self._on_handover = on_handover
         self._takeover = takeover
@@ -47,9 +48,12 @@ class ControlServer:
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
                 # The directory cannot be written (a read-only file system): lookups go on,
                 # only the command line cannot reach this daemon.
-                log.error("[control] socket: cannot listen on %s: %s; `mtasts cache`, `override` and `stats`"
-                          " cannot reach this daemon (set [control] socket to a writable place)",
-                          self.path, exc.strerror or exc)
+                log.error(
+                    "[control] socket: cannot listen on %s: %s; `mtasts cache`, `override` and `stats`"
+                    " cannot reach this daemon (set [control] socket to a writable place)",
+                    self.path,
+                    exc.strerror or exc,
+                )
                 return
             hint = " (is another mtasts running with this cache?)" if exc.errno == errno.EADDRINUSE else ""
             raise ConfigError(f"[control] socket: cannot listen on {self.path}: {exc.strerror or exc}{hint}") from None
@@ -100,8 +104,7 @@ class ControlServer:
         current = self.resolver.overrides.get(domain)
         if current is not None and current.source != "cli":
             return {"ok": False, "error": f"{domain} has an override in {current.source}: change it there"}
-        override = Override(domain, level, float(until), reason.strip(), bool(request.get("dane", False)),
-                            "cli", now)
+        override = Override(domain, level, float(until), reason.strip(), bool(request.get("dane", False)), "cli", now)
         self.resolver.add_override(override)
         return {"ok": True, "override": override_view(override)}
 
@@ -120,8 +123,12 @@ class ControlServer:
                 lines.append(f"{entry.domain} {answer[3:].decode()}")
                 if first_expiry is None or cached.expires_at < first_expiry:
                     first_expiry = cached.expires_at
-        return {"map": map_name, "lines": lines, "dane_unchecked": unchecked,
-                "first_expiry": iso_time(first_expiry) if first_expiry is not None else None}
+        return {
+            "map": map_name,
+            "lines": lines,
+            "dane_unchecked": unchecked,
+            "first_expiry": iso_time(first_expiry) if first_expiry is not None else None,
+        }
 
     async def execute(self, request: Dict[str, Any]) -> Dict[str, Any]:
         command = request.get("command")
@@ -148,8 +155,12 @@ class ControlServer:
             return {"ok": True, "entries": [entry_to_json(e, now) for e in cache.entries()]}
         if command == "override_list":
             self.resolver.expire_overrides(now)
-            return {"ok": True, "overrides": [override_view(o) for o in sorted(self.resolver.overrides.values(),
-                                                                              key=lambda o: o.domain)]}
+            return {
+                "ok": True,
+                "overrides": [
+                    override_view(o) for o in sorted(self.resolver.overrides.values(), key=lambda o: o.domain)
+                ],
+            }
         if command == "warm":
             keys = request.get("domains")
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > WARM_BATCH:
@@ -182,8 +193,11 @@ class ControlServer:
         if command == "override_remove":
             override = self.resolver.overrides.get(domain)
             if override is not None and override.source != "cli":
-                return {"ok": False, "error": f"the override of {domain} is set in {override.source}: remove it there"
-                                              " and reload (SIGHUP)"}
+                return {
+                    "ok": False,
+                    "error": f"the override of {domain} is set in {override.source}: remove it there"
+                    " and reload (SIGHUP)",
+                }
             return {"ok": True, "removed": 1 if self.resolver.remove_override(domain) else 0}
         if command == "purge":
             return {"ok": True, "purged": 1 if await self.resolver.purge(domain) else 0}

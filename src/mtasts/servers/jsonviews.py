@@ -43,8 +43,12 @@ def entry_to_json(entry: CacheEntry, now: float) -> Dict[str, Any]:
 def dane_to_json(result: DaneResult, now: float) -> Dict[str, Any]:
     """A DANE result for people: the stored form, with readable times and freshness."""
     data = result_to_json(result)
-    data.update(checked_at=iso_time(result.checked_at), expires_at=iso_time(result.expires_at),
-                fresh=result.fresh(now), detail=result.detail or None)
+    data.update(
+        checked_at=iso_time(result.checked_at),
+        expires_at=iso_time(result.expires_at),
+        fresh=result.fresh(now),
+        detail=result.detail or None,
+    )
     return data
 
 
@@ -55,11 +59,18 @@ def iso_time(ts: float) -> str:
 def override_view(override: Override) -> Dict[str, Any]:
     """An override for people: the stored form with a readable end and creation time."""
     data = override_to_json(override)
-    data.update(until=iso_time(override.until) if override.until is not None else None,
-                created_at=iso_time(override.created_at) if override.created_at else None)
+    data.update(
+        until=iso_time(override.until) if override.until is not None else None,
+        created_at=iso_time(override.created_at) if override.created_at else None,
+    )
     return data
 
 
 def change_view(change: Change) -> Dict[str, Any]:
-    return {"at": iso_time(change.at), "change": change.kind, "old": change.old, "new": change.new,
-            "downgrade": change.downgrade}
+    return {
+        "at": iso_time(change.at),
+        "change": change.kind,
+        "old": change.old,
+        "new": change.new,
+        "downgrade": change.downgrade,
+    }

@@ -68,8 +68,9 @@ class MtastsCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         s = self._snapshot()
-        lookups = CounterMetricFamily("mtasts_lookups", "Socketmap lookups answered, by map and answer kind",
-                                      labels=["map", "answer"])
+        lookups = CounterMetricFamily(
+            "mtasts_lookups", "Socketmap lookups answered, by map and answer kind", labels=["map", "answer"]
+        )
         merged: Dict[Tuple[str, str], int] = {}
         for (map_name, head), count in s["answers"].items():
             key = (map_name, answer_kind(head))
@@ -94,39 +95,65 @@ class MtastsCollector:
         for mode, count in sorted(s["policies_by_mode"].items()):
             policies.add_metric([mode], count)
         yield policies
-        yield CounterMetricFamily("mtasts_refresh_failures_enforced",
-                                  "Failed refreshes of cached enforce policies", value=s["refresh_failed_enforced"])
+        yield CounterMetricFamily(
+            "mtasts_refresh_failures_enforced",
+            "Failed refreshes of cached enforce policies",
+            value=s["refresh_failed_enforced"],
+        )
         yield CounterMetricFamily("mtasts_redis_errors", "Failed Redis operations", value=s["redis_errors"])
         yield GaugeMetricFamily("mtasts_open_connections", "Open socketmap connections", value=s["connections"])
         yield CounterMetricFamily("mtasts_dane_checks", "DANE checks run", value=s["dane_checks"])
-        yield CounterMetricFamily("mtasts_internal_errors", "Internal errors (TEMP answers)", value=s["internal_errors"])
-        yield CounterMetricFamily("mtasts_resource_faults", "Lookups answered TEMP for EMFILE, ENOBUFS or ENOMEM",
-                                  value=s.get("resource_faults", 0))
-        yield CounterMetricFamily("mtasts_busy_answers", "Lookups answered TEMP: too many already waited for the"
-                                  " network", value=s.get("busy", 0))
-        yield CounterMetricFamily("mtasts_store_errors", "Failed cache store reads and writes (answered from memory)",
-                                  value=s.get("store_errors", 0))
-        yield CounterMetricFamily("mtasts_protocol_errors", "Socketmap connections closed for malformed netstrings",
-                                  value=s.get("protocol_errors", 0))
-        yield CounterMetricFamily("mtasts_unknown_map_lookups", "Lookups for a map name without a profile",
-                                  value=s.get("unknown_map_lookups", 0))
-        yield CounterMetricFamily("mtasts_override_answers", "Answers an override (mtasts override) gave",
-                                  value=s.get("override_answers", 0))
+        yield CounterMetricFamily(
+            "mtasts_internal_errors", "Internal errors (TEMP answers)", value=s["internal_errors"]
+        )
+        yield CounterMetricFamily(
+            "mtasts_resource_faults",
+            "Lookups answered TEMP for EMFILE, ENOBUFS or ENOMEM",
+            value=s.get("resource_faults", 0),
+        )
+        yield CounterMetricFamily(
+            "mtasts_busy_answers",
+            "Lookups answered TEMP: too many already waited for the network",
+            value=s.get("busy", 0),
+        )
+        yield CounterMetricFamily(
+            "mtasts_store_errors",
+            "Failed cache store reads and writes (answered from memory)",
+            value=s.get("store_errors", 0),
+        )
+        yield CounterMetricFamily(
+            "mtasts_protocol_errors",
+            "Socketmap connections closed for malformed netstrings",
+            value=s.get("protocol_errors", 0),
+        )
+        yield CounterMetricFamily(
+            "mtasts_unknown_map_lookups",
+            "Lookups for a map name without a profile",
+            value=s.get("unknown_map_lookups", 0),
+        )
+        yield CounterMetricFamily(
+            "mtasts_override_answers", "Answers an override (mtasts override) gave", value=s.get("override_answers", 0)
+        )
         yield GaugeMetricFamily("mtasts_overrides_active", "Overrides in force", value=s.get("overrides_active", 0))
-        changes = CounterMetricFamily("mtasts_policy_changes", "Changes of cached policies and DANE states",
-                                      labels=["change"])
+        changes = CounterMetricFamily(
+            "mtasts_policy_changes", "Changes of cached policies and DANE states", labels=["change"]
+        )
         for kind, count in sorted(s.get("policy_changes", {}).items()):
             changes.add_metric([kind], count)
         yield changes
-        yield CounterMetricFamily("mtasts_policy_downgrades", "Downgrades: a mode that fell, a vanished record,"
-                                  " DANE gone", value=s.get("downgrades", 0))
+        yield CounterMetricFamily(
+            "mtasts_policy_downgrades",
+            "Downgrades: a mode that fell, a vanished record, DANE gone",
+            value=s.get("downgrades", 0),
+        )
 
 
 class MetricsServer:
     """HTTP ``GET /metrics`` in Prometheus' text format, on the daemon's event loop."""
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[], Dict[str, Any]],
-                 mode_counts: Optional[ModeCounts]) -> None:
+    def __init__(
+        self, host: str, port: int, snapshot: Callable[[], Dict[str, Any]], mode_counts: Optional[ModeCounts]
+    ) -> None:
         from prometheus_client import CollectorRegistry
 
         self.host, self.port = host, port

@@ -42,6 +42,8 @@ WATCH_INTERVAL = 30.0
 # A public server must not be held open by slow or idle clients: the TLS handshake and
 # the first complete request each get this long; past [publish] max_connections new ones are closed.
 FIRST_REQUEST_TIMEOUT = 10.0
+
+
 class _HttpErrorLog(logging.Filter):
     """aiohttp's "Error handling request" for each malformed request, traceback and all
     (80 requests made 620 lines): one WARNING line each instead, rate-limited."""
@@ -65,12 +67,18 @@ _http_log.addFilter(_HttpErrorLog())
 class _GuardedHandler(RequestHandler):
     """aiohttp's request handler, closed when too slow; the publisher bounds how many."""
 
+    @property
+    def _publisher(self) -> PolicyPublisher:
+        server = self._manager
+        assert isinstance(server, _GuardedServer)
+        return server.publisher
+
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.mtasts_served = False
         self.mtasts_busy = False
         self.mtasts_timer = asyncio.get_running_loop().call_later(FIRST_REQUEST_TIMEOUT, self._mtasts_expire)
-        self._manager.publisher.established(self, transport)
+        self._publisher.established(self, transport)
 
     def _mtasts_expire(self) -> None:
         if not self.mtasts_served and self.transport is not None:
@@ -80,12 +88,12 @@ class _GuardedHandler(RequestHandler):
         timer = getattr(self, "mtasts_timer", None)
         if timer is not None:
             timer.cancel()
-        self._manager.publisher.lost(self)
+        self._publisher.lost(self)
         super().connection_lost(exc)
 
 
 class _GuardedServer(web.Server):
-    publisher: "PolicyPublisher"
+    publisher: PolicyPublisher
 
     def __call__(self) -> RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
@@ -100,13 +108,14 @@ class PolicyPublisher:
         self._expiries: Dict[str, float] = {}
         self._mtimes: Dict[str, float] = {}
         self._server: Optional[_GuardedServer] = None
-        self._watcher: Optional["asyncio.Task[None]"] = None
+        self._watcher: Optional[asyncio.Task[None]] = None
         self._listening: List[socket.socket] = []
         self.base_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.base_context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.base_context.sni_callback = self._select_certificate
-        self.admission = Admission(self._http_connection, self.base_context,
-                                   lambda: self.config.publish.max_connections, RateLimitedLog(log))
+        self.admission = Admission(
+            self._http_connection, self.base_context, lambda: self.config.publish.max_connections, RateLimitedLog(log)
+        )
         self.reports = ReportSink(config)  # TLSRPT reports POSTed to [reports] https_path
         self._load(config)
 
@@ -219,7 +228,9 @@ class PolicyPublisher:
         if self.config.publish.systemd:
             sockets = (self._passed or PassedSockets.from_environment()).claim_rest()
             if not sockets:
-                raise ConfigError(f"{self.config.source}: [publish] listen: \"systemd\" given, but no socket was passed (LISTEN_FDS)")
+                raise ConfigError(
+                    f'{self.config.source}: [publish] listen: "systemd" given, but no socket was passed (LISTEN_FDS)'
+                )
             for sock in sockets:
                 self._listen_on(sock)
                 log.info("publisher listening on %s (socket held by systemd) for %s", describe(sock), self.serving())
@@ -229,7 +240,9 @@ class PolicyPublisher:
                     sock = _bind(host, port)
                 except OSError as exc:
                     await self.close()
-                    raise ConfigError(f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+                    raise ConfigError(
+                        f"[publish] listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+                    ) from None
                 self._listen_on(sock)
                 log.info("publisher listening on %s:%d for %s", host, port, self.serving())
         self._watcher = asyncio.ensure_future(self._watch())

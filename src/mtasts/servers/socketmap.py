@@ -51,7 +51,7 @@ _Pending = Union[bytes, "asyncio.Future[bytes]"]
 
 
 class SocketmapProtocol(asyncio.Protocol):
-    def __init__(self, server: "SocketmapServer") -> None:
+    def __init__(self, server: SocketmapServer) -> None:
         self._server = server
         self._resolver = server.resolver
         self._decoder = NetstringDecoder()
@@ -64,7 +64,7 @@ class SocketmapProtocol(asyncio.Protocol):
         self._peer = "?"
         self.last_read = 0.0  # monotonic: when a request last came (the idlest is closed first)
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         self._transport = transport
         transport.set_write_buffer_limits(high=MAX_UNSENT)
         peer = transport.get_extra_info("peername")
@@ -224,9 +224,16 @@ class SocketmapServer:
     ports (SO_REUSEPORT) and replace its unix sockets, instead of refusing to start.
     """
 
-    def __init__(self, resolver: PolicyResolver, listeners: Sequence[Endpoint], socket_mode: int = 0o660,
-                 passed: Optional[Dict[Endpoint, socket.socket]] = None, extra: Sequence[socket.socket] = (),
-                 takeover: bool = False, max_connections: int = 1024) -> None:
+    def __init__(
+        self,
+        resolver: PolicyResolver,
+        listeners: Sequence[Endpoint],
+        socket_mode: int = 0o660,
+        passed: Optional[Dict[Endpoint, socket.socket]] = None,
+        extra: Sequence[socket.socket] = (),
+        takeover: bool = False,
+        max_connections: int = 1024,
+    ) -> None:
         self.resolver = resolver
         self.max_connections = max_connections
         self.listeners = tuple(listeners)
@@ -252,8 +259,11 @@ class SocketmapServer:
             return
         idle = [c for c in self.connections if c.idle and c is not protocol]
         victim = min(idle, key=lambda c: c.last_read) if idle else protocol
-        self._crowd_log.warning("socketmap: over %d connections ([socketmap] max_connections): closing %s",
-                                self.max_connections, "the longest idle one" if idle else "a new one")
+        self._crowd_log.warning(
+            "socketmap: over %d connections ([socketmap] max_connections): closing %s",
+            self.max_connections,
+            "the longest idle one" if idle else "a new one",
+        )
         victim.abort()
 
     async def start(self) -> None:
@@ -284,8 +294,11 @@ class SocketmapServer:
             log.info("socketmap listening on %s%s", listener, " (socket held by systemd)" if passed else "")
         for sock in self.extra:
             self._servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
-            log.warning("socketmap also listening on %s: systemd passed it but [socketmap] listen does not name it;"
-                        " make mtasts.socket and [socketmap] listen agree", describe(sock))
+            log.warning(
+                "socketmap also listening on %s: systemd passed it but [socketmap] listen does not name it;"
+                " make mtasts.socket and [socketmap] listen agree",
+                describe(sock),
+            )
         self.extra = []
 
     async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
@@ -299,8 +312,11 @@ class SocketmapServer:
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         if self.connections:
-            log.warning("closing %d socketmap connections with lookups still running after %g s (Postfix retries them)",
-                        len(self.connections), timeout)
+            log.warning(
+                "closing %d socketmap connections with lookups still running after %g s (Postfix retries them)",
+                len(self.connections),
+                timeout,
+            )
             for protocol in list(self.connections):
                 protocol.abort()
         log.info("socketmap drained (%d connections closed)", len(connections))
@@ -327,5 +343,8 @@ def _refuse_if_served(listener: Endpoint) -> None:
             pass
     except OSError:
         return
-    raise OSError(errno.EADDRINUSE, "another process is listening there (a running mtasts? `mtasts serve --takeover`"
-                  " replaces it without refusing a lookup)")
+    raise OSError(
+        errno.EADDRINUSE,
+        "another process is listening there (a running mtasts? `mtasts serve --takeover`"
+        " replaces it without refusing a lookup)",
+    )

@@ -40,9 +40,11 @@ def writable_by_others(directory: str) -> bool:
 def refuse_shared_directory(path: str, what: str) -> None:
     directory = os.path.dirname(path) or "."
     if writable_by_others(directory):
-        raise ConfigError(f"{what}: {path}: its directory {directory} is writable by every user, so any of them"
-                          " could put a socket of their own there; use a directory only mtasts (and Postfix) can"
-                          " write, such as /var/spool/postfix/mtasts or /run/mtasts")
+        raise ConfigError(
+            f"{what}: {path}: its directory {directory} is writable by every user, so any of them"
+            " could put a socket of their own there; use a directory only mtasts (and Postfix) can"
+            " write, such as /var/spool/postfix/mtasts or /run/mtasts"
+        )
 
 
 def peer_uid(sock: socket.socket) -> Optional[int]:
@@ -50,7 +52,7 @@ def peer_uid(sock: socket.socket) -> Optional[int]:
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:
         return None
-    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
     return uid
 
 
@@ -90,7 +92,9 @@ def remove_stale(path: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise OSError(errno.EADDRINUSE, f"cannot tell whether {path} is in use ({exc.strerror or exc}): not removed")
+        raise OSError(
+            errno.EADDRINUSE, f"cannot tell whether {path} is in use ({exc.strerror or exc}): not removed"
+        ) from None
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, f"another process is listening on {path}")

@@ -63,13 +63,19 @@ class SharedTier(Protocol):
 
 
 class FleetCache(PolicyCache):
-    def __init__(self, memory_entries: int, store: Optional[SqliteStore], shared: SharedTier,
-                 clock: Callable[[], float] = time.time, wait: float = FLEET_WAIT) -> None:
+    def __init__(
+        self,
+        memory_entries: int,
+        store: Optional[SqliteStore],
+        shared: SharedTier,
+        clock: Callable[[], float] = time.time,
+        wait: float = FLEET_WAIT,
+    ) -> None:
         super().__init__(memory_entries, store)
         self.shared = shared
         self._clock = clock
         self._wait = wait
-        self._sharing: Set["asyncio.Task[None]"] = set()
+        self._sharing: Set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.shared.start(self._event)
@@ -79,7 +85,7 @@ class FleetCache(PolicyCache):
             task.cancel()
         await asyncio.gather(*self._sharing, return_exceptions=True)
 
-    def in_background(self) -> List["asyncio.Task[None]"]:
+    def in_background(self) -> List[asyncio.Task[None]]:
         return list(self._sharing)
 
     def put(self, entry: CacheEntry, share: bool = True) -> None:
@@ -122,7 +128,7 @@ class FleetCache(PolicyCache):
     async def fleet_overrides(self) -> List[Override]:
         return await self.shared.overrides()
 
-    def _in_background(self, operation: "Awaitable[None]") -> None:
+    def _in_background(self, operation: Awaitable[None]) -> None:
         task = asyncio.ensure_future(operation)
         self._sharing.add(task)
         task.add_done_callback(self._sharing.discard)

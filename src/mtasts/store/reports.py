@@ -34,7 +34,8 @@ class IntakeLimits:
     ``max_store_bytes``). Anyone can send a report; these bound what that costs the disk."""
 
     per_day: int = 10000
-    store_bytes: int = 1024 ** 3
+    store_bytes: int = 1024**3
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -115,20 +116,59 @@ class ReportStore:
             return False
         received = time.time() if received is None else received
         day = day_of(report.start)
-        statements: List[Tuple[str, tuple]] = [(
-            "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', '', ?, ?)",
-            (report.report_id, received, source, report.organization, report.contact, report.start, report.end,
-             json.dumps(list(report.deviations)), zlib.compress(raw)))]
+        statements: List[Tuple[str, tuple]] = [
+            (
+                "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, 'ok', '', ?, ?)",
+                (
+                    report.report_id,
+                    received,
+                    source,
+                    report.organization,
+                    report.contact,
+                    report.start,
+                    report.end,
+                    json.dumps(list(report.deviations)),
+                    zlib.compress(raw),
+                ),
+            )
+        ]
         # policy_index: a report may hold an sts and a tlsa policy for one domain; a failure
         # belongs to the policy it was listed under.
         for index, policy in enumerate(report.policies):
-            statements.append(("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-                report.report_id, index, policy.policy_domain, policy.policy_type, day, policy.successful, policy.failed,
-                json.dumps(list(policy.policy_strings)), json.dumps(list(policy.mx_hosts)))))
+            statements.append(
+                (
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        report.report_id,
+                        index,
+                        policy.policy_domain,
+                        policy.policy_type,
+                        day,
+                        policy.successful,
+                        policy.failed,
+                        json.dumps(list(policy.policy_strings)),
+                        json.dumps(list(policy.mx_hosts)),
+                    ),
+                )
+            )
             for f in policy.failures:
-                statements.append(("INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-                    report.report_id, index, policy.policy_domain, day, f.result_type, f.failed_sessions,
-                    f.receiving_mx_hostname, f.sending_mta_ip, f.receiving_ip, f.failure_reason_code)))
+                statements.append(
+                    (
+                        "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            report.report_id,
+                            index,
+                            policy.policy_domain,
+                            day,
+                            f.result_type,
+                            f.failed_sessions,
+                            f.receiving_mx_hostname,
+                            f.sending_mta_ip,
+                            f.receiving_ip,
+                            f.failure_reason_code,
+                        ),
+                    )
+                )
         self._write(statements)
         return True
 
@@ -138,12 +178,24 @@ class ReportStore:
         if self._exists(report_id):
             return report_id, False
         received = time.time() if received is None else received
-        self._write([("INSERT OR IGNORE INTO reports VALUES (?, ?, ?, '', '', NULL, NULL, 'broken', ?, '[]', ?)",
-                      (report_id, received, source, reason[:500], zlib.compress(body[:BROKEN_KEEP])))])
+        self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO reports VALUES (?, ?, ?, '', '', NULL, NULL, 'broken', ?, '[]', ?)",
+                    (report_id, received, source, reason[:500], zlib.compress(body[:BROKEN_KEEP])),
+                )
+            ]
+        )
         return report_id, True
 
-    def receive(self, reading: Reading, source: str, keep_broken: bool = True,
-                limits: IntakeLimits = IntakeLimits(), now: Optional[float] = None) -> Tuple[str, str]:
+    def receive(
+        self,
+        reading: Reading,
+        source: str,
+        keep_broken: bool = True,
+        limits: IntakeLimits = IntakeLimits(),
+        now: Optional[float] = None,
+    ) -> Tuple[str, str]:
         """Store what *reading* holds: ("stored" | "duplicate" | "broken" | "foreign" |
         "over-quota" | "store-full", report id). Within *limits* only: past the day's count
         nothing more is kept that day, and a store at its size limit keeps nothing new."""
@@ -165,7 +217,7 @@ class ReportStore:
         return ("stored" if stored else "duplicate"), reading.report.report_id
 
     def refusal(self, limits: IntakeLimits, now: float) -> str:
-        """"store-full" or "over-quota" when *limits* refuse a new report now, else ""."""
+        """ "store-full" or "over-quota" when *limits* refuse a new report now, else ""."""
         if self.size() >= limits.store_bytes:
             return "store-full"
         midnight = now - now % DAY
@@ -210,22 +262,37 @@ class ReportStore:
             "SELECT r.report_id, r.received, r.source, r.organization, r.start, r.end, r.status, r.reason,"
             " group_concat(DISTINCT s.policy_domain), total(s.successful), total(s.failed)"
             " FROM reports r LEFT JOIN results s ON s.report_id = r.report_id"
-            " WHERE r.received >= ? GROUP BY r.report_id ORDER BY r.received DESC", (since,))
+            " WHERE r.received >= ? GROUP BY r.report_id ORDER BY r.received DESC",
+            (since,),
+        )
         out = []
         for rid, received, source, org, start, end, status, reason, domains, ok, failed in rows:
             names = sorted((domains or "").split(",")) if domains else []
             if domain and domain not in names:
                 continue
-            out.append({"report_id": rid, "received": received, "source": source, "organization": org,
-                        "start": start, "end": end, "status": status, "reason": reason, "domains": names,
-                        "successful": int(ok), "failed": int(failed)})
+            out.append(
+                {
+                    "report_id": rid,
+                    "received": received,
+                    "source": source,
+                    "organization": org,
+                    "start": start,
+                    "end": end,
+                    "status": status,
+                    "reason": reason,
+                    "domains": names,
+                    "successful": int(ok),
+                    "failed": int(failed),
+                }
+            )
         return out
 
     def deviation_counts(self, since: float) -> Dict[str, int]:
         """Each deviation from RFC 8460 accepted in reports received since *since*: in how many."""
         counts: Dict[str, int] = {}
-        for (deviations,) in self._rows("SELECT deviations FROM reports WHERE received >= ? AND deviations != '[]'",
-                                        (since,)):
+        for (deviations,) in self._rows(
+            "SELECT deviations FROM reports WHERE received >= ? AND deviations != '[]'", (since,)
+        ):
             for deviation in json.loads(deviations):
                 counts[deviation] = counts.get(deviation, 0) + 1
         return counts
@@ -233,47 +300,78 @@ class ReportStore:
     def status_counts(self) -> Dict[Tuple[str, str], int]:
         """(status, "https" | "mail") -> reports kept."""
         counts: Dict[Tuple[str, str], int] = {}
-        for status, source, count in self._rows("SELECT status, source, count(*) FROM reports GROUP BY status, source", ()):
+        for status, source, count in self._rows(
+            "SELECT status, source, count(*) FROM reports GROUP BY status, source", ()
+        ):
             via = "https" if source.startswith("https") else "mail"
             counts[(status, via)] = counts.get((status, via), 0) + count
         return counts
 
     def report(self, report_id: str) -> Optional[Dict[str, Any]]:
-        rows = self._rows("SELECT report_id, received, source, organization, contact, start, end, status, reason,"
-                          " deviations, raw FROM reports WHERE report_id = ?", (report_id,))
+        rows = self._rows(
+            "SELECT report_id, received, source, organization, contact, start, end, status, reason,"
+            " deviations, raw FROM reports WHERE report_id = ?",
+            (report_id,),
+        )
         if not rows:
             return None
         rid, received, source, org, contact, start, end, status, reason, deviations, raw = rows[0]
-        return {"report_id": rid, "received": received, "source": source, "organization": org, "contact": contact,
-                "start": start, "end": end, "status": status, "reason": reason,
-                "deviations": json.loads(deviations), "raw": zlib.decompress(raw).decode("utf-8", "replace")}
+        return {
+            "report_id": rid,
+            "received": received,
+            "source": source,
+            "organization": org,
+            "contact": contact,
+            "start": start,
+            "end": end,
+            "status": status,
+            "reason": reason,
+            "deviations": json.loads(deviations),
+            "raw": zlib.decompress(raw).decode("utf-8", "replace"),
+        }
 
     def summary(self, since_day: str, domain: str = "") -> List[DaySummary]:
         """Per policy domain and day (the day a report's range starts), oldest first."""
         where, args = _day_filter("s", since_day, domain)
         totals = self._rows(
             f"SELECT s.policy_domain, s.day, total(s.successful), total(s.failed) FROM results s {where}"
-            " GROUP BY s.policy_domain, s.day ORDER BY s.day, s.policy_domain", args)
+            " GROUP BY s.policy_domain, s.day ORDER BY s.day, s.policy_domain",
+            args,
+        )
         reporters: Dict[Tuple[str, str], set] = {}
         for d, day, org in self._rows(  # one row each: an organisation's name may hold commas
-                "SELECT DISTINCT s.policy_domain, s.day, r.organization FROM results s"
-                f" JOIN reports r ON r.report_id = s.report_id {where}", args):
+            "SELECT DISTINCT s.policy_domain, s.day, r.organization FROM results s"
+            f" JOIN reports r ON r.report_id = s.report_id {where}",
+            args,
+        ):
             if org:
                 reporters.setdefault((d, day), set()).add(org)
         where_f, args_f = _day_filter("f", since_day, domain)
         failures: Dict[Tuple[str, str], Dict[str, int]] = {}
         hosts: Dict[Tuple[str, str], set] = {}
         for d, day, kind, sessions in self._rows(
-                f"SELECT f.policy_domain, f.day, f.result_type, total(f.sessions) FROM failures f {where_f}"
-                " GROUP BY f.policy_domain, f.day, f.result_type", args_f):
+            f"SELECT f.policy_domain, f.day, f.result_type, total(f.sessions) FROM failures f {where_f}"
+            " GROUP BY f.policy_domain, f.day, f.result_type",
+            args_f,
+        ):
             failures.setdefault((d, day), {})[kind] = int(sessions)
-        for d, day, mx in self._rows(f"SELECT DISTINCT f.policy_domain, f.day, f.receiving_mx FROM failures f {where_f}",
-                                     args_f):
+        for d, day, mx in self._rows(
+            f"SELECT DISTINCT f.policy_domain, f.day, f.receiving_mx FROM failures f {where_f}", args_f
+        ):
             if mx:
                 hosts.setdefault((d, day), set()).add(mx)
-        return [DaySummary(d, day, int(ok), int(failed), failures.get((d, day), {}),
-                           tuple(sorted(reporters.get((d, day), ()))), tuple(sorted(hosts.get((d, day), ()))))
-                for d, day, ok, failed in totals]
+        return [
+            DaySummary(
+                d,
+                day,
+                int(ok),
+                int(failed),
+                failures.get((d, day), {}),
+                tuple(sorted(reporters.get((d, day), ()))),
+                tuple(sorted(hosts.get((d, day), ()))),
+            )
+            for d, day, ok, failed in totals
+        ]
 
     def failures(self, since_day: str, domain: str = "", limit: int = 50) -> List[Dict[str, Any]]:
         """The latest failure details with the policy the reporter applied, newest first."""
@@ -290,12 +388,27 @@ class ReportStore:
             " f.receiving_ip, f.reason_code, r.organization, s.policy_type, s.policy_strings, s.mx_hosts"
             " FROM failures f JOIN reports r ON r.report_id = f.report_id"
             " LEFT JOIN results s ON s.report_id = f.report_id AND s.policy_index = f.policy_index"
-            f" {where} ORDER BY f.day DESC, r.received DESC LIMIT ?", args + (limit,))
-        return [{"report_id": r[0], "domain": r[1], "day": r[2], "result_type": r[3], "sessions": r[4],
-                 "receiving_mx": r[5], "sending_ip": r[6], "receiving_ip": r[7], "reason_code": r[8],
-                 "organization": r[9], "policy_type": r[10] or "",
-                 "policy_strings": json.loads(r[11]) if r[11] else [], "mx_hosts": json.loads(r[12]) if r[12] else []}
-                for r in rows]
+            f" {where} ORDER BY f.day DESC, r.received DESC LIMIT ?",
+            args + (limit,),
+        )
+        return [
+            {
+                "report_id": r[0],
+                "domain": r[1],
+                "day": r[2],
+                "result_type": r[3],
+                "sessions": r[4],
+                "receiving_mx": r[5],
+                "sending_ip": r[6],
+                "receiving_ip": r[7],
+                "reason_code": r[8],
+                "organization": r[9],
+                "policy_type": r[10] or "",
+                "policy_strings": json.loads(r[11]) if r[11] else [],
+                "mx_hosts": json.loads(r[12]) if r[12] else [],
+            }
+            for r in rows
+        ]
 
 
 def _day_filter(table: str, since_day: str, domain: str) -> Tuple[str, tuple]:

@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import time
-from typing import Awaitable, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mtasts.core.entrycodec import decode_entry, encode_entry, lifetime
 from mtasts.core.freshness import CacheEntry
@@ -38,8 +38,14 @@ RETRY_SECONDS = 2.0
 
 
 class SharedCache:
-    def __init__(self, url: str, prefix: str, timeout: float, sentinels: Sequence[Tuple[str, int]] = (),
-                 sentinel_master: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout: float,
+        sentinels: Sequence[Tuple[str, int]] = (),
+        sentinel_master: str = "",
+    ) -> None:
         import redis.asyncio  # the optional extra: mtasts[redis]
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -50,8 +56,12 @@ class SharedCache:
         self.host_id = f"{socket.gethostname()}:{os.getpid()}"
         # One retry on a connection error: after a Redis restart the pooled connections are
         # dead, and the first command on each must not count as an outage.
-        options = dict(socket_timeout=timeout, socket_connect_timeout=timeout,
-                       retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
+        options: Dict[str, Any] = dict(
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
         if sentinels:
             from redis.asyncio.connection import parse_url
             from redis.asyncio.sentinel import Sentinel
@@ -59,10 +69,13 @@ class SharedCache:
             # Each new connection asks a sentinel for the master; a failover is a connection
             # error (or READONLY from the demoted master) like any outage: the pool is dropped
             # (_failed) and the next call finds the new master.
-            credentials = {k: v for k, v in parse_url(url).items() if k in ("db", "username", "password")}
+            credentials: Dict[str, Any] = {
+                k: v for k, v in parse_url(url).items() if k in ("db", "username", "password")
+            }
             self.url = f"sentinel {sentinel_master} at " + ", ".join(f"{h}:{p}" for h, p in sentinels)
             self._client = Sentinel(list(sentinels), socket_timeout=timeout, socket_connect_timeout=timeout).master_for(
-                sentinel_master, **credentials, **options)
+                sentinel_master, **credentials, **options
+            )
         else:
             self.url = url
             self._client = redis.asyncio.Redis.from_url(url, **options)
@@ -70,8 +83,8 @@ class SharedCache:
         self._retry_at = 0.0
         self.errors = 0
         self.hits = 0
-        self._listener: Optional["asyncio.Task[None]"] = None
-        self._reset: Optional["asyncio.Future[None]"] = None
+        self._listener: Optional[asyncio.Task[None]] = None
+        self._reset: Optional[asyncio.Future[None]] = None
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -115,8 +128,12 @@ class SharedCache:
             self._down_since = time.monotonic()
             # Pooled connections may be dead (a restarted Redis): drop them all now.
             self._reset = asyncio.ensure_future(self._client.connection_pool.disconnect())
-            log.error("redis %s unavailable (%s: %s): answering from the local cache until it is back",
-                      self.url, what, exc or type(exc).__name__)
+            log.error(
+                "redis %s unavailable (%s: %s): answering from the local cache until it is back",
+                self.url,
+                what,
+                exc or type(exc).__name__,
+            )
         self._retry_at = time.monotonic() + RETRY_SECONDS
 
     # -- entries -------------------------------------------------------------------------
@@ -135,14 +152,16 @@ class SharedCache:
         ttl = lifetime(entry, now)
         if ttl < 1:
             return
-        await self._write_and_tell("put", self._key("e", entry.domain), encode_entry(entry), ttl,
-                                   f"update {entry.domain}")
+        await self._write_and_tell(
+            "put", self._key("e", entry.domain), encode_entry(entry), ttl, f"update {entry.domain}"
+        )
 
     async def delete(self, domain: str) -> None:
         await self._write_and_tell("delete", self._key("e", domain), None, None, f"purge {domain}")
 
-    async def _write_and_tell(self, what: str, key: str, value: Optional[bytes], ttl: Optional[float],
-                              event: str) -> None:
+    async def _write_and_tell(
+        self, what: str, key: str, value: Optional[bytes], ttl: Optional[float], event: str
+    ) -> None:
         """Set *key* (expiring after *ttl* seconds) or, with no *value*, delete it; then tell
         the other hosts *event* (``KIND DOMAIN``), in one round trip."""
         pipe = self._client.pipeline(transaction=False)
@@ -157,7 +176,7 @@ class SharedCache:
         async def purge() -> None:
             keys = [k async for k in self._client.scan_iter(match=f"{self.prefix}e:*", count=1000)]
             for i in range(0, len(keys), 1000):
-                await self._client.delete(*keys[i:i + 1000])
+                await self._client.delete(*keys[i : i + 1000])
             await self._client.publish(f"{self.prefix}events", f"purge * {self.host_id}")
 
         await self._call("purge", purge())
@@ -168,8 +187,13 @@ class SharedCache:
         ttl = (override.until - now) if override.until is not None else None
         if ttl is not None and ttl < 1:
             return
-        await self._write_and_tell("override", self._key("o", override.domain),
-                                   json.dumps(override_to_json(override)).encode(), ttl, f"override {override.domain}")
+        await self._write_and_tell(
+            "override",
+            self._key("o", override.domain),
+            json.dumps(override_to_json(override)).encode(),
+            ttl,
+            f"override {override.domain}",
+        )
 
     async def delete_override(self, domain: str) -> None:
         await self._write_and_tell("override", self._key("o", domain), None, None, f"override {domain}")
@@ -191,8 +215,11 @@ class SharedCache:
     async def lock(self, domain: str) -> bool:
         """True: this host discovers *domain*. Also True when Redis is down (no one to wait for)."""
         # SET NX answers None when another host holds the lock; a failed call answers True.
-        got = await self._call("lock", self._client.set(self._key("l", domain), self.host_id,
-                                                        nx=True, px=int(LOCK_SECONDS * 1000)), failed=True)
+        got = await self._call(
+            "lock",
+            self._client.set(self._key("l", domain), self.host_id, nx=True, px=int(LOCK_SECONDS * 1000)),
+            failed=True,
+        )
         return bool(got)
 
     async def wait_for(self, domain: str, timeout: float) -> Optional[CacheEntry]:

@@ -114,9 +114,7 @@ class SqliteStore:
                 db.executescript(_MIGRATIONS[version])
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif version != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{path}: cache schema version {version}, this mtasts reads version {SCHEMA_VERSION}"
-                )
+                raise StoreError(f"{path}: cache schema version {version}, this mtasts reads version {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM entries WHERE domain = ''").fetchone()
             # Exemptions (mtasts override): a table of its own, added to any version's file.
             db.executescript(_OVERRIDES)
@@ -178,8 +176,10 @@ class SqliteStore:
 
     def put_override(self, override: Override) -> None:
         with _errors(self.path, "write"):
-            self._db.execute("INSERT OR REPLACE INTO overrides VALUES (?, ?, ?)",
-                             (override.domain, json.dumps(override_to_json(override)), override.until))
+            self._db.execute(
+                "INSERT OR REPLACE INTO overrides VALUES (?, ?, ?)",
+                (override.domain, json.dumps(override_to_json(override)), override.until),
+            )
 
     def delete_override(self, domain: str) -> bool:
         with _errors(self.path, "delete"):
@@ -190,17 +190,22 @@ class SqliteStore:
         if not changes:
             return
         with _errors(self.path, "write"):
-            self._db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                                 [(c.domain, c.at, c.kind, c.old, c.new, int(c.downgrade)) for c in changes])
+            self._db.executemany(
+                "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.domain, c.at, c.kind, c.old, c.new, int(c.downgrade)) for c in changes],
+            )
             self._db.execute(
                 "DELETE FROM history WHERE domain = ? AND rowid NOT IN"
                 " (SELECT rowid FROM history WHERE domain = ? ORDER BY at DESC, rowid DESC LIMIT ?)",
-                (changes[0].domain, changes[0].domain, keep))
+                (changes[0].domain, changes[0].domain, keep),
+            )
 
     def history(self, domain: str) -> List[Change]:
         with _errors(self.path, "read"):
-            rows = self._db.execute("SELECT domain, at, kind, old, new, downgrade FROM history WHERE domain = ?"
-                                    " ORDER BY at, rowid", (domain,)).fetchall()
+            rows = self._db.execute(
+                "SELECT domain, at, kind, old, new, downgrade FROM history WHERE domain = ? ORDER BY at, rowid",
+                (domain,),
+            ).fetchall()
         return [Change(d, at, kind, old, new, bool(down)) for d, at, kind, old, new, down in rows]
 
     def delete(self, domain: str) -> bool:
@@ -235,7 +240,8 @@ class SqliteStore:
         with _errors(self.path, "prune"):
             with_policy = self._db.execute(
                 # "+hold_until": range-scan the expires_at index, not every policy's hold_until = 0.
-                "DELETE FROM entries WHERE expires_at < ? AND +hold_until < ?", (before, before)
+                "DELETE FROM entries WHERE expires_at < ? AND +hold_until < ?",
+                (before, before),
             ).rowcount
             without = self._db.execute(
                 "DELETE FROM entries WHERE hold_until < ? AND expires_at IS NULL", (before,)
@@ -252,9 +258,12 @@ class SqliteStore:
 
     def policies_by_mode(self, now: float) -> Dict[str, int]:
         """Valid cached policies per mode ("unknown" for rows a v1 body did not tell)."""
-        rows = self._scan("SELECT coalesce(mode, 'unknown'), count(*) FROM entries"
-                          " WHERE policy_id IS NOT NULL AND expires_at > ? GROUP BY 1", (now,))
-        return {mode: count for mode, count in rows}
+        rows = self._scan(
+            "SELECT coalesce(mode, 'unknown'), count(*) FROM entries"
+            " WHERE policy_id IS NOT NULL AND expires_at > ? GROUP BY 1",
+            (now,),
+        )
+        return dict(rows)
 
     def _scan(self, sql: str, args: tuple = ()) -> List[tuple]:
         with _errors(self.path, "scan"):
@@ -288,16 +297,19 @@ def _check_writable(path: str) -> None:
     for name in (path, path + "-wal", path + "-shm"):
         if os.path.exists(name) and not os.access(name, os.R_OK | os.W_OK):
             st = os.stat(name)
-            raise StoreError(f"{name}: not writable by {user} (owner uid {st.st_uid}, mode {st.st_mode & 0o777:04o});"
-                             f" fix: chown {user}: {path}* (or remove the files: the cache is rebuilt)")
+            raise StoreError(
+                f"{name}: not writable by {user} (owner uid {st.st_uid}, mode {st.st_mode & 0o777:04o});"
+                f" fix: chown {user}: {path}* (or remove the files: the cache is rebuilt)"
+            )
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise StoreError(f"{directory}: not writable by {user}, and SQLite needs to create files beside {path};"
-                         f" fix: chown {user}: {directory}")
+        raise StoreError(
+            f"{directory}: not writable by {user}, and SQLite needs to create files beside {path};"
+            f" fix: chown {user}: {directory}"
+        )
 
 
 def _user() -> str:
     try:
-
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         return f"uid {os.geteuid()}"
@@ -312,8 +324,21 @@ def _schema_version(db: sqlite3.Connection) -> Optional[int]:
 
 
 def _entry(row) -> CacheEntry:
-    (domain, policy_id, body, fetched_at, _expires, hold, hold_until, txt_checked_at, refresh_at, failures, last_error,
-     dane, _mode) = row
+    (
+        domain,
+        policy_id,
+        body,
+        fetched_at,
+        _expires,
+        hold,
+        hold_until,
+        txt_checked_at,
+        refresh_at,
+        failures,
+        last_error,
+        dane,
+        _mode,
+    ) = row
     cached = None
     if policy_id is not None:
         try:

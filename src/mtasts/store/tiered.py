@@ -47,9 +47,13 @@ class PolicyCache:
         self.store_errors += 1
         if not self._failing:
             self._failing = True
-            log.error("cache store %s failed (%s): answering from memory; fix the store (disk space,"
-                      " permissions of %s, or remove a damaged file while mtasts is stopped)", what, exc,
-                      self.store.path if self.store is not None else "?")
+            log.error(
+                "cache store %s failed (%s): answering from memory; fix the store (disk space,"
+                " permissions of %s, or remove a damaged file while mtasts is stopped)",
+                what,
+                exc,
+                self.store.path if self.store is not None else "?",
+            )
 
     def _worked(self) -> None:
         if self._failing:
@@ -210,11 +214,7 @@ class PolicyCache:
             except StoreError as exc:
                 self._failed("refresh scan", exc)
                 return []
-        due = [
-            e.domain
-            for e in self._memory.values()
-            if e.valid_policy(now) is not None and e.refresh_at <= now
-        ]
+        due = [e.domain for e in self._memory.values() if e.valid_policy(now) is not None and e.refresh_at <= now]
         return sorted(due)[:limit]
 
     def prune(self, before: float) -> int:

@@ -25,7 +25,7 @@ log = logging.getLogger("mtasts.dashboard")
 
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none';"
-                               " frame-ancestors 'none'",
+    " frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -34,8 +34,7 @@ METRICS_DAYS = 7  # the sessions gauges cover the reports of this many days
 
 
 class ReportsDashboard:
-    def __init__(self, config: Config, host: str, port: int,
-                 https_counts: Callable[[], Dict[str, int]] = dict) -> None:
+    def __init__(self, config: Config, host: str, port: int, https_counts: Callable[[], Dict[str, int]] = dict) -> None:
         self.config = config
         self.host, self.port = host, port
         self._https_counts = https_counts
@@ -69,9 +68,9 @@ class ReportsDashboard:
 
     async def _read(self, work: Callable[[Any], Any]) -> Any:
         """Run *work(store)* on the dashboard's one reader thread (SQLite may wait for a lock)."""
+
         def run() -> Any:
             if self._store is None:
-
                 self._store = ReportStore(self.config.reports_path)
             return work(self._store)
 
@@ -116,8 +115,9 @@ class ReportsDashboard:
         since_day = day_of(time.time() - METRICS_DAYS * 86400)
         days, statuses = await self._read(lambda store: (store.summary(since_day), store.status_counts()))
         text = metrics_text(days, statuses, self._https_counts())
-        return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(
+            text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
+        )
 
 
 def _label(value: str) -> str:
@@ -139,17 +139,24 @@ def metrics_text(days, statuses: Dict[Tuple[str, str], int], https_counts: Dict[
             failures[(d.domain, kind)] = failures.get((d.domain, kind), 0) + count
     for (domain, result), count in sorted(sessions.items()):
         lines.append(f'mtasts_tlsrpt_sessions{{policy_domain="{_label(domain)}",result="{result}"}} {count}')
-    lines += ["# HELP mtasts_tlsrpt_failed_sessions Failed sessions by result type in the last 7 days of reports.",
-              "# TYPE mtasts_tlsrpt_failed_sessions gauge"]
+    lines += [
+        "# HELP mtasts_tlsrpt_failed_sessions Failed sessions by result type in the last 7 days of reports.",
+        "# TYPE mtasts_tlsrpt_failed_sessions gauge",
+    ]
     for (domain, kind), count in sorted(failures.items()):
-        lines.append(f'mtasts_tlsrpt_failed_sessions{{policy_domain="{_label(domain)}",result_type="{_label(kind)}"}}'
-                     f" {count}")
-    lines += ["# HELP mtasts_tlsrpt_reports Reports kept in the store, by status and how they came.",
-              "# TYPE mtasts_tlsrpt_reports gauge"]
+        lines.append(
+            f'mtasts_tlsrpt_failed_sessions{{policy_domain="{_label(domain)}",result_type="{_label(kind)}"}} {count}'
+        )
+    lines += [
+        "# HELP mtasts_tlsrpt_reports Reports kept in the store, by status and how they came.",
+        "# TYPE mtasts_tlsrpt_reports gauge",
+    ]
     for (status, via), count in sorted(statuses.items()):
         lines.append(f'mtasts_tlsrpt_reports{{status="{_label(status)}",via="{_label(via)}"}} {count}')
-    lines += ["# HELP mtasts_tlsrpt_https_reports_total Reports POSTed to this publisher since it started, by outcome.",
-              "# TYPE mtasts_tlsrpt_https_reports_total counter"]
+    lines += [
+        "# HELP mtasts_tlsrpt_https_reports_total Reports POSTed to this publisher since it started, by outcome.",
+        "# TYPE mtasts_tlsrpt_https_reports_total counter",
+    ]
     for outcome in ("stored", "duplicate", "unreadable", "foreign", "refused", "store_error"):
         lines.append(f'mtasts_tlsrpt_https_reports_total{{outcome="{outcome}"}} {https_counts.get(outcome, 0)}')
     return "\n".join(lines) + "\n"

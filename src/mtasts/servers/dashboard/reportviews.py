@@ -13,15 +13,17 @@ from mtasts.net.certificate import read_certificate
 from mtasts.store.reports import ReportStore, day_of
 
 
-def failure_advice(config: Config, failure: Dict[str, Any],
-                   expired: Optional[Dict[str, bool]] = None) -> List[str]:
+def failure_advice(config: Config, failure: Dict[str, Any], expired: Optional[Dict[str, bool]] = None) -> List[str]:
     """What a stored failure means for our publication (``core.reportadvice``); for a failed
     policy fetch, whether the certificate the publisher serves has expired by now (*expired*:
     what callers advising many failures already read, by certificate file)."""
     published = config.publish.domains.get(failure["domain"])
     cert_expired = False
-    if published is not None and published.cert and failure["result_type"] in ("sts-policy-fetch-error",
-                                                                                "sts-webpki-invalid"):
+    if (
+        published is not None
+        and published.cert
+        and failure["result_type"] in ("sts-policy-fetch-error", "sts-webpki-invalid")
+    ):
         known = expired if expired is not None else {}
         if published.cert not in known:
             try:
@@ -29,8 +31,14 @@ def failure_advice(config: Config, failure: Dict[str, Any],
             except ValueError:
                 known[published.cert] = False  # unreadable: the publisher logs that, the advice stays general
         cert_expired = known[published.cert]
-    return advise(failure["domain"], failure["result_type"], failure["receiving_mx"],
-                  failure["policy_strings"], published, cert_expired)
+    return advise(
+        failure["domain"],
+        failure["result_type"],
+        failure["receiving_mx"],
+        failure["policy_strings"],
+        published,
+        cert_expired,
+    )
 
 
 def advised(config: Config, failures: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -46,9 +54,19 @@ def report_summary(config: Config, store: ReportStore, since: float, domain: str
     days = store.summary(day_of(since), domain)
     failures = advised(config, store.failures(day_of(since), domain, limit=20))
     return {
-        "days": [{"domain": d.domain, "day": d.day, "successful": d.successful, "failed": d.failed,
-                  "success_rate": d.success_rate, "failures": d.failures, "reporters": list(d.reporters),
-                  "mx_hosts": list(d.mx_hosts)} for d in days],
+        "days": [
+            {
+                "domain": d.domain,
+                "day": d.day,
+                "successful": d.successful,
+                "failed": d.failed,
+                "success_rate": d.success_rate,
+                "failures": d.failures,
+                "reporters": list(d.reporters),
+                "mx_hosts": list(d.mx_hosts),
+            }
+            for d in days
+        ],
         "latest_failures": failures,
         "deviations": store.deviation_counts(since),
     }

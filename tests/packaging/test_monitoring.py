@@ -20,7 +20,7 @@ from tests.support.fakes import FakeDns, FakePolicies
 
 pytest.importorskip("prometheus_client")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RULES = ROOT / "packaging" / "monitoring" / "mtasts-alerts.yml"
 DASHBOARD = ROOT / "packaging" / "monitoring" / "grafana-dashboard.json"
 METRIC = re.compile(r"\bmtasts_[a-z_]+")
@@ -48,8 +48,12 @@ def exported_names():
 
 def test_the_collector_exports_what_the_docs_expect():
     names = exported_names()
-    assert {"mtasts_policy_downgrades_total", "mtasts_overrides_active", "mtasts_policy_changes_total",
-            "mtasts_fetch_duration_seconds_bucket"} <= names
+    assert {
+        "mtasts_policy_downgrades_total",
+        "mtasts_overrides_active",
+        "mtasts_policy_changes_total",
+        "mtasts_fetch_duration_seconds_bucket",
+    } <= names
 
 
 @pytest.mark.parametrize("source", [RULES, DASHBOARD, ROOT / "README.md"], ids=lambda p: p.name)

@@ -23,11 +23,16 @@ PUBLISHED = PublishedDomain("example.net", Mode.ENFORCE, ("mx1.example.net", "*.
 
 def test_advice_names_an_mx_host_the_patterns_do_not_cover():
     deeper = advise("example.net", "certificate-host-mismatch", "a.b.backup.example.net", [], PUBLISHED)
-    assert deeper[0].startswith("a.b.backup.example.net is not covered by the published mx patterns:"
-                                " '*.backup.example.net' covers one label only (RFC 8461 §4.1)")
+    assert deeper[0].startswith(
+        "a.b.backup.example.net is not covered by the published mx patterns:"
+        " '*.backup.example.net' covers one label only (RFC 8461 §4.1)"
+    )
     assert "'mx: *.b.backup.example.net'" in deeper[0]
     other = advise("example.net", "validation-failure", "mail.elsewhere.example", [], PUBLISHED)
-    assert other[0].startswith("mail.elsewhere.example is not covered") and "mx1.example.net, *.backup.example.net" in other[0]
+    assert (
+        other[0].startswith("mail.elsewhere.example is not covered")
+        and "mx1.example.net, *.backup.example.net" in other[0]
+    )
     covered = advise("example.net", "certificate-host-mismatch", "x.backup.example.net", [], PUBLISHED)
     assert covered == ["x.backup.example.net presented a certificate that does not name it"]
 
@@ -37,14 +42,16 @@ def test_advice_names_a_reporter_on_an_older_policy():
     advice = advise("example.net", "certificate-host-mismatch", "mx1.example.net", old, PUBLISHED)
     assert any("applied another policy" in a and "mx: mx0.example.net" in a for a in advice)
     same = ["version: STSv1", "mode: enforce", "mx: mx1.example.net", "mx: *.backup.example.net", "max_age: 604800"]
-    assert not any("another policy" in a for a in advise("example.net", "certificate-expired", "mx1.example.net",
-                                                        same, PUBLISHED))
+    assert not any(
+        "another policy" in a for a in advise("example.net", "certificate-expired", "mx1.example.net", same, PUBLISHED)
+    )
 
 
 def test_advice_without_our_publication_says_what_the_type_means():
     assert advise("other.example", "sts-policy-fetch-error", "", [], None) == [
         "the sender could not fetch https://mta-sts.other.example/.well-known/mta-sts.txt"
-        " (`mtasts check other.example` checks it as senders do)"]
+        " (`mtasts check other.example` checks it as senders do)"
+    ]
     assert "not one RFC 8460 defines" in advise("x.example", "made-up", "mx", [], None)[0]
 
 
@@ -64,8 +71,14 @@ def report(domain="example.net", report_id="r1", ok=10, failures=(), start="2026
 
 def test_the_store_keeps_each_report_once_and_sums_per_domain_and_day(store):
     r1, raw1 = report(report_id="r1", ok=10, failures=[shapes.failure("certificate-expired", "mx1.example.net", 2)])
-    r2, raw2 = report(report_id="r2", ok=5, failures=[shapes.failure("certificate-expired", "mx1.example.net", 1),
-                                                      shapes.failure("starttls-not-supported", "mx2.example.net", 4)])
+    r2, raw2 = report(
+        report_id="r2",
+        ok=5,
+        failures=[
+            shapes.failure("certificate-expired", "mx1.example.net", 1),
+            shapes.failure("starttls-not-supported", "mx2.example.net", 4),
+        ],
+    )
     r3, raw3 = report(report_id="r3", ok=7, start="2026-11-28T00:00:00Z")
     assert store.add(r1, raw1, "test") and store.add(r2, raw2, "test") and store.add(r3, raw3, "test")
     assert not store.add(r1, raw1, "test")
@@ -100,8 +113,10 @@ def test_receive_keeps_broken_reports_as_such_and_drops_foreign_ones(store):
 @pytest.fixture
 def config(tmp_path):
     path = tmp_path / "mtasts.toml"
-    path.write_text(f'[reports]\npath = "{tmp_path}/reports.sqlite3"\n'
-                    '[publish.domains."example.net"]\nmx = ["mx1.example.net", "*.backup.example.net"]\n')
+    path.write_text(
+        f'[reports]\npath = "{tmp_path}/reports.sqlite3"\n'
+        '[publish.domains."example.net"]\nmx = ["mx1.example.net", "*.backup.example.net"]\n'
+    )
     return path
 
 
@@ -110,8 +125,9 @@ def cli(config, *args, stdin: bytes = b""):
 
 
 def test_ingest_exits_0_for_everything_but_a_local_fault(config, tmp_path):
-    document = shapes.array_sender("example.net", failures=[shapes.failure("certificate-host-mismatch",
-                                                                           "a.b.backup.example.net", 4)])
+    document = shapes.array_sender(
+        "example.net", failures=[shapes.failure("certificate-host-mismatch", "a.b.backup.example.net", 4)]
+    )
     message = report_mail("application/tlsrpt+gzip", shapes.as_gzip(document))
     first = cli(config, "reports", "ingest", stdin=message)
     assert first.returncode == 0 and b"stored" in first.stderr
@@ -151,8 +167,10 @@ def test_ingest_exits_0_for_everything_but_a_local_fault(config, tmp_path):
 
 def test_publish_records_offers_the_https_rua_until_it_is_listed(tmp_path):
     path = tmp_path / "p.toml"
-    base = ('[publish.domains."example.net"]\nmx = ["mx1.example.net"]\nhost_addresses = ["192.0.2.1"]\n'
-            'tlsrpt_rua = ["mailto:tlsrpt@example.net"{}]\n')
+    base = (
+        '[publish.domains."example.net"]\nmx = ["mx1.example.net"]\nhost_addresses = ["192.0.2.1"]\n'
+        'tlsrpt_rua = ["mailto:tlsrpt@example.net"{}]\n'
+    )
     path.write_text(base.format(""))
     hint = 'add "https://mta-sts.example.net/tlsrpt" to tlsrpt_rua'
     assert hint in cli(path, "publish", "records").stdout.decode()
@@ -180,12 +198,27 @@ def test_with_a_dkim_verifier_named_only_signed_report_mail_is_kept(config):
     payload = shapes.as_gzip(shapes.array_sender("example.net", report_id="signed"))
     unsigned = cli(config, "reports", "ingest", stdin=report_mail("application/tlsrpt+gzip", payload))
     assert unsigned.returncode == 0 and b"no dkim=pass of that domain" in unsigned.stderr
-    forged = cli(config, "reports", "ingest", stdin=report_mail(
-        "application/tlsrpt+gzip", payload, headers="Authentication-Results: elsewhere; dkim=pass header.d=array.example\r\n"))
+    forged = cli(
+        config,
+        "reports",
+        "ingest",
+        stdin=report_mail(
+            "application/tlsrpt+gzip",
+            payload,
+            headers="Authentication-Results: elsewhere; dkim=pass header.d=array.example\r\n",
+        ),
+    )
     assert forged.returncode == 0 and b"dropped" in forged.stderr
-    signed = cli(config, "reports", "ingest", stdin=report_mail(
-        "application/tlsrpt+gzip", payload,
-        headers="Authentication-Results: mx.example.net; dkim=pass header.d=array.example\r\n"))
+    signed = cli(
+        config,
+        "reports",
+        "ingest",
+        stdin=report_mail(
+            "application/tlsrpt+gzip",
+            payload,
+            headers="Authentication-Results: mx.example.net; dkim=pass header.d=array.example\r\n",
+        ),
+    )
     assert signed.returncode == 0 and b"report signed stored" in signed.stderr
     listed = json.loads(cli(config, "reports", "list", "--since", "2026-11-01", "--json").stdout)
     assert [r["report_id"] for r in listed] == ["signed"]  # the unsigned and forged ones were not kept
@@ -200,16 +233,20 @@ def test_a_failed_policy_fetch_names_an_expired_publisher_certificate(tmp_path):
     if "not_after" not in inspect.signature(trustme.CA.issue_cert).parameters:
         pytest.skip("this trustme cannot issue an expired certificate")
     ca = trustme.CA()
-    issued = ca.issue_cert("mta-sts.example.net", not_after=datetime.datetime.now(datetime.timezone.utc)
-                           - datetime.timedelta(days=1))
+    issued = ca.issue_cert(
+        "mta-sts.example.net", not_after=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    )
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     issued.cert_chain_pems[0].write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
     path = tmp_path / "m.toml"
-    path.write_text(f'[reports]\npath = "{tmp_path}/r.sqlite3"\n[publish.domains."example.net"]\n'
-                    f'mx = ["mx1.example.net"]\ncert = "{cert}"\nkey = "{key}"\n')
-    message = report_mail("application/tlsrpt+json", shapes.as_json(shapes.sparse_sender(mx_host="mx1.example.net")),
-                          "r.json")
+    path.write_text(
+        f'[reports]\npath = "{tmp_path}/r.sqlite3"\n[publish.domains."example.net"]\n'
+        f'mx = ["mx1.example.net"]\ncert = "{cert}"\nkey = "{key}"\n'
+    )
+    message = report_mail(
+        "application/tlsrpt+json", shapes.as_json(shapes.sparse_sender(mx_host="mx1.example.net")), "r.json"
+    )
     assert cli(path, "reports", "ingest", stdin=message).returncode == 0
     out = cli(path, "reports", "summary", "--since", "2026-11-01").stdout.decode()
     assert "the certificate the publisher serves for mta-sts.example.net has expired: renew it" in out
@@ -217,14 +254,24 @@ def test_a_failed_policy_fetch_names_an_expired_publisher_certificate(tmp_path):
 
 def test_a_failure_keeps_the_policy_it_was_listed_under(store):
     document = shapes.rfc_appendix_b(domain="example.net")
-    tlsa = {"policy": {"policy-type": "tlsa", "policy-string": ["3 0 1 1F850A337E6DB9C609C522D136A475638CC43E1ED424F8EEC8513D747D1D085D"],
-                       "policy-domain": "example.net", "mx-host": ["mx1.example.net"]},
-            "summary": {"total-successful-session-count": 1, "total-failure-session-count": 1},
-            "failure-details": [shapes.failure("tlsa-invalid", "mx1.example.net", 1)]}
+    tlsa = {
+        "policy": {
+            "policy-type": "tlsa",
+            "policy-string": ["3 0 1 1F850A337E6DB9C609C522D136A475638CC43E1ED424F8EEC8513D747D1D085D"],
+            "policy-domain": "example.net",
+            "mx-host": ["mx1.example.net"],
+        },
+        "summary": {"total-successful-session-count": 1, "total-failure-session-count": 1},
+        "failure-details": [shapes.failure("tlsa-invalid", "mx1.example.net", 1)],
+    }
     document["policies"].insert(0, tlsa)
     store.add(parse_report(shapes.as_json(document)), shapes.as_json(document), "test")
     by_type = {}
     for f in store.failures("2000-01-01", limit=100):
         by_type.setdefault(f["result_type"], set()).add(f["policy_type"])
-    assert by_type == {"tlsa-invalid": {"tlsa"}, "certificate-expired": {"sts"}, "starttls-not-supported": {"sts"},
-                       "validation-failure": {"sts"}}
+    assert by_type == {
+        "tlsa-invalid": {"tlsa"},
+        "certificate-expired": {"sts"},
+        "starttls-not-supported": {"sts"},
+        "validation-failure": {"sts"},
+    }

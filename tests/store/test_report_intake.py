@@ -32,7 +32,7 @@ OURS = frozenset({"example.net"})
 
 @given(st.text())
 def test_printable_text_has_no_control_format_or_surrogate_character(text):
-    out = printable(text, 10 ** 6)
+    out = printable(text, 10**6)
     assert "\n" not in out and "\r" not in out and "\x00" not in out and "\u202e" not in out
     out.encode("utf-8")  # no lone surrogate: SQLite and every log handler can take it
     if text.isprintable():
@@ -53,14 +53,21 @@ def document(**changes):
 
 
 def test_a_forged_log_line_in_a_report_field_is_kept_as_text():
-    report = parse_report(json.dumps(document(**{
-        "organization-name": "Evil\nWARNING example.net: DOWNGRADE, mode enforce -> none",
-        "contact-info": "\ud800@x\u202e"})).encode())
+    report = parse_report(
+        json.dumps(
+            document(
+                **{
+                    "organization-name": "Evil\nWARNING example.net: DOWNGRADE, mode enforce -> none",
+                    "contact-info": "\ud800@x\u202e",
+                }
+            )
+        ).encode()
+    )
     assert "\n" not in report.organization and report.organization.startswith("Evil\\x0aWARNING")
     assert report.contact == "\\ud800@x\\u202e"
 
 
-@pytest.mark.parametrize("count", [MAX_SESSIONS + 1, 2 ** 63, -1, "99999999999999999999999"])
+@pytest.mark.parametrize("count", [MAX_SESSIONS + 1, 2**63, -1, "99999999999999999999999"])
 def test_a_count_beyond_any_real_one_is_no_count(count):
     doc = document()
     doc["policies"][0]["summary"]["total-successful-session-count"] = count
@@ -89,7 +96,7 @@ def test_only_the_policies_about_our_domains_are_kept():
         other = json.loads(json.dumps(ours))
         other["policy"]["policy-domain"] = f"foreign{i}.example"
         others.append(other)
-    doc["policies"] = others[:50] + [ours] + others[50:MAX_POLICIES - 1]
+    doc["policies"] = others[:50] + [ours] + others[50 : MAX_POLICIES - 1]
     reading = read_received(json.dumps(doc).encode(), OURS)
     assert reading.ours == ("example.net",) and [p.policy_domain for p in reading.report.policies] == ["example.net"]
 
@@ -98,8 +105,9 @@ def test_a_mail_nested_a_thousand_levels_deep_is_no_report():
     head = b"From: a@b.example\nMIME-Version: 1.0\n"
     body = b""
     for level in range(1000):
-        body = (b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (level, level) + body
-                + b"\n--b%d--\n" % level)
+        body = (
+            b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (level, level) + body + b"\n--b%d--\n" % level
+        )
     assert report_in_mail(head + body) is None
 
 
@@ -124,8 +132,8 @@ def test_sums_over_huge_counts_do_not_overflow(store):
     assert store.receive(reading_of("b", 1), "test")[0] == "stored"
     store._db.execute("UPDATE results SET successful = 5000000000000000000")
     (day,) = store.summary("2000-01-01")
-    assert day.successful == 10 ** 19
-    assert {r["successful"] for r in store.reports(0)} == {5 * 10 ** 18}
+    assert day.successful == 10**19
+    assert {r["successful"] for r in store.reports(0)} == {5 * 10**18}
 
 
 def test_past_the_day_s_count_nothing_more_is_kept_that_day(store):
@@ -148,20 +156,30 @@ def test_a_store_at_its_size_limit_keeps_nothing_new(store):
 
 def test_ingest_exits_0_or_75_for_hostile_mail(tmp_path):
     config = tmp_path / "mtasts.toml"
-    config.write_text(f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nmax_per_day = 2\n'
-                      '[publish.domains."example.net"]\nmx = ["mx1.example.net"]\n')
+    config.write_text(
+        f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nmax_per_day = 2\n'
+        '[publish.domains."example.net"]\nmx = ["mx1.example.net"]\n'
+    )
 
     def ingest(message: bytes) -> subprocess.CompletedProcess:
-        return subprocess.run(mtasts_command("reports", "ingest", "-c", str(config)), input=message,
-                              capture_output=True, timeout=60)
+        return subprocess.run(
+            mtasts_command("reports", "ingest", "-c", str(config)), input=message, capture_output=True, timeout=60
+        )
 
     huge = document()
-    huge["policies"][0]["summary"]["total-failure-session-count"] = 2 ** 63
+    huge["policies"][0]["summary"]["total-failure-session-count"] = 2**63
     surrogate = json.dumps(document(**{"organization-name": "\ud800"})).encode()
     nested = b"MIME-Version: 1.0\n" + b"".join(
-        b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(990))
-    results = [ingest(m) for m in (report_mail("application/tlsrpt+json", json.dumps(huge).encode()),
-                                   report_mail("application/tlsrpt+json", surrogate), nested)]
+        b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(990)
+    )
+    results = [
+        ingest(m)
+        for m in (
+            report_mail("application/tlsrpt+json", json.dumps(huge).encode()),
+            report_mail("application/tlsrpt+json", surrogate),
+            nested,
+        )
+    ]
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-300:] for r in results]
     assert b"is not a count" in results[0].stderr and b"stored" in results[1].stderr
     over = ingest(report_mail("application/tlsrpt+json", json.dumps(document(**{"report-id": "x"})).encode()))

@@ -96,8 +96,9 @@ class ScriptedHttps:
 
 def fetch(server, addresses=None, timeout=3.0, ca_file=None):
     async def run():
-        fetcher = PolicyFetcher(addresses or Addresses("127.0.0.1"), timeout, ca_file or server.ca_file,
-                                port=server.port)
+        fetcher = PolicyFetcher(
+            addresses or Addresses("127.0.0.1"), timeout, ca_file or server.ca_file, port=server.port
+        )
         await fetcher.start()
         try:
             return await fetcher.fetch(DOMAIN)
@@ -118,12 +119,12 @@ def sender(*pieces, pause=0.0):
         for piece in pieces:
             tls.sendall(piece)
             time.sleep(pause)
+
     return script
 
 
 def test_the_request_and_a_policy_read_back(tmp_path):
-    server = ScriptedHttps(tmp_path, sender(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(POLICY) + POLICY),
-                           hold=True)
+    server = ScriptedHttps(tmp_path, sender(OK_HEAD + b"Content-Length: %d\r\n\r\n" % len(POLICY) + POLICY), hold=True)
     result = fetch(server)
     assert result.body == POLICY and result.policy.max_age == 86400
     assert result.url == f"https://{HOST}/.well-known/mta-sts.txt"
@@ -136,24 +137,34 @@ def test_the_request_and_a_policy_read_back(tmp_path):
 
 
 def test_a_chunked_response_trickled_in_tiny_segments(tmp_path):
-    wire = OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
-        b"%x\r\n%s\r\n" % (len(POLICY[i:i + 7]), POLICY[i:i + 7]) for i in range(0, len(POLICY), 7)) + b"0\r\n\r\n"
-    server = ScriptedHttps(tmp_path, sender(*(wire[i:i + 5] for i in range(0, len(wire), 5)), pause=0.002))
+    wire = (
+        OK_HEAD
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"%x\r\n%s\r\n" % (len(POLICY[i : i + 7]), POLICY[i : i + 7]) for i in range(0, len(POLICY), 7))
+        + b"0\r\n\r\n"
+    )
+    server = ScriptedHttps(tmp_path, sender(*(wire[i : i + 5] for i in range(0, len(wire), 5)), pause=0.002))
     assert fetch(server).body == POLICY
 
 
-@pytest.mark.parametrize("reply,kind,text", [
-    (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "http", "illegal status line"),
-    (OK_HEAD + b"Content-Length: 500\r\n\r\n" + POLICY, "http", "before the end of the body"),
-    (OK_HEAD + b"Content-Encoding: br\r\n\r\nxx", "http", "unsupported Content-Encoding"),
-    (b"", "http", "closed without a response"),
-    (OK_HEAD + b"Content-Length: 99999999\r\n\r\n", "too-large", "body over 65536 bytes"),
-    (b"HTTP/1.1 404 Not Found\r\nContent-Length: 99999999\r\n\r\n", "http-status", "HTTP 404, expected 200"),
-    (b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\r\n\r\n", "redirect",
-     "redirect to 'https://elsewhere.example/'"),
-    (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>", "content-type", "Content-Type 'text/html'"),
-    (OK_HEAD + b"\r\nversion: STSv1\r\nmode: bogus\r\n", "invalid-policy", "mode"),
-])
+@pytest.mark.parametrize(
+    "reply,kind,text",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "http", "illegal status line"),
+        (OK_HEAD + b"Content-Length: 500\r\n\r\n" + POLICY, "http", "before the end of the body"),
+        (OK_HEAD + b"Content-Encoding: br\r\n\r\nxx", "http", "unsupported Content-Encoding"),
+        (b"", "http", "closed without a response"),
+        (OK_HEAD + b"Content-Length: 99999999\r\n\r\n", "too-large", "body over 65536 bytes"),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 99999999\r\n\r\n", "http-status", "HTTP 404, expected 200"),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/\r\n\r\n",
+            "redirect",
+            "redirect to 'https://elsewhere.example/'",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html>", "content-type", "Content-Type 'text/html'"),
+        (OK_HEAD + b"\r\nversion: STSv1\r\nmode: bogus\r\n", "invalid-policy", "mode"),
+    ],
+)
 def test_unusable_responses_fail_for_their_own_reason(tmp_path, reply, kind, text):
     server = ScriptedHttps(tmp_path, sender(reply))
     error = failure(server)
@@ -258,6 +269,7 @@ def test_a_reset_after_a_complete_length_framed_body_changes_nothing(tmp_path):
 
 def streamer(head, piece):
     """A host that sends *head*, then *piece* as fast as it can until the client leaves."""
+
     def script(tls):
         tls.sendall(head)
         block = piece * max(1, 16384 // len(piece))
@@ -266,6 +278,7 @@ def streamer(head, piece):
                 tls.sendall(block)
         except (OSError, ssl.SSLError):
             pass
+
     return script
 
 
@@ -278,8 +291,11 @@ def test_a_host_streaming_interim_responses_is_refused_at_their_bound(tmp_path):
 
 
 def test_a_host_streaming_chunk_framing_is_refused_at_the_response_bound(tmp_path):
-    server = ScriptedHttps(tmp_path, streamer(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n",
-                                              b"1;" + b"e" * 1000 + b"\r\nx\r\n"), notify=False)
+    server = ScriptedHttps(
+        tmp_path,
+        streamer(OK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n", b"1;" + b"e" * 1000 + b"\r\nx\r\n"),
+        notify=False,
+    )
     error = failure(server, timeout=30.0)
     assert error.kind == "http" and "octets with its framing" in str(error), str(error)
 

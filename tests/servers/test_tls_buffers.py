@@ -26,8 +26,9 @@ def test_a_tls_connection_gets_the_smaller_read_buffer():
     async def buffer_size() -> int:
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_context)
         port = server.sockets[0].getsockname()[1]
-        _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context,
-                                                        server_hostname="localhost")
+        _reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context, server_hostname="localhost"
+        )
         size = len(writer.transport._ssl_protocol._ssl_buffer)  # the buffer each connection holds
         writer.close()
         server.close()

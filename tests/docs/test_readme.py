@@ -3,7 +3,7 @@
 import pathlib
 import re
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
@@ -34,7 +34,19 @@ def test_documented_config_block_parses_to_the_defaults():
     documented = parse_config(tomllib.loads(block), "README")
     defaults = Config()
     # Each section's values (not which keys the block happens to set), and the map profiles.
-    for section in ("socketmap", "resolver", "fetch", "cache", "metrics", "dane", "postfix", "control", "log", "reports", "maps"):
+    for section in (
+        "socketmap",
+        "resolver",
+        "fetch",
+        "cache",
+        "metrics",
+        "dane",
+        "postfix",
+        "control",
+        "log",
+        "reports",
+        "maps",
+    ):
         assert getattr(documented, section) == getattr(defaults, section), section
 
 

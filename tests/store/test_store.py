@@ -104,10 +104,15 @@ def test_memory_only_backend():
 def dane_result():
     from mtasts.core.dane import DaneResult, DaneState, HostDane, HostState
 
-    return DaneResult(DaneState.PARTIAL, T0, T0 + 300, (
-        HostDane("mx1.example.com", HostState.USABLE, ("3 1 1 " + "ab" * 32,)),
-        HostDane("mx2.example.com", HostState.NO_TLSA),
-    ))
+    return DaneResult(
+        DaneState.PARTIAL,
+        T0,
+        T0 + 300,
+        (
+            HostDane("mx1.example.com", HostState.USABLE, ("3 1 1 " + "ab" * 32,)),
+            HostDane("mx2.example.com", HostState.NO_TLSA),
+        ),
+    )
 
 
 def test_dane_result_round_trip_and_kept_across_relearning(tmp_path):
@@ -135,8 +140,11 @@ def test_version_1_file_upgraded_in_place(tmp_path):
             txt_checked_at REAL NOT NULL DEFAULT 0, refresh_at REAL NOT NULL DEFAULT 0,
             failures INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
     """)
-    db.execute("INSERT INTO entries (domain, policy_id, body, fetched_at, expires_at, refresh_at)"
-               " VALUES ('example.com', 'id1', ?, ?, ?, ?)", (BODY, T0, T0 + 86400, T0 + 43200))
+    db.execute(
+        "INSERT INTO entries (domain, policy_id, body, fetched_at, expires_at, refresh_at)"
+        " VALUES ('example.com', 'id1', ?, ?, ?, ?)",
+        (BODY, T0, T0 + 86400, T0 + 43200),
+    )
     db.commit()
     db.close()
     store = SqliteStore(path)
@@ -153,13 +161,15 @@ def test_version_1_file_upgraded_in_place(tmp_path):
 def test_unreadable_dane_column_is_dropped_not_fatal(tmp_path):
     store = SqliteStore(str(tmp_path / "c.sqlite3"))
     store.put(policy_entry())
-    store._db.execute("UPDATE entries SET dane = '{\"state\": \"bogus\"}'")
+    store._db.execute('UPDATE entries SET dane = \'{"state": "bogus"}\'')
     assert store.get("example.com").dane is None
     assert store.get("example.com").cached is not None
 
 
-@pytest.mark.parametrize("column,value", [("hold_until", "soon"), ("fetched_at", "yesterday"),
-                                          ("failures", 1.5), ("refresh_at", float("inf"))])
+@pytest.mark.parametrize(
+    "column,value",
+    [("hold_until", "soon"), ("fetched_at", "yesterday"), ("failures", 1.5), ("refresh_at", float("inf"))],
+)
 def test_a_row_with_the_wrong_kind_of_value_is_a_miss_and_removed(tmp_path, column, value):
     # Issue 24, 9: text in a REAL column made every lookup TEMP, and the row stayed.
     store = SqliteStore(str(tmp_path / "c.sqlite3"))

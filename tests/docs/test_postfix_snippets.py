@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 POSTCONF = shutil.which("postconf") or ("/usr/sbin/postconf" if pathlib.Path("/usr/sbin/postconf").exists() else None)
 pytestmark = pytest.mark.skipif(POSTCONF is None, reason="Postfix is not installed (.ci/run installs it)")
 

@@ -21,7 +21,9 @@ def test_rate_limited_log_keeps_a_burst_then_sums_up(caplog):
         now[0] = 60.0
         limited.warning("next window")
     assert [r.getMessage() for r in caplog.records][3:] == [
-        "98 more such lines in the last 60 s were not logged", "next window"]
+        "98 more such lines in the last 60 s were not logged",
+        "next window",
+    ]
     assert limited.suppressed == 0
 
 

@@ -7,24 +7,69 @@ import subprocess
 
 import pytest
 
-UNITS = sorted((pathlib.Path(__file__).resolve().parent.parent / "systemd").glob("mtasts*"))
+UNITS = sorted((pathlib.Path(__file__).resolve().parents[2] / "systemd").glob("mtasts*"))
 
 # Directives newer than systemd 219 (ignored there with a warning, or worse).
 NEWER_THAN_219 = {
-    "AmbientCapabilities", "StartLimitIntervalSec", "StartLimitBurst", "StartLimitAction",
-    "ReadWritePaths", "ReadOnlyPaths", "InaccessiblePaths", "DynamicUser", "ProtectKernelTunables",
-    "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectClock", "ProtectHostname",
-    "StateDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory", "RuntimeDirectoryPreserve",
-    "FileDescriptorName", "LockPersonality", "MemoryDenyWriteExecute", "RestrictRealtime", "RestrictNamespaces",
-    "RestrictSUIDSGID", "PrivateUsers", "PrivateMounts", "SystemCallFilter", "IPAddressDeny", "IPAddressAllow",
+    "AmbientCapabilities",
+    "StartLimitIntervalSec",
+    "StartLimitBurst",
+    "StartLimitAction",
+    "ReadWritePaths",
+    "ReadOnlyPaths",
+    "InaccessiblePaths",
+    "DynamicUser",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectClock",
+    "ProtectHostname",
+    "StateDirectory",
+    "CacheDirectory",
+    "LogsDirectory",
+    "ConfigurationDirectory",
+    "RuntimeDirectoryPreserve",
+    "FileDescriptorName",
+    "LockPersonality",
+    "MemoryDenyWriteExecute",
+    "RestrictRealtime",
+    "RestrictNamespaces",
+    "RestrictSUIDSGID",
+    "PrivateUsers",
+    "PrivateMounts",
+    "SystemCallFilter",
+    "IPAddressDeny",
+    "IPAddressAllow",
 }
 # What these units may use: all present in systemd 219.
 KNOWN_219 = {
     "Unit": {"Description", "After", "Wants", "Before", "Requires", "Documentation"},
-    "Service": {"Type", "NotifyAccess", "User", "Group", "ExecStart", "ExecReload", "Restart", "RestartSec",
-                "TimeoutStopSec", "RuntimeDirectory", "RuntimeDirectoryMode", "UMask", "PrivateTmp",
-                "PrivateDevices", "ProtectSystem", "ProtectHome", "NoNewPrivileges", "ReadWriteDirectories",
-                "CapabilityBoundingSet", "RestrictAddressFamilies", "LimitNOFILE", "WatchdogSec", "Environment"},
+    "Service": {
+        "Type",
+        "NotifyAccess",
+        "User",
+        "Group",
+        "ExecStart",
+        "ExecReload",
+        "Restart",
+        "RestartSec",
+        "TimeoutStopSec",
+        "RuntimeDirectory",
+        "RuntimeDirectoryMode",
+        "UMask",
+        "PrivateTmp",
+        "PrivateDevices",
+        "ProtectSystem",
+        "ProtectHome",
+        "NoNewPrivileges",
+        "ReadWriteDirectories",
+        "CapabilityBoundingSet",
+        "RestrictAddressFamilies",
+        "LimitNOFILE",
+        "WatchdogSec",
+        "Environment",
+    },
     "Socket": {"ListenStream", "Backlog", "NoDelay", "SocketUser", "SocketGroup", "SocketMode", "Service"},
     "Timer": {"OnCalendar", "Persistent", "Unit"},
     "Install": {"WantedBy", "Also"},
@@ -39,9 +84,14 @@ def directives(path):
 
 
 def test_units_exist():
-    assert {u.name for u in UNITS} == {"mtasts.service", "mtasts.socket", "mtasts-publish.service",
-                                       "mtasts-publish.socket", "mtasts-reports-digest.service",
-                                       "mtasts-reports-digest.timer"}
+    assert {u.name for u in UNITS} == {
+        "mtasts.service",
+        "mtasts.socket",
+        "mtasts-publish.service",
+        "mtasts-publish.socket",
+        "mtasts-reports-digest.service",
+        "mtasts-reports-digest.timer",
+    }
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
@@ -71,8 +121,9 @@ def test_services_notify_and_run_unprivileged():
 
 def analyze(tmp_path, units):
     """systemd-analyze verify output (it exits 0 on unknown keys, so the output is what counts)."""
-    out = subprocess.run(["systemd-analyze", "verify", "--man=no"] + [str(p) for p in units],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no"] + [str(p) for p in units], capture_output=True, text=True, timeout=60
+    )
     return [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
 
 
@@ -97,7 +148,7 @@ def test_the_resolver_socket_is_where_the_shipped_configs_listen():
 
     units = {u.name: directives(u) for u in UNITS}
     held = units["mtasts.socket"]["Socket"]["ListenStream"]
-    rpm_config = load_config(str(pathlib.Path(__file__).resolve().parent.parent / "packaging/rpm/mtasts.toml"))
+    rpm_config = load_config(str(pathlib.Path(__file__).resolve().parents[2] / "packaging/rpm/mtasts.toml"))
     for config in (Config(), rpm_config):
         assert [str(listener) for listener in config.socketmap.listen] == [f"inet:{held}"]
     service = units["mtasts.service"]["Unit"]

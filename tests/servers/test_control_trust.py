@@ -95,8 +95,10 @@ def test_the_daemon_refuses_a_socketmap_socket_in_such_a_directory(tmp_path):
     shared.mkdir()
     shared.chmod(0o1777)
     config = tmp_path / "mtasts.toml"
-    config.write_text(f'[socketmap]\nlisten = ["unix:{shared}/socketmap.sock"]\n[cache]\nbackend = "memory"\n'
-                      f'[control]\nsocket = "{tmp_path}/control.sock"\n[postfix]\nversion = "3.7.11"\n')
+    config.write_text(
+        f'[socketmap]\nlisten = ["unix:{shared}/socketmap.sock"]\n[cache]\nbackend = "memory"\n'
+        f'[control]\nsocket = "{tmp_path}/control.sock"\n[postfix]\nversion = "3.7.11"\n'
+    )
     done = subprocess.run(mtasts_command("serve", "-c", str(config)), capture_output=True, text=True, timeout=60)
     assert done.returncode == 78, done.stderr
     assert "[socketmap] listen:" in done.stderr and "writable by every user" in done.stderr
