@@ -151,3 +151,29 @@ def test_a_lone_surrogate_or_a_forged_log_line_is_stored_as_text_not_a_500(recei
     assert "evil-1" in log and "\nWARNING " + d + ": DOWNGRADE" not in log and "Traceback" not in log
     listed = json.loads(receiver.cli("reports", "list", "--since", "2010-01-01", "--json").stdout)
     assert listed[0]["organization"].startswith("\\ud800Evil\\x0aWARNING")
+
+
+def test_a_full_report_store_or_a_full_day_answers_with_a_status_not_a_traceback(tmp_path, policy_host, world):
+    # 503 at [reports] max_store_bytes, 429 past max_per_day: the sender retries later (§5.5).
+    pub = Publisher(tmp_path, policy_host.ca, {})
+    d = world.new_domain("full")
+    cert, key = pub.cert_for(d)
+    pub.domains = {d: {"mode": "enforce", "mx": [f"mx1.{d}"], "cert": cert, "key": key}}
+    pub.write(pub.domains, extra=f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nmax_per_day = 1\n')
+    pub.start()
+    try:
+        host = f"mta-sts.{d}"
+        first = post(pub.ca, host, shapes.as_gzip(shapes.array_sender(d, report_id="day-1")))
+        second = post(pub.ca, host, shapes.as_gzip(shapes.array_sender(d, report_id="day-2")))
+        assert first[0] == 201 and second[0] == 429 and int(second[1]["retry-after"]) > 0
+    finally:
+        pub.stop()
+    pub.write(pub.domains, extra=f'[reports]\npath = "{tmp_path}/reports.sqlite3"\nmax_store_bytes = 1\n')
+    pub.start()
+    try:
+        full = post(pub.ca, f"mta-sts.{d}", shapes.as_gzip(shapes.array_sender(d, report_id="full-1")))
+        assert full[0] == 503 and full[1]["retry-after"] == "3600"
+        log = pub.log.read_text()
+        assert "at its size limit" in log and "Traceback" not in log
+    finally:
+        pub.stop()
