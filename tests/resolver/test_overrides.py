@@ -91,26 +91,16 @@ def test_an_override_does_not_lower_dane_unless_it_says_so(tmp_path):
         async with running(Host(clock, dns, policies, dane={"mode": "prefer"})) as host:
             assert await host.answer(D) == b"OK dane-only"
             ctl = control(host, tmp_path)
-            await ctl.execute(
-                {
-                    "command": "override_add",
-                    "domain": D,
-                    "level": "may",
-                    "until": clock() + 60,
-                    "reason": "expired certificate",
-                }
-            )
+            add = {
+                "command": "override_add",
+                "domain": D,
+                "level": "may",
+                "until": clock() + 60,
+                "reason": "expired certificate",
+            }
+            await ctl.execute(add)
             below = host.resolver.answer_nowait("postfix", D)
-            await ctl.execute(
-                {
-                    "command": "override_add",
-                    "domain": D,
-                    "level": "may",
-                    "until": clock() + 60,
-                    "reason": "expired certificate",
-                    "dane": True,
-                }
-            )
+            await ctl.execute(dict(add, dane=True))
             over = host.resolver.answer_nowait("postfix", D)
             return below, over
 

@@ -198,27 +198,14 @@ def test_with_a_dkim_verifier_named_only_signed_report_mail_is_kept(config):
     payload = shapes.as_gzip(shapes.array_sender("example.net", report_id="signed"))
     unsigned = cli(config, "reports", "ingest", stdin=report_mail("application/tlsrpt+gzip", payload))
     assert unsigned.returncode == 0 and b"no dkim=pass of that domain" in unsigned.stderr
-    forged = cli(
-        config,
-        "reports",
-        "ingest",
-        stdin=report_mail(
-            "application/tlsrpt+gzip",
-            payload,
-            headers="Authentication-Results: elsewhere; dkim=pass header.d=array.example\r\n",
-        ),
-    )
+
+    def ingest(results: str):
+        mail = report_mail("application/tlsrpt+gzip", payload, headers=f"Authentication-Results: {results}\r\n")
+        return cli(config, "reports", "ingest", stdin=mail)
+
+    forged = ingest("elsewhere; dkim=pass header.d=array.example")
     assert forged.returncode == 0 and b"dropped" in forged.stderr
-    signed = cli(
-        config,
-        "reports",
-        "ingest",
-        stdin=report_mail(
-            "application/tlsrpt+gzip",
-            payload,
-            headers="Authentication-Results: mx.example.net; dkim=pass header.d=array.example\r\n",
-        ),
-    )
+    signed = ingest("mx.example.net; dkim=pass header.d=array.example")
     assert signed.returncode == 0 and b"report signed stored" in signed.stderr
     listed = json.loads(cli(config, "reports", "list", "--since", "2026-11-01", "--json").stdout)
     assert [r["report_id"] for r in listed] == ["signed"]  # the unsigned and forged ones were not kept
