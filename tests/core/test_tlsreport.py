@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtasts.core.tlsreport import parse_report, report_in_mail, unpack
+from mtasts.core.reportmail import dkim_passed, report_in_mail, signed_by
+from mtasts.core.tlsreport import parse_report, unpack
 from mtasts.errors import ReportError
 from tests.support import tlsreports as shapes
 from tests.support.tlsreports import report_mail as mail
@@ -223,7 +224,6 @@ def test_a_zlib_stream_is_not_gzip():
 
 
 def test_dkim_results_count_only_from_our_verifier():
-    from mtasts.core.tlsreport import dkim_passed, signed_by
 
     results = [
         "mx.example.net 1; spf=pass smtp.mailfrom=array.example;"

@@ -13,14 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mtasts.core.remotetext import printable
-from mtasts.core.tlsreport import (
-    MAX_FAILURE_DETAILS,
-    MAX_POLICIES,
-    MAX_SESSIONS,
-    parse_report,
-    read_received,
-    report_in_mail,
-)
+from mtasts.core.reportmail import report_in_mail
+from mtasts.core.tlsreport import MAX_FAILURE_DETAILS, MAX_POLICIES, MAX_SESSIONS, parse_report, read_received
 from mtasts.errors import ReportError
 from mtasts.store.reports import IntakeLimits, ReportStore
 from tests.support import tlsreports as shapes

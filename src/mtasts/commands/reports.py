@@ -20,7 +20,8 @@ from typing import Any, Dict, Optional
 from mtasts.commands.output import print_table
 from mtasts.config import Config
 from mtasts.core.override import parse_since
-from mtasts.core.tlsreport import MAX_MESSAGE_BYTES, dkim_passed, read_received, report_in_mail, signed_by
+from mtasts.core.reportmail import MAX_MESSAGE_BYTES, dkim_passed, report_in_mail, signed_by
+from mtasts.core.tlsreport import read_received
 from mtasts.errors import StoreError, UsageError
 from mtasts.exits import EXIT_NO, EXIT_OK, EXIT_TEMPFAIL
 from mtasts.servers.dashboard.reportviews import advised, report_summary
