@@ -4,7 +4,8 @@
 commands see; behind it one room a job:
 
     answers     the hot path from the cache, and lookups that wait for the network
-    discovery   a new domain: TXT, then the policy, one discovery per domain at a time
+    discovery   a domain's publication: TXT, then the policy (also for query and check)
+    discoverer  a new domain's discovery, one at a time per domain
     learning    what a discovery or refresh found: the cache entry, the history, the log
     overrides   exemptions: the file's, the command line's, the fleet's
     danetrack   DANE checks of next hops, one at a time each, their results kept
@@ -33,7 +34,7 @@ from mtasts.net.fetch import PolicySource
 from mtasts.resolver.answers import Answers
 from mtasts.resolver.counters import Counters
 from mtasts.resolver.danetrack import DaneTracker
-from mtasts.resolver.discovery import Discoverer, Found
+from mtasts.resolver.discoverer import Discoverer, Found
 from mtasts.resolver.learning import Learning
 from mtasts.resolver.overrides import Overrides
 from mtasts.resolver.upkeep import Upkeep

@@ -28,7 +28,7 @@ from mtasts.logs import RateLimitedLog
 from mtasts.net.dns import SecureAnswer
 from mtasts.resolver.counters import Counters
 from mtasts.resolver.danetrack import DaneTracker
-from mtasts.resolver.discovery import Discoverer
+from mtasts.resolver.discoverer import Discoverer
 from mtasts.resolver.overrides import Overrides
 from mtasts.resolver.upkeep import Upkeep
 from mtasts.store.tiered import PolicyCache

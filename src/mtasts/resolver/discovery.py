@@ -1,15 +1,11 @@
 """Policy discovery (RFC 8461 §3): from a domain to what its publication says.
 
 One place asks for the ``_mta-sts`` TXT record, picks the record and fetches the policy;
-the resolver (``Discoverer`` for a new domain, ``read_record`` and ``fetch_policy`` for
+the resolver (``discoverer`` for a new domain, ``read_record`` and ``fetch_policy`` for
 its background re-checks), ``mtasts query`` and ``mtasts check`` all use it. The outcome
 is typed: a policy, or the ``Hold`` that says why there is none, with what was seen on
 the way (the TXT answer, the record or why it is unusable, the fetch error), so each
 caller decides only what it does with it: cache it, print it, or judge it.
-
-``Discoverer`` is the resolver's: one discovery per domain at a time (concurrent lookups
-share it), another host's result first where there is a fleet, and what was found kept
-(``learning``).
 
 The DNS client and the policy fetcher are ``Protocol``s: the daemon passes the real
 ones (``net.dns.DnsClient``, ``net.fetch.PolicyFetcher``); in-process tests pass small
@@ -18,24 +14,17 @@ fakes.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import Optional
 
-from mtasts.core import freshness
-from mtasts.core.freshness import CacheEntry, Hold
+from mtasts.core.freshness import Hold
 from mtasts.core.policy import Policy
 from mtasts.core.tagvalue import begins_with_version
 from mtasts.core.txtrecord import VERSION, PolicyRecord, select_record
 from mtasts.errors import FetchError, RecordError
 from mtasts.net.dns import DnsLookups, Outcome, TxtAnswer
 from mtasts.net.fetch import FetchResult, PolicySource
-from mtasts.resolver.counters import Counters
-from mtasts.store.tiered import PolicyCache
-
-if TYPE_CHECKING:
-    from mtasts.resolver.learning import Learning
 
 
 @dataclass(frozen=True)
@@ -139,60 +128,3 @@ async def discover(dns: DnsLookups, fetcher: PolicySource, domain: str, always_f
         fetcher.abandon(domain)
         return Discovery(domain, lookup)
     return Discovery(domain, lookup, await fetch_policy(fetcher, domain))
-
-
-Found = Tuple[CacheEntry, Optional[Policy]]  # the new cache entry, and the policy to apply now
-
-
-class Discoverer:
-    """Discovery of a domain nothing usable is cached for, one at a time per domain."""
-
-    def __init__(
-        self,
-        cache: PolicyCache,
-        dns: DnsLookups,
-        fetcher: PolicySource,
-        learning: Learning,
-        counters: Counters,
-        txt_recheck: Callable[[], float],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.cache = cache
-        self.dns = dns
-        self.fetcher = fetcher
-        self._learning = learning
-        self._counters = counters
-        self._txt_recheck = txt_recheck  # the configuration's, read at each use (SIGHUP changes it)
-        self._clock = clock
-        self.inflight: Dict[str, asyncio.Future[Found]] = {}
-
-    def discover(self, domain: str) -> asyncio.Future[Found]:
-        """Discover *domain* now, sharing one discovery among concurrent callers."""
-        future = self.inflight.get(domain)
-        if future is None:
-            future = asyncio.ensure_future(self._discover(domain))
-            self.inflight[domain] = future
-            future.add_done_callback(lambda _f: self.inflight.pop(domain, None))
-        return asyncio.shield(future)
-
-    def answerable(self, entry: CacheEntry) -> bool:
-        """Whether *entry* (from elsewhere) answers lookups now: a valid policy or a running hold."""
-        return not freshness.decide(entry, self._clock(), self._txt_recheck()).discover
-
-    async def _discover(self, domain: str) -> Found:
-        self._counters.discoveries += 1
-        started = time.perf_counter()
-        entry = self.cache.peek(domain)
-        cached = entry.valid_policy(self._clock()) if entry else None
-        if cached is not None:  # learned meanwhile by a background task
-            return entry, cached.policy  # type: ignore[return-value]
-        known = await self.cache.recall(domain, self.answerable)  # another host's (a fleet)
-        if known is not None:
-            return known, freshness.decide(known, self._clock(), self._txt_recheck()).policy
-        found = await discover(self.dns, self.fetcher, domain)
-        self._learning.count(found.fetch)
-        took = round((time.perf_counter() - started) * 1000, 1)
-        if found.hold is None:
-            assert found.fetch is not None and found.fetch.result is not None
-            return self._learning.learn(entry, domain, found.lookup.record, found.fetch.result, took), found.policy
-        return self._learning.hold(entry, domain, found, took), None

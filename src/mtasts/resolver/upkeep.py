@@ -25,7 +25,8 @@ from mtasts.logs import RateLimitedLog
 from mtasts.net.dns import DnsLookups, Outcome
 from mtasts.net.fetch import PolicySource
 from mtasts.resolver.counters import Counters
-from mtasts.resolver.discovery import Discoverer, Found, fetch_policy, read_record
+from mtasts.resolver.discoverer import Discoverer, Found
+from mtasts.resolver.discovery import fetch_policy, read_record
 from mtasts.resolver.learning import Learning
 from mtasts.resolver.overrides import Overrides
 from mtasts.store.tiered import PolicyCache
